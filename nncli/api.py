@@ -1,0 +1,274 @@
+"""The Python API: one function per command, taking plain values and returning dataclasses.
+
+The CLI is a thin layer over these; they are equally usable from Python:
+
+    import nncli
+    result = nncli.train("configs/pima_logistic.yaml", overrides=["training.epochs=5"])
+    report = nncli.evaluate([result.final_checkpoint])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .checkpoint import Checkpoint, read_checkpoint
+from .data import DATA_SOURCES, Dataset
+from .errors import CheckpointError, ConfigError, TrainingInterrupted
+from .experiment import Experiment, load_experiment
+from .files import new_run_folder
+from .initializers import INITIALIZERS
+from .layers import ACTIVATIONS, LAYERS
+from .losses import LOSSES
+from .metrics import Evaluation, ensemble, evaluate as evaluate_split
+from .model import SummaryRow
+from .optimizers import OPTIMIZERS
+from .registry import ComponentInfo, Registry, did_you_mean
+from .runfolder import RunFolder
+from .training import Callback, StopSignals, Trainer, TrainState
+
+# Component kinds listed by `nncli components`, in display order.
+KINDS: dict[str, Registry] = {
+    "layer": LAYERS,
+    "activation": ACTIVATIONS,
+    "loss": LOSSES,
+    "optimizer": OPTIMIZERS,
+    "initializer": INITIALIZERS,
+    "data": DATA_SOURCES,
+}
+
+
+# -- train ---------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    run_dir: Path
+    final_checkpoint: Path
+    best_checkpoint: Path | None
+    state: TrainState
+    num_params: int
+    experiment: Experiment
+
+    @property
+    def history(self) -> list[dict]:
+        return self.state.history
+
+
+def _load_data(experiment: Experiment, preprocessing: dict | None = None) -> Dataset:
+    return experiment.data.load(experiment.seeds("data"), preprocessing)
+
+
+def _check_resumable(experiment: Experiment, checkpoint: Checkpoint) -> None:
+    """Exact resume needs the same config; only training.epochs may grow."""
+    mine, theirs = experiment.resolved(), checkpoint.config
+    for section in mine.keys() | theirs.keys():
+        a, b = mine.get(section), theirs.get(section)
+        if section == "training" and isinstance(a, dict) and isinstance(b, dict):
+            a = {k: v for k, v in a.items() if k != "epochs"}
+            b = {k: v for k, v in b.items() if k != "epochs"}
+        if section != "name" and a != b:
+            path = experiment.doc.locate((section,))
+            raise ConfigError(
+                f"differs from the config in {checkpoint.path}; --resume continues the same experiment "
+                "(only training.epochs may change); use --weights to start a new run from its weights",
+                (section,),
+                path,
+            )
+
+
+def train(
+    config: str | Path | dict,
+    overrides: Sequence[str] = (),
+    out: str | Path | None = None,
+    seed: int | None = None,
+    resume: str | Path | None = None,
+    weights: str | Path | None = None,
+    callbacks: Sequence[Callback] = (),
+    on_start=None,
+) -> TrainResult:
+    """Train from a config; return where the run and its checkpoints are.
+
+    Everything is validated (config, data, checkpoints) before the run folder
+    is created, so a failed start leaves no trace and never touches earlier runs.
+    `on_start(run_dir, trainer)` is called once the run folder exists.
+    """
+    if resume is not None and weights is not None:
+        raise ConfigError("use --resume (continue a run) or --weights (new run from its weights), not both", location="train")
+    experiment = load_experiment(config, overrides, seed)
+    resumed = read_checkpoint(resume) if resume is not None else None
+    if resumed is not None:
+        _check_resumable(experiment, resumed)
+    start = read_checkpoint(weights) if weights is not None else None
+
+    dataset = _load_data(experiment, resumed.meta["preprocessing"] if resumed else None)
+    model = experiment.build_model(dataset.input_shape, dataset.num_classes)
+    model.initialize(np.random.default_rng(experiment.seeds("init")))
+    for ckpt in (start, resumed):
+        if ckpt is not None:
+            if tuple(ckpt.meta["input_shape"]) != dataset.input_shape:
+                raise CheckpointError(
+                    f"{ckpt.path}: trained on inputs of shape {tuple(ckpt.meta['input_shape'])}, this data has {dataset.input_shape}"
+                )
+            ckpt.load_into(model)
+    optimizer = experiment.make_optimizer()
+    seeds = {k: experiment.seeds(k) for k in ("shuffle", "layers")}
+    trainer = Trainer(model, experiment.loss, optimizer, dataset, experiment.training, seeds)
+    if resumed is not None:
+        trainer.restore(resumed.meta, resumed.arrays)
+
+    if resumed is not None and out is None:
+        run_dir = resumed.path.parent.parent  # continue in the run's own folder
+    else:
+        run_dir = new_run_folder(out if out is not None else Path("runs") / experiment.name)
+    data_meta = {"input_shape": list(dataset.input_shape), "preprocessing": dataset.preprocessing}
+    run = RunFolder(run_dir, experiment.resolved(), data_meta)
+    trainer.callbacks = [run, *callbacks]
+    if on_start is not None:
+        on_start(run_dir, trainer)
+
+    with StopSignals() as stop:
+        trainer.stop = stop
+        state = trainer.fit()
+        if stop.signum is not None:
+            saved = run.save(trainer, run.last)
+            where = f"epoch {state.epoch + 1}, batch {state.batch}" if state.batch else f"after epoch {state.epoch}"
+            raise TrainingInterrupted(
+                f"interrupted by {stop.name} ({where}); saved {saved}; continue with: "
+                f"nncli train {config if not isinstance(config, dict) else 'CONFIG'} --resume {saved}",
+                stop.exit_code,
+                str(saved),
+            )
+    return TrainResult(
+        run_dir=run_dir,
+        final_checkpoint=run.last,
+        best_checkpoint=run.best if run.has_best else None,
+        state=state,
+        num_params=model.num_params,
+        experiment=experiment,
+    )
+
+
+# -- eval ----------------------------------------------------------------------
+@dataclass
+class ModelReport:
+    name: str  # the checkpoint path, or "ensemble (mean)" / "ensemble (vote)"
+    split: str
+    classes: list
+    evaluation: Evaluation
+
+    def to_json(self) -> dict:
+        e = self.evaluation
+        return {
+            "checkpoint": self.name,
+            "split": self.split,
+            "n": e.n,
+            "loss": None if np.isnan(e.loss) else e.loss,
+            "accuracy": e.accuracy,
+            "confusion_matrix": e.confusion.tolist(),
+            "classes": self.classes,
+            "precision": [None if np.isnan(v) else float(v) for v in e.precision],
+            "recall": [None if np.isnan(v) else float(v) for v in e.recall],
+        }
+
+
+@dataclass
+class EvalReport:
+    models: list[ModelReport]
+    ensemble: ModelReport | None = None  # mean of predicted probabilities (several checkpoints)
+    vote: ModelReport | None = None  # majority vote of predicted classes
+
+    def to_json(self) -> list[dict]:
+        """One object per checkpoint, then one for the ensemble (with the vote's figures inside)."""
+        rows = [m.to_json() for m in self.models]
+        if self.ensemble is not None:
+            row = self.ensemble.to_json()
+            row["checkpoint"] = "ensemble"
+            row["members"] = [m.name for m in self.models]
+            row["vote_accuracy"] = self.vote.evaluation.accuracy
+            row["vote_confusion_matrix"] = self.vote.evaluation.confusion.tolist()
+            rows.append(row)
+        return rows
+
+
+def evaluate(
+    checkpoints: Sequence[str | Path], split: str = "test", data_path: str | Path | None = None
+) -> EvalReport:
+    """Evaluate each checkpoint on a split (rebuilt from the checkpoint alone) and, for several, their ensemble."""
+    if split not in ("train", "val", "test"):
+        raise ConfigError(f"expected test, val or train, got '{split}'.{did_you_mean(split, ['test', 'val', 'train'])}", location="--split")
+    if not checkpoints:
+        raise ConfigError("give at least one checkpoint", location="eval")
+    loaded = [read_checkpoint(p) for p in checkpoints]  # check all before any work
+    reports, labels = [], []
+    cache: dict[str, Dataset] = {}
+    for ckpt in loaded:
+        experiment = ckpt.experiment()
+        if data_path is not None:
+            experiment.data = experiment.data.with_path(str(data_path))
+        key = json.dumps([experiment.data.spec, experiment.seed, ckpt.meta["preprocessing"]], sort_keys=True, default=str)
+        if key not in cache:
+            cache[key] = _load_data(experiment, ckpt.meta["preprocessing"])
+        dataset = cache[key]
+        if tuple(ckpt.meta["input_shape"]) != dataset.input_shape:
+            raise CheckpointError(
+                f"{ckpt.path}: trained on inputs of shape {tuple(ckpt.meta['input_shape'])}, the data has {dataset.input_shape}"
+            )
+        model = ckpt.build_model(experiment)
+        part = dataset.split(split)
+        result = evaluate_split(
+            model, experiment.loss, part, dataset.num_classes, experiment.training.eval_batch_size, keep_probabilities=len(loaded) > 1
+        )
+        reports.append(ModelReport(str(ckpt.path), split, dataset.classes, result))
+        labels.append(part.y)
+    report = EvalReport(reports)
+    if len(loaded) > 1:
+        first = labels[0]
+        if any(len(y) != len(first) or not np.array_equal(y, first) for y in labels[1:]) or any(
+            r.classes != reports[0].classes for r in reports
+        ):
+            raise CheckpointError("these checkpoints were trained on different data or splits; an ensemble needs the same split")
+        mean, vote = ensemble([r.evaluation.probabilities for r in reports], first, len(reports[0].classes))
+        report.ensemble = ModelReport("ensemble (mean)", split, reports[0].classes, mean)
+        report.vote = ModelReport("ensemble (vote)", split, reports[0].classes, vote)
+    return report
+
+
+# -- summary and components ----------------------------------------------------
+@dataclass
+class ModelSummary:
+    name: str
+    input_shape: tuple[int, ...]
+    rows: list[SummaryRow]
+    total_params: int
+    loss: str
+    optimizer: str
+
+
+def summarize(config: str | Path | dict, overrides: Sequence[str] = ()) -> ModelSummary:
+    """Layers, output shapes and parameter counts from shapes alone (only data headers are read)."""
+    experiment = load_experiment(config, overrides)
+    info = experiment.data_info()
+    model = experiment.build_model(info.input_shape, info.num_classes)
+    return ModelSummary(
+        name=experiment.name,
+        input_shape=model.input_shape,
+        rows=model.summary_rows(),
+        total_params=model.num_params,
+        loss=experiment.loss.spec["type"],
+        optimizer=experiment.optimizer_spec["type"],
+    )
+
+
+def components(kind: str | None = None) -> list[ComponentInfo]:
+    """Every registered component (of one kind), with options, defaults and a one-line description."""
+    if kind is None:
+        kinds = list(KINDS)
+    else:
+        key = kind.lower().rstrip("s") if kind.lower() not in KINDS else kind.lower()
+        if key not in KINDS:
+            raise ConfigError(f"unknown component kind '{kind}'.{did_you_mean(key, KINDS)} Kinds: {', '.join(KINDS)}", location="components")
+        kinds = [key]
+    return [KINDS[k].describe(name) for k in kinds for name in KINDS[k].names()]

@@ -1,0 +1,222 @@
+"""Checkpoints: .npz files readable with numpy.load(allow_pickle=False), checked before use.
+
+Layout (CONTRACTS.md): `__nncli__` holds a JSON object (format, version,
+resolved config, epoch, preprocessing, history, training state);
+`param/<i>.<type>/<name>` the trainable arrays; `state/...` non-trainable
+layer arrays; `optim/...` optimizer slots; `train/...` the epoch's sample
+order. A checkpoint is data, never code: the loader reads the zip itself,
+refuses anything but plain numeric .npy members of sane size, and only looks
+component names up in nncli's own registries (through config validation).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from .config import document_from_dict
+from .errors import CheckpointError, ConfigError
+from .files import atomic_write
+from .model import Sequential
+
+FORMAT = "nncli-checkpoint"
+VERSION = 1
+META_KEY = "__nncli__"
+PREFIXES = ("param/", "state/", "optim/", "train/")
+MAX_MEMBERS = 10_000
+MAX_MEMBER_BYTES = 4 << 30  # no single array above 4 GiB
+MAX_TOTAL_BYTES = 8 << 30
+MAX_RATIO = 200  # uncompressed/compressed; savez does not compress, so a bigger ratio is a bomb
+MAX_META_BYTES = 64 << 20
+_NUMERIC_KINDS = "biuf"  # bool, signed, unsigned, float: no objects, strings (except meta), complex, structs
+
+
+def model_arrays(model: Sequential) -> dict[str, np.ndarray]:
+    """param/... and state/... arrays of a model, keyed as in the checkpoint."""
+    arrays = {f"param/{k}": v for k, v in model.named_params()}
+    arrays.update({f"state/{k}": v for k, v in model.named_state()})
+    return arrays
+
+
+def save_checkpoint(path: str | Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+    """Write atomically: the previous file at `path` survives any failure or kill."""
+    meta = {"format": FORMAT, "version": VERSION, **meta}
+    payload = {META_KEY: np.array(json.dumps(meta, allow_nan=False))}
+    payload.update({k: np.ascontiguousarray(v) for k, v in arrays.items()})
+    atomic_write(path, lambda f: np.savez(f, **payload))
+
+
+@dataclass
+class Checkpoint:
+    path: Path
+    meta: dict
+    arrays: dict[str, np.ndarray]
+
+    def group(self, prefix: str) -> dict[str, np.ndarray]:
+        return {k[len(prefix) :]: v for k, v in self.arrays.items() if k.startswith(prefix)}
+
+    @property
+    def config(self) -> dict:
+        return self.meta["config"]
+
+    def experiment(self, overrides=()):
+        """The Experiment from the embedded config (errors name the checkpoint)."""
+        from .config import apply_overrides
+        from .experiment import from_document
+
+        doc = document_from_dict(self.config, source=f"{self.path} (embedded config)")
+        apply_overrides(doc, overrides)
+        try:
+            return from_document(doc)
+        except ConfigError as exc:
+            raise CheckpointError(f"{self.path}: embedded config is invalid: {exc}") from None
+
+    def build_model(self, experiment=None) -> Sequential:
+        """A model with this checkpoint's architecture, weights and layer state."""
+        experiment = experiment or self.experiment()
+        classes = self.meta.get("preprocessing", {}).get("classes")
+        try:
+            model = experiment.build_model(tuple(self.meta["input_shape"]), len(classes) if classes else None)
+        except ConfigError as exc:
+            raise CheckpointError(f"{self.path}: embedded config does not build: {exc}") from None
+        self.load_into(model)
+        return model
+
+    def load_into(self, model: Sequential) -> None:
+        """Copy weights and layer state into `model`, checking names, shapes and finiteness."""
+        for prefix, named in (("param/", model.named_params()), ("state/", model.named_state())):
+            stored = self.group(prefix)
+            expected = dict(named)
+            missing = sorted(set(expected) - set(stored))
+            extra = sorted(set(stored) - set(expected))
+            if missing or extra:
+                what = f"missing {prefix}{missing[0]}" if missing else f"unexpected {prefix}{extra[0]}"
+                raise CheckpointError(f"{self.path}: {what} for the model its config describes")
+            for key, target in expected.items():
+                array = stored[key]
+                if array.shape != target.shape:
+                    raise CheckpointError(
+                        f"{self.path}: {prefix}{key} has shape {array.shape}, the config's model needs {target.shape}"
+                    )
+                if array.dtype.kind != "f":
+                    raise CheckpointError(f"{self.path}: {prefix}{key} has dtype {array.dtype}, expected floats")
+                if not np.isfinite(array).all():
+                    raise CheckpointError(f"{self.path}: {prefix}{key} holds non-finite values")
+                target[...] = array
+
+
+def _fail(path: Path, problem: str) -> CheckpointError:
+    return CheckpointError(f"{path}: {problem}")
+
+
+def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) -> np.ndarray:
+    """One .npy member, its header checked before any data is read."""
+    name = info.filename
+    with archive.open(info) as f:
+        try:
+            version = np.lib.format.read_magic(f)
+            if version == (1, 0):
+                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f, max_header_size=10_000)
+            elif version in ((2, 0), (3, 0)):
+                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=10_000)
+            else:
+                raise ValueError(f"npy version {version}")
+        except (ValueError, OSError, SyntaxError, EOFError) as exc:
+            raise _fail(path, f"member {name} is not a valid .npy array ({exc})") from None
+        key = name[: -len(".npy")]
+        if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
+            raise _fail(path, f"{key} has a {dtype} dtype; only plain numeric arrays are allowed")
+        allowed = "U" if key == META_KEY else _NUMERIC_KINDS
+        if dtype.kind not in allowed:
+            raise _fail(path, f"{key} has dtype {dtype}; expected {'text' if key == META_KEY else 'numbers'}")
+        if dtype.byteorder == ">" or (dtype.byteorder == "=" and not np.little_endian):
+            raise _fail(path, f"{key} is big-endian; nncli writes little-endian arrays")
+        if any((not isinstance(d, int)) or d < 0 for d in shape):
+            raise _fail(path, f"{key} has an invalid shape {shape}")
+        nbytes = math.prod(shape) * dtype.itemsize
+        if nbytes > MAX_MEMBER_BYTES or nbytes > info.file_size:
+            raise _fail(path, f"{key}: header declares {shape} {dtype} ({nbytes} bytes) but the member holds {info.file_size}")
+        try:
+            data = f.read(nbytes + 1)
+        except (zipfile.BadZipFile, OSError, EOFError) as exc:
+            raise _fail(path, f"{key} is corrupt ({exc})") from None
+        if len(data) != nbytes:
+            raise _fail(path, f"{key}: expected {nbytes} bytes of data, found {len(data)}")
+    array = np.frombuffer(data, dtype=dtype).reshape(shape, order="F" if fortran else "C")
+    return array.copy()
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """Open and verify a checkpoint; any problem is a one-line CheckpointError naming the file."""
+    path = Path(path)
+    if not path.exists():
+        raise _fail(path, "no such file")
+    if not path.is_file():
+        raise _fail(path, "not a file")
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
+        raise _fail(path, f"not an nncli checkpoint (not a readable .npz/zip archive: {exc})") from None
+    with archive:
+        infos = archive.infolist()
+        if len(infos) > MAX_MEMBERS:
+            raise _fail(path, f"{len(infos)} members; refusing")
+        names = [i.filename for i in infos]
+        if len(set(names)) != len(names):
+            dup = next(n for n in names if names.count(n) > 1)
+            raise _fail(path, f"member {dup} appears twice")
+        total = 0
+        for info in infos:
+            key = info.filename[: -len(".npy")] if info.filename.endswith(".npy") else None
+            if key is None or not (key == META_KEY or key.startswith(PREFIXES)):
+                raise _fail(path, f"unexpected member {info.filename!r}")
+            if info.flag_bits & 0x1:
+                raise _fail(path, f"member {info.filename} is encrypted")
+            total += info.file_size
+            if info.file_size > MAX_MEMBER_BYTES or total > MAX_TOTAL_BYTES:
+                raise _fail(path, f"member {info.filename} declares {info.file_size} bytes; refusing")
+            if info.file_size > (1 << 20) and info.file_size > MAX_RATIO * max(info.compress_size, 1):
+                raise _fail(path, f"member {info.filename} compresses {info.file_size}:{info.compress_size}; refusing a zip bomb")
+        if f"{META_KEY}.npy" not in names:
+            raise _fail(path, f"not an nncli checkpoint (no {META_KEY} member)")
+        arrays: dict[str, np.ndarray] = {}
+        for info in infos:
+            try:
+                arrays[info.filename[:-4]] = _read_member(path, archive, info)
+            except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as exc:
+                raise _fail(path, f"member {info.filename} is corrupt ({exc})") from None
+    meta_array = arrays.pop(META_KEY)
+    if meta_array.shape != () or meta_array.nbytes > MAX_META_BYTES:
+        raise _fail(path, f"{META_KEY} must be a single string")
+    try:
+        meta = json.loads(str(meta_array[()]))
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise _fail(path, f"{META_KEY} is not valid JSON ({exc})") from None
+    _check_meta(path, meta)
+    return Checkpoint(path, meta, arrays)
+
+
+def _check_meta(path: Path, meta: object) -> None:
+    if not isinstance(meta, dict):
+        raise _fail(path, f"{META_KEY} must be a JSON object")
+    if meta.get("format") != FORMAT:
+        raise _fail(path, f"format is {meta.get('format')!r}, not {FORMAT!r}")
+    version = meta.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise _fail(path, f"invalid format version {version!r}")
+    if version > VERSION:
+        raise _fail(path, f"format version {version} is newer than this nncli reads ({VERSION}); upgrade nncli")
+    for key, kind in (("config", dict), ("epoch", int), ("input_shape", list), ("preprocessing", dict)):
+        if not isinstance(meta.get(key), kind) or isinstance(meta.get(key), bool):
+            raise _fail(path, f"{META_KEY}.{key} is missing or not a {kind.__name__}")
+    shape = meta["input_shape"]
+    if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d < 1 << 20 for d in shape):
+        raise _fail(path, f"{META_KEY}.input_shape {shape!r} is not a list of positive integers")
+    classes = meta["preprocessing"].get("classes")
+    if classes is not None and (not isinstance(classes, list) or len(classes) < 2):
+        raise _fail(path, f"{META_KEY}.preprocessing.classes must list at least two classes")

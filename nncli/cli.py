@@ -1,0 +1,104 @@
+"""The command line: parse arguments, call one `api` function, render the result.
+
+`cli_errors()` is the one place that maps failures to exit statuses:
+NncliError subclasses print `error: <one line>` on stderr and exit with
+their code (2 for bad usage, config, data or checkpoint; 1 for a diverged
+run; 130/143 after SIGINT/SIGTERM with a checkpoint saved). Anything else is
+a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import api, console
+from .errors import NncliError
+
+app = typer.Typer(
+    name="nncli",
+    help="Train neural networks written in plain NumPy from YAML experiment configs.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+SetOption = typer.Option(None, "--set", help="Override a config value: KEY.PATH=VALUE (YAML value; list items by index). Repeatable.")
+
+
+@contextmanager
+def cli_errors():
+    try:
+        yield
+    except NncliError as exc:
+        message = " ".join(str(exc).split("\n"))
+        console.stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        console.stderr.print("error: interrupted", markup=False, highlight=False)
+        raise typer.Exit(130) from None
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="YAML experiment config."),
+    set_: Optional[list[str]] = SetOption,
+    out: Optional[Path] = typer.Option(None, "--out", help="Run folder (default runs/<name>; never overwritten)."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override the config's seed."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run exactly from this checkpoint."),
+    weights: Optional[Path] = typer.Option(None, "--weights", help="Start a new run from this checkpoint's weights."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain one-line-per-epoch progress instead of bars."),
+):
+    """Train a model from a YAML config; the last line printed is the final checkpoint's path."""
+    with cli_errors():
+        result = api.train(
+            config, set_ or [], out=out, seed=seed, resume=resume, weights=weights,
+            callbacks=[console.progress_for(quiet)],
+        )
+    console.stdout.print(console.train_summary(result))
+    typer.echo(str(result.final_checkpoint))
+
+
+@app.command("eval")
+def eval_(
+    checkpoints: list[Path] = typer.Argument(..., help="One or more checkpoints (.npz); several are also evaluated as an ensemble."),
+    data_path: Optional[Path] = typer.Option(None, "--data-path", help="Read the data from here instead of the config's data.path."),
+    split: str = typer.Option("test", "--split", help="test, val or train."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per line instead of tables."),
+):
+    """Evaluate checkpoints, rebuilt from the checkpoint alone: loss, accuracy, confusion matrix, precision/recall."""
+    with cli_errors():
+        report = api.evaluate(checkpoints, split=split, data_path=data_path)
+    if as_json:
+        for row in report.to_json():
+            typer.echo(json.dumps(row))
+        return
+    for table in console.eval_tables(report):
+        console.stdout.print(table)
+
+
+@app.command()
+def summary(
+    config: Path = typer.Argument(..., help="YAML experiment config."),
+    set_: Optional[list[str]] = SetOption,
+):
+    """Show layers, output shapes and parameter counts, from shapes alone (no data loaded)."""
+    with cli_errors():
+        result = api.summarize(config, set_ or [])
+    console.stdout.print(console.model_summary(result))
+
+
+@app.command()
+def components(kind: Optional[str] = typer.Argument(None, help="layer, activation, loss, optimizer, initializer or data.")):
+    """List registered components with their options, defaults and descriptions."""
+    with cli_errors():
+        infos = api.components(kind)
+    console.stdout.print(console.components_table(infos))
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,188 @@
+"""Terminal output: training progress (Rich bars on a terminal, one plain line per epoch otherwise) and result tables.
+
+With cli.py, the only module that imports rich. Progress and messages go to
+stderr; results (tables, JSON, the final checkpoint path) go to stdout.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .api import EvalReport, ModelSummary, TrainResult
+from .registry import REQUIRED, ComponentInfo
+from .training import Callback, Trainer
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+stdout = Console(highlight=False)
+if not stdout.is_terminal:
+    stdout.width = 160  # tables for logs and pipes: wide enough for a 10-class confusion matrix
+
+
+def _num(value, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def _pct(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{100 * value:.2f}%"
+
+
+def epoch_line(trainer: Trainer, row: dict) -> str:
+    total = trainer.config.epochs
+    unit = "iteration" if trainer.batches_per_epoch == 1 and trainer.optimizer.full_batch else "epoch"
+    parts = [
+        f"{unit} {row['epoch']}/{total}",
+        f"loss {_num(row['train_loss'])}",
+        f"acc {_pct(row['train_accuracy'])}",
+    ]
+    if row["val_loss"] is not None:
+        parts += [f"val_loss {_num(row['val_loss'])}", f"val_acc {_pct(row['val_accuracy'])}"]
+    lr = row["learning_rate"]
+    if lr is not None and not math.isnan(lr):
+        parts.append(f"lr {lr:.3g}")
+    seconds = row["seconds"]
+    samples = len(trainer.data.train)
+    parts.append(f"{seconds:.1f}s ({samples / seconds:,.0f} samples/s)" if seconds > 0 else f"{seconds:.1f}s")
+    if trainer.improved:
+        parts.append("*best")
+    return "  ".join(parts)
+
+
+class PlainProgress(Callback):
+    """One line per epoch on stderr (for logs, CI, and --quiet)."""
+
+    def __init__(self, console: Console = stderr):
+        self.console = console
+
+    def on_epoch_end(self, trainer, row):
+        self.console.print(epoch_line(trainer, row), markup=False, highlight=False, soft_wrap=True)
+
+
+class RichProgress(Callback):
+    """Epoch and batch bars with loss, accuracy, samples/s and ETA, for an interactive terminal."""
+
+    REFRESH = 0.1  # seconds between bar updates: redrawing every batch would cost more than the batch
+
+    def __init__(self, console: Console = stderr):
+        self.console = console
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TaskProgressColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[stats]}"),
+            console=console,
+            transient=True,
+        )
+        self._last = 0.0
+
+    def on_train_begin(self, trainer):
+        self.progress.start()
+        self.epochs = self.progress.add_task("epochs", total=trainer.config.epochs, completed=trainer.state.epoch, stats="")
+        self.batches = self.progress.add_task(
+            "batches", total=trainer.batches_per_epoch, completed=trainer.state.batch, stats=""
+        )
+        self._started = time.perf_counter()
+
+    def on_batch_end(self, trainer):
+        now = time.perf_counter()
+        if now - self._last < self.REFRESH:
+            return
+        self._last = now
+        s = trainer.state
+        rate = s.seen / s.epoch_seconds if s.epoch_seconds > 0 else 0.0
+        stats = f"loss {s.loss_sum / s.seen:.4f}  acc {100 * s.correct / s.seen:.2f}%  {rate:,.0f} samples/s"
+        self.progress.update(self.batches, completed=s.batch, stats=stats)
+
+    def on_epoch_end(self, trainer, row):
+        self.progress.console.print(epoch_line(trainer, row), markup=False, highlight=False)
+        self.progress.update(self.epochs, completed=trainer.state.epoch)
+        self.progress.reset(self.batches, total=trainer.batches_per_epoch, stats="")
+
+    def on_train_end(self, trainer):
+        self.progress.stop()
+
+
+def progress_for(quiet: bool) -> Callback:
+    """Rich bars on a terminal, plain epoch lines when stderr is not one or with --quiet."""
+    return PlainProgress() if quiet or not stderr.is_terminal else RichProgress()
+
+
+# -- result tables ---------------------------------------------------------------
+def train_summary(result: TrainResult) -> Table:
+    s = result.state
+    last = s.history[-1] if s.history else {}
+    table = Table(title=f"run {result.run_dir}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("parameters", f"{result.num_params:,}")
+    table.add_row("epochs", f"{s.epoch}/{result.experiment.training.epochs}" + (f" (stopped: {s.stop_reason})" if s.stop_reason else ""))
+    table.add_row("time", f"{sum(r['seconds'] for r in s.history):.1f}s")
+    table.add_row("train loss / acc", f"{_num(last.get('train_loss'))} / {_pct(last.get('train_accuracy'))}")
+    if last.get("val_loss") is not None:
+        table.add_row("val loss / acc", f"{_num(last.get('val_loss'))} / {_pct(last.get('val_accuracy'))}")
+        table.add_row("best val loss", f"{_num(s.best_val_loss)} (epoch {s.best_epoch})")
+    if result.best_checkpoint is not None:
+        table.add_row("best checkpoint", str(result.best_checkpoint))
+    table.add_row("last checkpoint", str(result.final_checkpoint))
+    return table
+
+
+def eval_tables(report: EvalReport) -> list[Table]:
+    all_reports = [*report.models, *(r for r in (report.ensemble, report.vote) if r is not None)]
+    overview = Table(title=f"evaluation on the {all_reports[0].split} split", title_justify="left")
+    for col in ("model", "n", "loss", "accuracy"):
+        overview.add_column(col, justify="left" if col == "model" else "right")
+    for r in all_reports:
+        overview.add_row(r.name, str(r.evaluation.n), _num(r.evaluation.loss), _pct(r.evaluation.accuracy))
+    tables = [overview]
+    for r in all_reports:
+        classes = [str(c) for c in r.classes]
+        cm = Table(title=f"{r.name}: confusion matrix (rows = true class) and per-class metrics", title_justify="left")
+        cm.add_column("true \\ pred", style="bold")
+        for c in classes:
+            cm.add_column(c, justify="right")
+        cm.add_column("precision", justify="right")
+        cm.add_column("recall", justify="right")
+        precision, recall = r.evaluation.precision, r.evaluation.recall
+        for i, c in enumerate(classes):
+            cm.add_row(c, *[str(v) for v in r.evaluation.confusion[i]], _pct(float(precision[i])), _pct(float(recall[i])))
+        tables.append(cm)
+    return tables
+
+
+def model_summary(summary: ModelSummary) -> Table:
+    table = Table(title=f"{summary.name}: input {summary.input_shape}, loss {summary.loss}, optimizer {summary.optimizer}", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("layer")
+    table.add_column("output shape")
+    table.add_column("params", justify="right")
+    for row in summary.rows:
+        table.add_row(str(row.index), row.layer, str(row.output_shape), f"{row.params:,}")
+    table.add_section()
+    table.add_row("", "total", "", f"{summary.total_params:,}")
+    return table
+
+
+def components_table(infos: list[ComponentInfo]) -> Table:
+    table = Table(show_lines=False)
+    for col in ("kind", "name", "options (default)", "description"):
+        table.add_column(col, overflow="fold")
+    for info in infos:
+        options = ", ".join(
+            f"{o.name}" + ("" if o.default is REQUIRED else f"={o.default!r}".replace("'", "")) for o in info.options
+        )
+        name = info.name + (f" ({', '.join(info.aliases)})" if info.aliases else "")
+        table.add_row(info.kind, name, options or "-", info.summary)
+    return table

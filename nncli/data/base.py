@@ -1,0 +1,147 @@
+"""Data sources and the in-memory data set they produce.
+
+A source is a registered component (`data: {source: idx|csv, ...}`) with two
+jobs: `inspect()` reads only headers (input shape, class count) so `nncli
+summary` and shape checks need no data, and `load()` returns a `Dataset` of
+float32 inputs and integer class labels, split into train / validation /
+test. Preprocessing statistics are fitted on the training part only and
+returned as plain JSON (`preprocessing`), which checkpoints store so that
+`nncli eval` reproduces the exact transformation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ..registry import Registry
+
+DATA_SOURCES = Registry("data source", type_key="source")
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass
+class Split:
+    """Inputs x (N, *input_shape) float32 and labels y (N,) int64 class indices."""
+
+    x: np.ndarray
+    y: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def subset(self, index: np.ndarray) -> Split:
+        return Split(self.x[index], self.y[index])
+
+
+@dataclass
+class DataInfo:
+    """What shape checks need, read from headers only."""
+
+    input_shape: tuple[int, ...]
+    num_classes: int | None
+
+
+@dataclass
+class Dataset:
+    train: Split
+    val: Split | None
+    test: Split | None
+    input_shape: tuple[int, ...]
+    classes: list  # original label values; position = class index
+    preprocessing: dict = field(default_factory=dict)  # JSON: classes, standardisation statistics, ...
+    description: str = ""
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def split(self, name: str) -> Split:
+        part = getattr(self, name, None) if name in SPLITS else None
+        if part is None or len(part) == 0:
+            hint = {
+                "val": "set data.validation_split above 0",
+                "test": "this data source has no test part",
+            }.get(name, "")
+            raise DataError(f"{self.description}: there is no '{name}' split{'; ' + hint if hint else ''}")
+        return part
+
+
+class DataSource:
+    """Base class for registered data sources."""
+
+    registered_name = "source"
+    spec: dict
+    path: str
+
+    def inspect(self) -> DataInfo:
+        raise NotImplementedError
+
+    def load(self, seed: np.random.SeedSequence, preprocessing: dict | None = None) -> Dataset:
+        """Read, split and preprocess. `preprocessing` (from a checkpoint) replaces fitted statistics."""
+        raise NotImplementedError
+
+    def with_path(self, path: str) -> DataSource:
+        """A copy of this source reading from another path (`nncli eval --data-path`)."""
+        spec = {**self.spec, "path": str(path)}
+        return DATA_SOURCES.create(spec, ("data",))
+
+
+def existing(path: str | Path, what: str) -> Path:
+    p = Path(path)
+    if not p.exists():
+        raise DataError(f"{path}: no such {what} (paths are relative to the current directory)")
+    return p
+
+
+def stratified_split(
+    y: np.ndarray, fraction: float, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Indices (kept, held out): `fraction` of each class held out after a seeded shuffle."""
+    if fraction <= 0:
+        return np.arange(len(y)), np.arange(0)
+    held = []
+    for c in np.unique(y):
+        members = rng.permutation(np.flatnonzero(y == c))
+        held.append(members[: int(round(fraction * len(members)))])
+    held_idx = np.sort(np.concatenate(held))
+    mask = np.ones(len(y), bool)
+    mask[held_idx] = False
+    return np.flatnonzero(mask), held_idx
+
+
+def stratified_subset(y: np.ndarray, size: int, rng: np.random.Generator) -> np.ndarray:
+    """A seeded subset of `size` indices with (nearly) the class proportions of y."""
+    if size >= len(y):
+        return np.arange(len(y))
+    _, held = stratified_split(y, size / len(y), rng)
+    return held
+
+
+def encode_labels(values: np.ndarray, classes: list, where: str) -> np.ndarray:
+    """Map label values to indices into `classes`; unknown labels are a DataError."""
+    lookup = {c: i for i, c in enumerate(classes)}
+    try:
+        return np.fromiter((lookup[v] for v in values.tolist()), np.int64, count=len(values))
+    except KeyError as exc:
+        raise DataError(f"{where}: label {exc.args[0]!r} is not one of the classes {classes}") from None
+
+
+def split_off(
+    y: np.ndarray, fraction: float, rng: np.random.Generator, description: str, name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """stratified_split that refuses to hold out nothing, or everything, when asked for a split."""
+    kept, held = stratified_split(y, fraction, rng)
+    if fraction > 0 and len(held) == 0:
+        raise DataError(
+            f"{description}: {name}_split={fraction:g} of {len(y)} rows holds out none; use more data or a larger split"
+        )
+    if len(kept) < 2:
+        raise DataError(
+            f"{description}: {name}_split={fraction:g} of {len(y)} rows leaves {len(kept)} to train on; too few rows for the splits"
+        )
+    return kept, held

@@ -1,0 +1,207 @@
+"""Tabular data from a CSV file with a header row: numeric features and one class column."""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+import numpy as np
+
+from ..errors import DataError
+from ..registry import Fraction, PositiveInt, did_you_mean
+from .base import DATA_SOURCES, DataInfo, Dataset, DataSource, Split, encode_labels, existing, split_off, stratified_subset
+
+_MAX_BYTES = 256 << 20
+_MISSING = {"", "na", "n/a", "nan", "null", "none", "?", "-"}
+
+
+def _number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value
+
+
+def _label_value(text: str):
+    """Class labels keep their meaning: '1' -> 1, '2.5' -> 2.5, 'tested_positive' -> itself."""
+    value = _number(text)
+    if value is None or not math.isfinite(value):
+        return text
+    return int(value) if value.is_integer() else value
+
+
+class _Table:
+    """A parsed CSV: header names and rows of strings, with 1-based line numbers."""
+
+    def __init__(self, path: str, delimiter: str):
+        p = existing(path, "file")
+        if p.is_dir():
+            raise DataError(f"{path}: is a folder; data.source: csv needs a file")
+        try:
+            raw = p.read_bytes()
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+        if len(raw) > _MAX_BYTES:
+            raise DataError(f"{path}: larger than {_MAX_BYTES >> 20} MiB")
+        if b"\x00" in raw:
+            raise DataError(f"{path}: binary file, not CSV text")
+        try:
+            text = raw.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        self.path = path
+        self.header: list[str] = []
+        self.rows: list[list[str]] = []
+        self.lines: list[int] = []
+        reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter, strict=True)
+        try:
+            for row in reader:
+                if not row or all(not cell.strip() for cell in row):
+                    continue
+                if not self.header:
+                    self.header = [cell.strip() for cell in row]
+                    continue
+                if len(row) != len(self.header):
+                    raise DataError(
+                        f"{path}:{reader.line_num}: expected {len(self.header)} columns as in the header, got {len(row)}"
+                    )
+                self.rows.append([cell.strip() for cell in row])
+                self.lines.append(reader.line_num)
+        except csv.Error as exc:
+            raise DataError(f"{path}:{reader.line_num}: {exc}") from None
+        if not self.header:
+            raise DataError(f"{path}: empty file")
+        if all(_number(name) is not None for name in self.header):
+            raise DataError(f"{path}:1: the first row is all numbers; nncli needs a header row naming the columns")
+        if len(set(self.header)) != len(self.header):
+            dup = next(n for n in self.header if self.header.count(n) > 1)
+            raise DataError(f"{path}:1: column '{dup}' appears twice in the header")
+        if len(self.header) < 2:
+            raise DataError(f"{path}:1: need at least one feature column and a target column")
+        if not self.rows:
+            raise DataError(f"{path}: has a header but no data rows")
+
+    def column_index(self, target: str | int) -> int:
+        if isinstance(target, int):
+            n = len(self.header)
+            if not -n <= target < n:
+                raise DataError(f"{self.path}: target column index {target} is out of range ({n} columns)")
+            return target % n
+        if target not in self.header:
+            hint = did_you_mean(target, self.header)
+            raise DataError(f"{self.path}: no column named '{target}'.{hint} Columns: {', '.join(self.header)}")
+        return self.header.index(target)
+
+    def features(self, columns: list[int]) -> np.ndarray:
+        out = np.empty((len(self.rows), len(columns)), np.float64)
+        for r, row in enumerate(self.rows):
+            for c, col in enumerate(columns):
+                cell = row[col]
+                value = _number(cell)
+                if value is None or not math.isfinite(value):
+                    what = "is missing" if cell.lower() in _MISSING else f"'{cell}' is not a finite number"
+                    raise DataError(f"{self.path}:{self.lines[r]}: column '{self.header[col]}': value {what}")
+                out[r, c] = value
+        return out
+
+
+@DATA_SOURCES.register("csv")
+class CsvSource(DataSource):
+    """A CSV file with a header row: numeric feature columns and a target column of class labels.
+
+    Options:
+    path: the CSV file (relative to the current directory)
+    target: the class column, by header name or 0-based index (-1: the last column)
+    test_split: fraction held out as the test split (stratified, seeded)
+    validation_split: fraction of the remaining rows held out for validation
+    standardize: scale features to zero mean, unit variance with training-part statistics
+    limit: use a seeded, stratified subset of this many training rows
+    delimiter: field separator
+    """
+
+    def __init__(
+        self,
+        path: str,
+        target: str | int = -1,
+        test_split: Fraction = 0.2,
+        validation_split: Fraction = 0.1,
+        standardize: bool = True,
+        limit: PositiveInt | None = None,
+        delimiter: str = ",",
+    ):
+        if len(delimiter) != 1:
+            raise ValueError(f"delimiter must be one character, got {delimiter!r}")
+        self.path = path
+        self.target = target
+        self.test_split = test_split
+        self.validation_split = validation_split
+        self.standardize = standardize
+        self.limit = limit
+        self.delimiter = delimiter
+
+    def _parse(self) -> tuple[_Table, int, list[int]]:
+        table = _Table(self.path, self.delimiter)
+        target = table.column_index(self.target)
+        return table, target, [c for c in range(len(table.header)) if c != target]
+
+    def inspect(self) -> DataInfo:
+        table, target, features = self._parse()
+        return DataInfo((len(features),), len({_label_value(row[target]) for row in table.rows}))
+
+    def load(self, seed, preprocessing=None):
+        table, target, feature_cols = self._parse()
+        description = f"{self.path} (csv)"
+        values = []
+        for row, line in zip(table.rows, table.lines):
+            if row[target].lower() in _MISSING:
+                raise DataError(f"{self.path}:{line}: column '{table.header[target]}': class label is missing")
+            values.append(_label_value(row[target]))
+        x = table.features(feature_cols)
+        labels = np.array(values, dtype=object)
+        stored = (preprocessing or {}).get("classes")
+        classes = stored or sorted(set(values), key=lambda v: (isinstance(v, str), v))
+        if len(classes) < 2:
+            raise DataError(f"{self.path}: column '{table.header[target]}' holds a single class ({classes[0]!r}); need two or more")
+        y = encode_labels(labels, classes, self.path)
+
+        rng = np.random.default_rng(seed)
+        rest, test_idx = split_off(y, self.test_split, rng, description, "test")
+        if self.limit is not None:
+            rest = rest[stratified_subset(y[rest], self.limit, rng)]
+        kept, val_local = split_off(y[rest], self.validation_split, rng, description, "validation")
+        train_idx, val_idx = rest[kept], rest[val_local]
+
+        stats = {}
+        if self.standardize:
+            if preprocessing and "mean" in preprocessing:
+                mean = np.array(preprocessing["mean"], np.float64)
+                std = np.array(preprocessing["std"], np.float64)
+                if mean.shape != (len(feature_cols),):
+                    raise DataError(f"{self.path}: has {len(feature_cols)} features, the checkpoint was trained on {len(mean)}")
+            else:
+                mean = x[train_idx].mean(axis=0)
+                std = x[train_idx].std(axis=0)
+                std[std == 0] = 1.0  # a constant column stays constant (zero) instead of dividing by 0
+            x = (x - mean) / std
+            stats = {"mean": mean.tolist(), "std": std.tolist()}
+        x = x.astype(np.float32)
+
+        def part(index):
+            return Split(x[index], y[index]) if len(index) else None
+
+        return Dataset(
+            train=Split(x[train_idx], y[train_idx]),
+            val=part(val_idx),
+            test=part(test_idx),
+            input_shape=(len(feature_cols),),
+            classes=list(classes),
+            preprocessing={
+                "classes": list(classes),
+                "features": [table.header[c] for c in feature_cols],
+                "target": table.header[target],
+                **stats,
+            },
+            description=description,
+        )

@@ -1,0 +1,198 @@
+"""MNIST-format IDX files (gzip'd or raw, told apart by their first bytes)."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ..registry import Fraction, PositiveInt
+from .base import (
+    DATA_SOURCES,
+    DataInfo,
+    Dataset,
+    DataSource,
+    Split,
+    encode_labels,
+    existing,
+    split_off,
+    stratified_subset,
+)
+
+# IDX type byte -> big-endian dtype
+_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+_MAX_BYTES = 1 << 32  # refuse to inflate anything claiming more than 4 GiB
+
+
+def _open_bytes(path: Path, need: int | None) -> bytes:
+    """The file's bytes, gunzipped when it starts with the gzip magic; at most `need` bytes (+1 to spot extra data)."""
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if raw[:2] != b"\x1f\x8b":
+        return raw if need is None else raw[: need + 1]
+    inflater = zlib.decompressobj(wbits=31)
+    limit = _MAX_BYTES if need is None else need + 1
+    try:
+        data = inflater.decompress(raw, limit)
+    except zlib.error as exc:
+        raise DataError(f"{path}: corrupt gzip data ({exc})") from None
+    return data
+
+
+def _header(path: Path, data: bytes) -> tuple[np.dtype, tuple[int, ...], int]:
+    """(dtype, dims, header length), checking the magic number."""
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _DTYPES or not 1 <= data[3] <= 4:
+        magic = data[:4].hex() if data else "empty file"
+        raise DataError(f"{path}: not an IDX file (magic number {magic}; expected 0000 then type and rank)")
+    ndim = data[3]
+    end = 4 + 4 * ndim
+    if len(data) < end:
+        raise DataError(f"{path}: truncated IDX header")
+    dims = tuple(int(d) for d in np.frombuffer(data[4:end], ">u4"))
+    return np.dtype(_DTYPES[data[2]]), dims, end
+
+
+def read_idx_header(path: Path) -> tuple[np.dtype, tuple[int, ...]]:
+    dtype, dims, _ = _header(path, _open_bytes(path, 4 + 4 * 4))
+    return dtype, dims
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """The array stored in an IDX file; magic number, dimensions and length validated."""
+    dtype, dims, start = _header(path, _open_bytes(path, 4 + 4 * 4))
+    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if expected > _MAX_BYTES:
+        raise DataError(f"{path}: header claims {dims}, {expected} bytes; refusing")
+    data = _open_bytes(path, start + expected)
+    body = len(data) - start
+    if body < expected:
+        raise DataError(f"{path}: truncated: header says {'×'.join(map(str, dims))} ({expected} bytes), file has {body}")
+    if body > expected:
+        raise DataError(f"{path}: {'×'.join(map(str, dims))} should take {expected} bytes, the file has more data")
+    return np.frombuffer(data, dtype, count=int(np.prod(dims)), offset=start).reshape(dims)
+
+
+def _find(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _as_images(path: Path, array: np.ndarray) -> np.ndarray:
+    """(N, H, W) or (N, H, W, C) -> NHWC float32; 8-bit pixels scaled to [0, 1]."""
+    if array.ndim == 3:
+        array = array[..., None]
+    if array.ndim != 4:
+        raise DataError(f"{path}: expected images (N, rows, cols), got an array of shape {array.shape}")
+    if array.dtype.itemsize == 1 and array.dtype.kind == "u":
+        return np.divide(array, 255, dtype=np.float32)
+    out = array.astype(np.float32)
+    if not np.isfinite(out).all():
+        raise DataError(f"{path}: contains non-finite values")
+    return out
+
+
+def _labels(path: Path, array: np.ndarray) -> np.ndarray:
+    if array.ndim != 1 or array.dtype.kind not in "ui":
+        raise DataError(f"{path}: expected a vector of integer labels, got {array.dtype} of shape {array.shape}")
+    return array.astype(np.int64)
+
+
+@DATA_SOURCES.register("idx", "mnist")
+class IdxSource(DataSource):
+    """A folder of MNIST-format IDX files: training images and labels, and optionally a test pair.
+
+    Options:
+    path: folder holding the files (relative to the current directory)
+    validation_split: fraction of the training images held out for validation (stratified, seeded)
+    limit: train on a seeded, stratified subset of this many training images (quick experiments)
+    train_images: file name (a .gz next to it is found too)
+    train_labels: file name
+    test_images: file name; the test split is absent when the file is
+    test_labels: file name
+    """
+
+    def __init__(
+        self,
+        path: str,
+        validation_split: Fraction = 0.1,
+        limit: PositiveInt | None = None,
+        train_images: str = "train-images-idx3-ubyte",
+        train_labels: str = "train-labels-idx1-ubyte",
+        test_images: str = "t10k-images-idx3-ubyte",
+        test_labels: str = "t10k-labels-idx1-ubyte",
+    ):
+        self.path = path
+        self.validation_split = validation_split
+        self.limit = limit
+        self.files = {
+            "train": (train_images, train_labels),
+            "test": (test_images, test_labels),
+        }
+
+    def _pair(self, part: str, required: bool) -> tuple[Path, Path] | None:
+        folder = existing(self.path, "folder")
+        if not folder.is_dir():
+            raise DataError(f"{self.path}: expected a folder of IDX files (data.source: idx)")
+        images, labels = (_find(folder, name) for name in self.files[part])
+        if images is None or labels is None:
+            if not required and images is None and labels is None:
+                return None
+            missing = self.files[part][0] if images is None else self.files[part][1]
+            raise DataError(f"{folder}: missing {missing} (or {missing}.gz)")
+        return images, labels
+
+    def inspect(self) -> DataInfo:
+        images, labels = self._pair("train", required=True)
+        _, dims = read_idx_header(images)
+        shape = tuple(dims[1:]) + ((1,) if len(dims) == 3 else ())
+        return DataInfo(shape, len(np.unique(_labels(labels, read_idx(labels)))))
+
+    def _read(self, part: str, required: bool) -> tuple[np.ndarray, np.ndarray] | None:
+        pair = self._pair(part, required)
+        if pair is None:
+            return None
+        images_path, labels_path = pair
+        labels = _labels(labels_path, read_idx(labels_path))
+        images = read_idx(images_path)
+        if len(images) != len(labels):
+            raise DataError(
+                f"{images_path}: {len(images)} images but {labels_path.name} has {len(labels)} labels"
+            )
+        return _as_images(images_path, images), labels
+
+    def load(self, seed, preprocessing=None):
+        x, labels = self._read("train", required=True)
+        classes = (preprocessing or {}).get("classes") or sorted(int(c) for c in np.unique(labels))
+        if len(classes) < 2:
+            raise DataError(f"{self.path}: the training labels hold a single class ({classes[0]})")
+        description = f"{self.path} (idx)"
+        y = encode_labels(labels, classes, str(self.path))
+        rng = np.random.default_rng(seed)
+        if self.limit is not None:
+            keep = stratified_subset(y, self.limit, rng)
+            x, y = x[keep], y[keep]
+        train_idx, val_idx = split_off(y, self.validation_split, rng, description, "validation")
+        val = Split(x[val_idx], y[val_idx]) if len(val_idx) else None
+        train = Split(x[train_idx], y[train_idx]) if len(val_idx) else Split(x, y)
+        test = None
+        test_pair = self._read("test", required=False)
+        if test_pair is not None:
+            tx, tlabels = test_pair
+            if tx.shape[1:] != x.shape[1:]:
+                raise DataError(f"{self.path}: test images are {tx.shape[1:]}, training images {x.shape[1:]}")
+            test = Split(tx, encode_labels(tlabels, classes, str(self.path)))
+        return Dataset(
+            train=train,
+            val=val,
+            test=test,
+            input_shape=tuple(x.shape[1:]),
+            classes=list(classes),
+            preprocessing={"classes": list(classes)},
+            description=description,
+        )

@@ -1,0 +1,194 @@
+"""An experiment: a config document validated and resolved into components.
+
+Validation follows the structure of the code: every section and component is
+checked against its constructor's signature by the registry's checker, so
+the options `nncli components` lists are exactly the ones accepted here.
+`Experiment.resolved()` is the full config with every default written out;
+it goes into the run folder and every checkpoint, and rebuilding from it
+gives the same experiment (resolve(resolve(c)) == resolve(c)).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from .config import Document, apply_overrides, document_from_dict, load_document
+from .data import DATA_SOURCES, DataInfo, DataSource
+from .errors import ConfigError
+from .layers import LAYERS
+from .losses import LOSSES, Loss
+from .model import Sequential
+from .optimizers import OPTIMIZERS
+from .registry import NonNegativeInt, PositiveInt, check_options, to_plain
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How to train (the `training:` section).
+
+    Options:
+    epochs: passes over the training data (iterations, for full-batch minimisers)
+    batch_size: samples per update (full-batch optimizers use the whole training set)
+    shuffle: reshuffle the training data every epoch (seeded)
+    eval_batch_size: samples per forward pass when evaluating; bounds memory only
+    dtype: floating-point type of weights and activations
+    """
+
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 32
+    shuffle: bool = True
+    eval_batch_size: PositiveInt = 1000
+    dtype: Literal["float32", "float64"] = "float32"
+
+
+def _model_section(layers: list, input_shape: tuple[PositiveInt, ...] | None = None):
+    """The `model:` section.
+
+    Options:
+    layers: the layer list, first to last
+    input_shape: per-sample input shape; null reads it from the data headers
+    """
+
+
+def _top_level(
+    data: dict,
+    model: dict,
+    name: str | None = None,
+    seed: NonNegativeInt = 0,
+    loss: Any = "cross_entropy",
+    optimizer: Any = "adam",
+    training: dict | None = None,
+    compare: dict | None = None,
+):
+    """The sections of a config file.
+
+    Options:
+    name: run name (default: the config file's name); the run folder is runs/<name>
+    seed: seeds data splits, initial weights, shuffling and every random layer
+    data: where the data comes from ({source: idx|csv, path: ...})
+    model: {layers: [...]}
+    loss: cross_entropy | binary_cross_entropy | mse
+    optimizer: {type: adam, learning_rate: ...}
+    training: epochs, batch size, ...
+    compare: settings for `nncli compare-optimizers`
+    """
+
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+
+
+@dataclass
+class Experiment:
+    name: str
+    seed: int
+    data: DataSource
+    layer_specs: list  # resolved specs, one per layer
+    input_shape: tuple[int, ...] | None  # as declared in model.input_shape
+    loss: Loss
+    optimizer_spec: dict
+    training: TrainingConfig
+    compare: dict | None
+    doc: Document  # where values came from, for locating errors found later
+
+    # -- building -------------------------------------------------------------
+    def data_info(self) -> DataInfo:
+        """Input shape and class count from the declared shape or the data headers (no data loaded)."""
+        if self.input_shape is not None:
+            return DataInfo(self.input_shape, None)
+        return self.data.inspect()
+
+    def build_model(self, input_shape=None, num_classes: int | None = None, dtype=None) -> Sequential:
+        """A fresh model; shape errors name the layer, a loss/output mismatch names `loss`."""
+        if input_shape is None:
+            info = self.data_info()
+            input_shape, num_classes = info.input_shape, num_classes or info.num_classes
+        with self.doc.errors_located():
+            model = Sequential.from_specs(self.layer_specs, input_shape, dtype or self.training.dtype)
+            try:
+                self.loss.check(model.output_shape, num_classes)
+            except ValueError as exc:
+                raise ConfigError(str(exc), ("loss",)) from None
+        return model
+
+    def make_optimizer(self, spec: dict | None = None, path=("optimizer",)):
+        with self.doc.errors_located():
+            return OPTIMIZERS.create(spec if spec is not None else self.optimizer_spec, path)
+
+    def seeds(self, purpose: str) -> np.random.SeedSequence:
+        """Independent, reproducible seed streams per purpose (adding a purpose never shifts the others)."""
+        key = {"data": 0, "init": 1, "shuffle": 2, "layers": 3, "augment": 4}[purpose]
+        return np.random.SeedSequence(self.seed, spawn_key=(key,))
+
+    # -- resolution -----------------------------------------------------------
+    def resolved(self) -> dict:
+        """The full config, every default written out, under canonical component names."""
+        out = {
+            "name": self.name,
+            "seed": self.seed,
+            "data": to_plain(self.data.spec),
+            "model": {
+                "input_shape": list(self.input_shape) if self.input_shape is not None else None,
+                "layers": to_plain(self.layer_specs),
+            },
+            "loss": to_plain(self.loss),
+            "optimizer": to_plain(self.optimizer_spec),
+            "training": to_plain(asdict(self.training)),
+        }
+        if self.compare is not None:
+            out["compare"] = to_plain(self.compare)
+        return out
+
+
+def from_document(doc: Document, seed: int | None = None, name: str | None = None) -> Experiment:
+    """Validate a config document into an Experiment; every ConfigError names file, line and key path."""
+    with doc.errors_located():
+        top = check_options(_top_level, doc.data)
+        run_name = top["name"] or name or "experiment"
+        if not _NAME.match(run_name):
+            raise ConfigError(
+                f"'{run_name}' cannot name a run folder; use letters, digits, '.', '_' and '-'", ("name",)
+            )
+        data = DATA_SOURCES.create(top["data"], ("data",))
+        model = check_options(_model_section, top["model"], ("model",))
+        if not model["layers"]:
+            raise ConfigError("the model needs at least one layer", ("model", "layers"))
+        layer_specs = [LAYERS.create(s, ("model", "layers", i)).spec for i, s in enumerate(model["layers"])]
+        loss = LOSSES.create(top["loss"], ("loss",))
+        optimizer = OPTIMIZERS.create(top["optimizer"], ("optimizer",))
+        training = TrainingConfig(**check_options(TrainingConfig, top["training"] or {}, ("training",)))
+        compare = top["compare"]
+    return Experiment(
+        name=run_name,
+        seed=top["seed"] if seed is None else seed,
+        data=data,
+        layer_specs=layer_specs,
+        input_shape=model["input_shape"],
+        loss=loss,
+        optimizer_spec=optimizer.spec,
+        training=training,
+        compare=compare,
+        doc=doc,
+    )
+
+
+def load_experiment(
+    config: str | Path | dict, overrides: list[str] | tuple[str, ...] = (), seed: int | None = None
+) -> Experiment:
+    """Read a config file (or a dict), apply `--set` overrides, validate and resolve it."""
+    if isinstance(config, dict):
+        doc, name = document_from_dict(config), None
+    else:
+        doc, name = load_document(config), Path(config).stem
+    apply_overrides(doc, overrides)
+    if seed is not None and seed < 0:
+        raise ConfigError(f"must be a non-negative integer, got {seed}", location="--seed")
+    return from_document(doc, seed=seed, name=name)
+
+
+def training_fields() -> list[str]:
+    return [f.name for f in fields(TrainingConfig)]

@@ -1,0 +1,100 @@
+"""Crash-safe file writing and run folders.
+
+Every result file is written to a temporary file in the same folder, flushed
+and fsync'd, renamed over the target (atomic on POSIX), and the folder is
+fsync'd so the rename itself survives a power cut. A process killed at any
+instant leaves either the old file or the new one, never half of one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import RunFolderError
+
+
+def _describe(exc: OSError, path: Path) -> str:
+    reason = {
+        errno.ENOSPC: "no space left on device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EROFS: "read-only file system",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+    }.get(exc.errno, exc.strerror or str(exc))
+    return f"{path}: cannot write ({reason})"
+
+
+def _file_mode() -> int:
+    """rw for whoever the umask allows, as open() would give (mkstemp alone gives 0600)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
+_MODE = _file_mode()
+
+
+def fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems refuse fsync on folders; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """Write `path` through `write(file)` atomically; on failure the old file is untouched."""
+    path = Path(path)
+    tmp_name = None
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        os.fchmod(fd, _MODE)
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp_name, path)
+        tmp_name = None
+        fsync_dir(path.parent)
+    except OSError as exc:
+        raise RunFolderError(_describe(exc, path)) from None
+    finally:
+        if tmp_name is not None:
+            try:
+                os.unlink(tmp_name)
+            except OSError:
+                pass
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def new_run_folder(wanted: str | Path) -> Path:
+    """Create `wanted`, or `wanted-2`, `-3`, ... if it exists and is not empty. Never reuses a run."""
+    wanted = Path(wanted)
+    try:
+        wanted.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunFolderError(_describe(exc, wanted.parent)) from None
+    for n in range(1, 10_000):
+        candidate = wanted if n == 1 else wanted.with_name(f"{wanted.name}-{n}")
+        try:
+            candidate.mkdir()
+            return candidate
+        except FileExistsError:
+            if candidate.is_dir() and not any(candidate.iterdir()):
+                return candidate  # an empty folder holds no earlier results
+        except OSError as exc:
+            raise RunFolderError(_describe(exc, candidate)) from None
+    raise RunFolderError(f"{wanted}: too many runs with this name")

@@ -1,0 +1,149 @@
+"""The layer contract shared by every layer.
+
+A layer declares the shapes of its trainable arrays in `build` (allocating
+nothing, so `nncli summary` costs nothing), then the model allocates one flat
+parameter vector θ and one gradient vector and hands each layer reshaped
+views (`params`, `grads`). `forward` caches what `backward` needs; `backward`
+*overwrites* `grads` (no accumulation, no zero_grad) and returns dL/dx.
+
+Buffers: `forward`/`backward` write into work arrays owned by the layer and
+reused across calls of the same batch shape (allocation churn costs more than
+the arithmetic here). So a returned array is valid until the layer's next
+call; `backward` may overwrite the `grad_out` it was given, and `forward`
+never modifies its input.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+
+import numpy as np
+
+from ..registry import Registry
+
+LAYERS = Registry("layer")
+
+
+class ShapeError(ValueError):
+    """A layer cannot take the shape it is given (raised by build, reported with the layer's path)."""
+
+Shape = tuple[int, ...]
+
+
+class Layer:
+    """Base class. Subclasses declare `param_shapes` in build() and fill `grads` in backward()."""
+
+    registered_name = "layer"
+    spec: dict  # resolved options, set by the registry
+    has_randomness = False  # draws random numbers in forward (dropout, rrelu): gets its own Generator
+
+    def __init__(self) -> None:
+        self.input_shape: Shape = ()
+        self.output_shape: Shape = ()
+        self.param_shapes: dict[str, Shape] = {}  # trainable arrays, e.g. {"W": (in, out)}
+        self.state_shapes: dict[str, Shape] = {}  # non-trainable saved arrays (running statistics)
+        self.params: dict[str, np.ndarray] = {}  # views into the model's θ
+        self.grads: dict[str, np.ndarray] = {}  # views into the model's ∇θ
+        self.state: dict[str, np.ndarray] = {}
+        self.children: dict[str, Layer] = {}  # sub-layers whose arrays are named "<child>.<name>"
+        self.needs_input_grad = True  # False for the first layer: its dL/dx is never used
+        self.rng: np.random.Generator | None = None
+        self._buffers: dict[str, OrderedDict] = {}
+        self._ones: tuple | None = None
+
+    # -- contract -------------------------------------------------------------
+    def build(self, input_shape: Shape) -> Shape:
+        """Check the per-sample input shape, declare param_shapes; return the output shape."""
+        raise NotImplementedError
+
+    def initialize(self, rng: np.random.Generator) -> None:
+        """Fill self.params in place (they are views into θ). Default: parameterless."""
+        for child in self.children.values():
+            child.initialize(rng)
+
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """x: (N, *input_shape) -> (N, *output_shape); caches what backward needs."""
+        raise NotImplementedError
+
+    def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
+        """dL/d(output) -> dL/d(input) (None when not needs_input_grad); writes self.grads."""
+        raise NotImplementedError
+
+    # -- helpers --------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.registered_name
+
+    def count_params(self) -> int:
+        return sum(int(np.prod(s)) for s in self.all_param_shapes().values())
+
+    def all_param_shapes(self) -> dict[str, Shape]:
+        """Own and children's trainable shapes, children's names prefixed '<child>.'."""
+        shapes = dict(self.param_shapes)
+        for prefix, child in self.children.items():
+            shapes.update({f"{prefix}.{k}": s for k, s in child.all_param_shapes().items()})
+        return shapes
+
+    def all_state_shapes(self) -> dict[str, Shape]:
+        shapes = dict(self.state_shapes)
+        for prefix, child in self.children.items():
+            shapes.update({f"{prefix}.{k}": s for k, s in child.all_state_shapes().items()})
+        return shapes
+
+    def bind(self, params: dict, grads: dict, state: dict) -> None:
+        """Receive views for every name of all_param_shapes()/all_state_shapes(); pass children theirs."""
+        own = lambda d: {k: v for k, v in d.items() if "." not in k}  # noqa: E731
+        self.params, self.grads, self.state = own(params), own(grads), own(state)
+        for prefix, child in self.children.items():
+            sub = lambda d: {k[len(prefix) + 1 :]: v for k, v in d.items() if k.startswith(prefix + ".")}  # noqa: E731
+            child.bind(sub(params), sub(grads), sub(state))
+
+    def random_layers(self) -> list[Layer]:
+        """This layer and its children that draw random numbers in forward."""
+        found = [self] if self.has_randomness else []
+        for child in self.children.values():
+            found += child.random_layers()
+        return found
+
+    def buffer(self, key: str, shape: Shape, dtype) -> np.ndarray:
+        """A work array reused across calls with the same shape (a few shapes kept per key)."""
+        slots = self._buffers.setdefault(key, OrderedDict())
+        tag = (shape, np.dtype(dtype))
+        buf = slots.get(tag)
+        if buf is None:
+            buf = np.empty(shape, dtype)
+            slots[tag] = buf
+            if len(slots) > 3:  # train batch, last partial batch, evaluation batch
+                slots.popitem(last=False)
+        else:
+            slots.move_to_end(tag)
+        return buf
+
+    def ones(self, n: int, dtype) -> np.ndarray:
+        """A cached vector of n ones: bias gradients as ones @ dz beat dz.sum(axis=0) on tall arrays."""
+        key = (n, np.dtype(dtype))
+        if self._ones is None or self._ones[0] != key:
+            self._ones = (key, np.ones(n, dtype))
+        return self._ones[1]
+
+    def release_buffers(self) -> None:
+        """Drop work arrays and cached activations (e.g. before saving or after training)."""
+        self._buffers.clear()
+        self._ones = None
+        for child in self.children.values():
+            child.release_buffers()
+
+    def describe(self) -> str:
+        """One-line description for summaries, e.g. 'dense(16, sigmoid)'."""
+        return self.name
+
+    def __repr__(self) -> str:
+        return f"<{self.describe()}>"
+
+
+def fans(shape: Shape) -> tuple[int, int]:
+    """(fan_in, fan_out) of a kernel: dense (in, out); conv (kh, kw, in, out)."""
+    if len(shape) == 2:
+        return shape[0], shape[1]
+    receptive = int(np.prod(shape[:-2]))
+    return shape[-2] * receptive, shape[-1] * receptive

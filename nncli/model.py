@@ -1,0 +1,164 @@
+"""Sequential model over one flat parameter vector.
+
+All trainable arrays live in `theta` (and their gradients in `grad`), each
+layer seeing reshaped views. First-order optimizers update `theta` in one
+vectorised step; full-batch methods treat it as the point x of f(x); "same
+initial weights" is `theta.copy()`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import ConfigError
+from .layers import LAYERS, Layer, ShapeError
+
+
+@dataclass(frozen=True)
+class SummaryRow:
+    index: int
+    layer: str  # e.g. "dense(16, sigmoid)"
+    output_shape: tuple[int, ...]  # per sample
+    params: int
+
+
+class Sequential:
+    """A stack of layers built for a per-sample `input_shape`, parameters in one flat vector."""
+
+    def __init__(self, layers: Sequence[Layer], input_shape: Sequence[int], dtype=np.float32):
+        self.layers = list(layers)
+        self.input_shape = tuple(int(d) for d in input_shape)
+        self.dtype = np.dtype(dtype)
+        shape = self.input_shape
+        for i, layer in enumerate(self.layers):
+            layer.input_shape = shape
+            try:
+                shape = tuple(layer.build(shape))
+            except ShapeError as exc:
+                raise ConfigError(f"{layer.name}: {exc}", ("model", "layers", i)) from None
+            layer.output_shape = shape
+            layer.needs_input_grad = i > 0
+        self.output_shape = shape
+
+        # One flat vector for θ and one for ∇θ; layers get views (never rebinding them).
+        self._slots: list[tuple[int, str, slice, tuple[int, ...]]] = []
+        offset = 0
+        for i, layer in enumerate(self.layers):
+            for name, pshape in layer.all_param_shapes().items():
+                size = int(np.prod(pshape))
+                self._slots.append((i, name, slice(offset, offset + size), tuple(pshape)))
+                offset += size
+        self.theta = np.zeros(offset, self.dtype)
+        self.grad = np.zeros(offset, self.dtype)
+        for i, layer in enumerate(self.layers):
+            mine = [(n, s, shp) for j, n, s, shp in self._slots if j == i]
+            state = {n: np.zeros(shp, self.dtype) for n, shp in layer.all_state_shapes().items()}
+            layer.bind(
+                {n: self.theta[s].reshape(shp) for n, s, shp in mine},
+                {n: self.grad[s].reshape(shp) for n, s, shp in mine},
+                state,
+            )
+
+    @classmethod
+    def from_specs(cls, specs: Sequence, input_shape: Sequence[int], dtype=np.float32) -> Sequential:
+        """Build from layer specs (names or {type: ...} mappings), as in `model.layers`."""
+        layers = [LAYERS.create(spec, ("model", "layers", i)) for i, spec in enumerate(specs)]
+        return cls(layers, input_shape, dtype)
+
+    # -- parameters -----------------------------------------------------------
+    @property
+    def num_params(self) -> int:
+        return int(self.theta.size)
+
+    def param_key(self, index: int, name: str) -> str:
+        """Checkpoint name of a trainable array: '<i>.<type>/<name>', e.g. '0.dense/W'."""
+        return f"{index}.{self.layers[index].name}/{name}"
+
+    def named_params(self) -> Iterator[tuple[str, np.ndarray]]:
+        """('0.dense/W', view into θ) in θ order, the order of the checkpoint keys."""
+        for i, name, s, shape in self._slots:
+            yield self.param_key(i, name), self.theta[s].reshape(shape)
+
+    def named_grads(self) -> Iterator[tuple[str, np.ndarray]]:
+        for i, name, s, shape in self._slots:
+            yield self.param_key(i, name), self.grad[s].reshape(shape)
+
+    def named_state(self) -> Iterator[tuple[str, np.ndarray]]:
+        """Non-trainable arrays (running statistics), keyed like parameters."""
+        for i, layer in enumerate(self.layers):
+            for name, array in _all_state(layer).items():
+                yield self.param_key(i, name), array
+
+    def layer_slices(self) -> list[tuple[int, slice]]:
+        """(layer index, slice of θ) for each layer that has parameters, in order."""
+        spans: dict[int, slice] = {}
+        for i, _, s, _ in self._slots:
+            start = spans[i].start if i in spans else s.start
+            spans[i] = slice(start, s.stop)
+        return list(spans.items())
+
+    def initialize(self, rng: np.random.Generator) -> None:
+        """Draw initial weights (every layer from the same Generator, in order)."""
+        for layer in self.layers:
+            layer.initialize(rng)
+
+    def seed_layers(self, seed_seq: np.random.SeedSequence) -> None:
+        """Give every layer that draws random numbers in forward its own Generator."""
+        randomized = [layer for top in self.layers for layer in top.random_layers()]
+        for layer, child in zip(randomized, seed_seq.spawn(len(randomized))):
+            layer.rng = np.random.default_rng(child)
+
+    def random_generators(self) -> list[np.random.Generator]:
+        return [layer.rng for top in self.layers for layer in top.random_layers() if layer.rng is not None]
+
+    # -- computation ----------------------------------------------------------
+    def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """x: (N, *input_shape) -> (N, *output_shape); the result is a work buffer, valid until the next call."""
+        for layer in self.layers:
+            x = layer.forward(x, training)
+        return x
+
+    def backward(self, grad_out: np.ndarray) -> None:
+        """Back-propagate dL/d(outputs) of the last training forward; fills `grad`."""
+        for layer in reversed(self.layers):
+            grad_out = layer.backward(grad_out)
+
+    def loss_and_grad(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
+        """Training-mode loss and ∇θ on (x, y) at the current θ (the gradient is `self.grad`)."""
+        value = loss.forward(self.forward(x, training=True), y)
+        self.backward(loss.backward())
+        return value, self.grad
+
+    def predict(self, x: np.ndarray, batch_size: int = 1000, transform: Callable | None = None) -> np.ndarray:
+        """Evaluation-mode outputs for all of x, in batches (memory bounded by the batch)."""
+        out = None
+        for start in range(0, len(x), batch_size):
+            y = self.forward(x[start : start + batch_size], training=False)
+            y = transform(y) if transform is not None else y
+            if out is None:
+                out = np.empty((len(x), *y.shape[1:]), y.dtype)
+            out[start : start + len(y)] = y
+        if out is None:
+            out = np.empty((0, *self.output_shape), self.dtype)
+        return out
+
+    def release_buffers(self) -> None:
+        for layer in self.layers:
+            layer.release_buffers()
+
+    # -- description ----------------------------------------------------------
+    def summary_rows(self) -> list[SummaryRow]:
+        return [
+            SummaryRow(i, layer.describe(), layer.output_shape, layer.count_params())
+            for i, layer in enumerate(self.layers)
+        ]
+
+
+def _all_state(layer: Layer) -> dict[str, np.ndarray]:
+    found = dict(layer.state)
+    for prefix, child in layer.children.items():
+        found.update({f"{prefix}.{k}": v for k, v in _all_state(child).items()})
+    return found

@@ -1,0 +1,305 @@
+"""The training loop.
+
+`Trainer.fit()` runs epochs of mini-batches for an `Optimizer` (one batch of
+the whole set for full-batch `gd`) and full-batch iterations for a
+`Minimizer` (one history row per iteration). It knows nothing about files or
+terminals: side effects are callbacks. Everything needed to continue a run
+bit for bit (weights, optimizer slots and counters, every random generator,
+the epoch's sample order and position, the running sums) is in
+`TrainState` and `Trainer.snapshot()`, so a run can stop after any batch.
+"""
+
+from __future__ import annotations
+
+import math
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .data import Dataset
+from .errors import DivergedError
+from .experiment import TrainingConfig
+from .losses import Loss
+from .metrics import evaluate
+from .model import Sequential
+from .optimizers import Minimizer, Optimizer
+
+HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
+
+
+@dataclass
+class TrainState:
+    """Counters and running sums; with the RNG states and arrays in a snapshot, enough to resume exactly."""
+
+    epoch: int = 0  # completed epochs (iterations, for minimisers)
+    batch: int = 0  # completed batches of the current epoch
+    step: int = 0  # parameter updates so far
+    loss_sum: float = 0.0  # Σ batch loss × batch size over the current epoch
+    correct: int = 0  # correctly classified training samples this epoch
+    seen: int = 0  # training samples this epoch
+    epoch_seconds: float = 0.0  # wall time already spent on the current epoch (before an interruption)
+    evaluations: int = 0  # objective evaluations (minimisers)
+    best_val_loss: float | None = None
+    best_epoch: int | None = None
+    stop_reason: str | None = None  # why training ended before `epochs`, if it did
+    history: list[dict] = field(default_factory=list)
+
+    def to_meta(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_meta(cls, meta: dict) -> TrainState:
+        return cls(**meta)
+
+
+class Callback:
+    """Hooks for side effects; the trainer is passed so callbacks can read its state."""
+
+    def on_train_begin(self, trainer: Trainer) -> None: ...
+    def on_batch_end(self, trainer: Trainer) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None: ...
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+class StopSignals:
+    """While active, SIGINT/SIGTERM only *request* a stop, honoured at the next batch boundary.
+
+    Further signals while the request is pending (e.g. a second Ctrl-C during
+    the final save) are absorbed, so the save is never cut in half.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._previous: dict[int, object] = {}
+
+    def __enter__(self) -> StopSignals:
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous[sig] = signal.signal(sig, self._handle)
+        return self
+
+    def _handle(self, signum, frame) -> None:
+        if self.signum is None:
+            self.signum = signum
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous.items():
+            signal.signal(sig, handler)
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + int(self.signum or signal.SIGINT)
+
+    @property
+    def name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
+
+
+def _f(x) -> float:
+    return float(x)
+
+
+class Trainer:
+    """Fit `model` to `data.train` with `optimizer`, validating on `data.val` after every epoch."""
+
+    def __init__(
+        self,
+        model: Sequential,
+        loss: Loss,
+        optimizer: Optimizer | Minimizer,
+        data: Dataset,
+        config: TrainingConfig,
+        seeds: dict[str, np.random.SeedSequence],
+        callbacks: Sequence[Callback] = (),
+        stop: StopSignals | None = None,
+    ):
+        self.model, self.loss, self.optimizer, self.data, self.config = model, loss, optimizer, data, config
+        self.callbacks = list(callbacks)
+        self.stop = stop
+        self.state = TrainState()
+        self.order: np.ndarray | None = None  # this epoch's sample order
+        self.shuffle_rng = np.random.default_rng(seeds["shuffle"])
+        model.seed_layers(seeds["layers"])
+        n = len(data.train)
+        full = optimizer.full_batch
+        self.batch_size = n if full else min(config.batch_size, n)
+        self.batches_per_epoch = 1 if isinstance(optimizer, Minimizer) else math.ceil(n / self.batch_size)
+        self._x_buffers: dict[int, np.ndarray] = {}
+        self._objective_x = self._objective_y = None
+        self._current: tuple[float, np.ndarray] | None = None  # minimisers: (f, ∇f) at θ
+
+    # -- the loop -------------------------------------------------------------
+    def fit(self) -> TrainState:
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        while self.state.epoch < self.config.epochs and self.state.stop_reason is None:
+            if isinstance(self.optimizer, Minimizer):
+                self._iterate()
+            else:
+                self._epoch()
+            if self.stopped_by_signal:
+                break
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.state
+
+    @property
+    def stopped_by_signal(self) -> bool:
+        return self.stop is not None and self.stop.signum is not None
+
+    def learning_rate(self) -> float:
+        """The learning rate for the current epoch."""
+        return float(self.optimizer.learning_rate) if hasattr(self.optimizer, "learning_rate") else float("nan")
+
+    def _batch(self, b: int) -> tuple[np.ndarray, np.ndarray]:
+        idx = self.order[b * self.batch_size : (b + 1) * self.batch_size]
+        x = self.data.train.x
+        buf = self._x_buffers.get(len(idx))
+        if buf is None:
+            buf = self._x_buffers[len(idx)] = np.empty((len(idx), *x.shape[1:]), self.model.dtype)
+        np.take(x, idx, axis=0, out=buf)
+        return buf, self.data.train.y[idx]
+
+    def _epoch(self) -> None:
+        s, model, loss, opt = self.state, self.model, self.loss, self.optimizer
+        if s.batch == 0:
+            n = len(self.data.train)
+            self.order = self.shuffle_rng.permutation(n) if self.config.shuffle else np.arange(n)
+            s.loss_sum, s.correct, s.seen, s.epoch_seconds = 0.0, 0, 0, 0.0
+        started = time.perf_counter() - s.epoch_seconds
+        lr = self.learning_rate()
+        theta, grad = model.theta, model.grad
+        for b in range(s.batch, self.batches_per_epoch):
+            x, y = self._batch(b)
+            outputs = model.forward(x, training=True)
+            value = loss.forward(outputs, y)
+            correct = int(np.count_nonzero(loss.predictions(outputs) == y))
+            model.backward(loss.backward())
+            if not (math.isfinite(value) and np.isfinite(grad).all()):
+                raise self._diverged(value, b, lr)
+            opt.step(theta, grad, lr)
+            s.step += 1
+            s.batch = b + 1
+            s.loss_sum += value * len(y)
+            s.correct += correct
+            s.seen += len(y)
+            s.epoch_seconds = time.perf_counter() - started
+            for cb in self.callbacks:
+                cb.on_batch_end(self)
+            if self.stopped_by_signal and s.batch < self.batches_per_epoch:
+                return  # a resumable mid-epoch state; the caller saves it
+        self._end_epoch(s.loss_sum / s.seen, s.correct / s.seen, lr, time.perf_counter() - started)
+
+    def _iterate(self) -> None:
+        """One full-batch minimiser iteration = one history row."""
+        s, started = self.state, time.perf_counter()
+        theta0 = self.model.theta.copy()
+        if self._current is None:  # f and ∇f at the starting point (recomputed, identically, on resume)
+            self._current = self.objective(theta0)
+            s.evaluations += 1 if s.step == 0 else 0
+        value, grad = self._current
+        if not (math.isfinite(value) and np.isfinite(grad).all()):
+            raise self._diverged(value, 0, float("nan"))
+        result = self.optimizer.step(self.objective, theta0, value, grad)
+        if not (math.isfinite(result.loss) and np.isfinite(result.theta).all()):
+            raise self._diverged(result.loss, 0, float("nan"))
+        self.model.theta[...] = result.theta
+        self._current = (result.loss, result.grad)
+        s.step += 1
+        s.batch = 0
+        s.evaluations += result.evaluations
+        if result.converged:
+            s.stop_reason = result.converged
+        train = evaluate(self.model, self.loss, self.data.train, self.data.num_classes, self.config.eval_batch_size)
+        step_size = result.step_size if result.step_size is not None else float("nan")
+        self._end_epoch(_f(result.loss), train.accuracy, step_size, time.perf_counter() - started)
+
+    def objective(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """f(θ) and ∇f(θ) on the whole training set, evaluation of the objective a minimiser sees."""
+        if self._objective_x is None:
+            self._objective_x = self.data.train.x.astype(self.model.dtype, copy=False)
+            self._objective_y = self.data.train.y
+        self.model.theta[...] = theta
+        value, grad = self.model.loss_and_grad(self.loss, self._objective_x, self._objective_y)
+        return value, grad.copy()
+
+    def _end_epoch(self, train_loss: float, train_accuracy: float, lr: float, seconds: float) -> None:
+        s = self.state
+        row = {
+            "epoch": s.epoch + 1,
+            "train_loss": _f(train_loss),
+            "train_accuracy": _f(train_accuracy),
+            "val_loss": None,
+            "val_accuracy": None,
+            "learning_rate": lr,
+            "seconds": seconds,
+        }
+        if self.data.val is not None:
+            val = evaluate(self.model, self.loss, self.data.val, self.data.num_classes, self.config.eval_batch_size)
+            row["val_loss"], row["val_accuracy"] = _f(val.loss), _f(val.accuracy)
+            if s.best_val_loss is None or val.loss < s.best_val_loss:
+                s.best_val_loss, s.best_epoch = _f(val.loss), s.epoch + 1
+        s.history.append(row)
+        s.epoch += 1
+        s.batch = 0
+        s.loss_sum, s.correct, s.seen, s.epoch_seconds = 0.0, 0, 0, 0.0
+        self.order = None
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, row)
+
+    @property
+    def improved(self) -> bool:
+        """Did the epoch just finished set a new best validation loss?"""
+        return self.state.best_epoch is not None and self.state.best_epoch == self.state.epoch
+
+    def _diverged(self, value: float, batch: int, lr: float) -> DivergedError:
+        norms = []
+        first_bad = None
+        for i, span in reversed(self.model.layer_slices()):
+            g = self.model.grad[span].astype(np.float64)
+            finite = bool(np.isfinite(g).all())
+            norm = float(np.sqrt(np.sum(g * g))) if finite else float("nan")
+            label = f"{i}.{self.model.layers[i].name}"
+            norms.append(f"{label} {norm:.3g}" if finite else f"{label} non-finite")
+            if not finite and first_bad is None:
+                first_bad = label
+        where = f"epoch {self.state.epoch + 1}, batch {batch + 1}/{self.batches_per_epoch}"
+        culprit = f"; first non-finite gradient (backward order) in layer {first_bad}" if first_bad else ""
+        rate = f" (now {lr:g})" if math.isfinite(lr) else ""
+        return DivergedError(
+            f"training diverged at {where}: loss is {value}{culprit}; gradient norms: {', '.join(reversed(norms))}; "
+            f"the update was not applied and the last good checkpoint is kept; "
+            f"try a smaller optimizer.learning_rate{rate}"
+        )
+
+    # -- resume ---------------------------------------------------------------
+    def snapshot(self) -> tuple[dict, dict[str, np.ndarray]]:
+        """(JSON meta, arrays) of everything that continuing this run exactly depends on."""
+        optim = self.optimizer.state_dict()
+        arrays = {f"optim/{k}": v for k, v in optim.items() if isinstance(v, np.ndarray)}
+        scalars = {k: v for k, v in optim.items() if not isinstance(v, np.ndarray)}
+        if self.order is not None:
+            arrays["train/order"] = self.order
+        meta = {
+            "train_state": self.state.to_meta(),
+            "optimizer_state": scalars,
+            "rng": {
+                "shuffle": self.shuffle_rng.bit_generator.state,
+                "layers": [g.bit_generator.state for g in self.model.random_generators()],
+            },
+        }
+        return meta, arrays
+
+    def restore(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+        """Continue from a snapshot (weights already loaded into the model)."""
+        self.state = TrainState.from_meta(meta["train_state"])
+        optim = {k[len("optim/") :]: v for k, v in arrays.items() if k.startswith("optim/")}
+        self.optimizer.load_state_dict({**meta["optimizer_state"], **optim})
+        self.shuffle_rng.bit_generator.state = meta["rng"]["shuffle"]
+        for g, state in zip(self.model.random_generators(), meta["rng"]["layers"]):
+            g.bit_generator.state = state
+        self.order = arrays.get("train/order")

@@ -1,0 +1,131 @@
+"""Shared test tools: finite-difference gradient checks and tiny synthetic data sets."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from nncli.layers import LAYERS
+from nncli.model import Sequential
+
+EPS = 1e-6
+
+
+def rel_error(a: np.ndarray, b: np.ndarray) -> float:
+    """max |a-b| / max(|a|+|b|): scale-free, 0 for identical arrays."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    return float(np.max(np.abs(a - b)) / max(1e-8, float(np.max(np.abs(a) + np.abs(b)))))
+
+
+def numeric_grad(f, x: np.ndarray, eps: float = EPS) -> np.ndarray:
+    """Central differences of the scalar f() with respect to every element of x (modified in place, restored)."""
+    grad = np.zeros_like(x, dtype=np.float64)
+    flat, gflat = x.reshape(-1), grad.reshape(-1)
+    for i in range(flat.size):
+        old = flat[i]
+        flat[i] = old + eps
+        up = f()
+        flat[i] = old - eps
+        down = f()
+        flat[i] = old
+        gflat[i] = (up - down) / (2 * eps)
+    return grad
+
+
+def build_layer(spec, input_shape, seed=0):
+    """A float64 one-layer model (so the layer owns views into θ), with dL/dx enabled."""
+    layer = LAYERS.create(spec)
+    model = Sequential([layer], input_shape, dtype=np.float64)
+    model.initialize(np.random.default_rng(seed))
+    layer.needs_input_grad = True
+    return layer, model
+
+
+def check_layer_gradients(spec, input_shape, batch=3, seed=0, training=True, x=None, tol=1e-6):
+    """Finite-difference check of dL/dx and every dL/dparam for L = Σ layer(x)·R."""
+    layer, model = build_layer(spec, input_shape, seed)
+    rng = np.random.default_rng(seed + 1)
+    if x is None:
+        x = rng.normal(size=(batch, *input_shape))
+    batch = len(x)
+    probe = rng.normal(size=(batch, *layer.output_shape))
+    forward_rng_seed = seed + 2
+
+    def forward():
+        for random_layer in layer.random_layers():
+            random_layer.rng = np.random.default_rng(forward_rng_seed)
+        return layer.forward(x, training=training)
+
+    def loss():
+        return float(np.sum(forward() * probe))
+
+    forward()
+    dx = layer.backward(probe.copy())
+    analytic = {name: g.copy() for name, g in model.named_grads()}
+    errors = {"x": rel_error(dx, numeric_grad(loss, x))}
+    for name, param in model.named_params():
+        errors[name] = rel_error(analytic[name], numeric_grad(loss, param))
+    bad = {k: v for k, v in errors.items() if not v < tol}
+    assert not bad, f"{spec}: relative errors {bad}"
+    return errors
+
+
+def write_idx(path: Path, array: np.ndarray, gz: bool = True) -> Path:
+    codes = {np.dtype("uint8"): 0x08, np.dtype("int8"): 0x09, np.dtype(">i2"): 0x0B, np.dtype(">i4"): 0x0C, np.dtype(">f4"): 0x0D, np.dtype(">f8"): 0x0E}
+    header = bytes([0, 0, codes[array.dtype], array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
+    data = header + array.tobytes()
+    path = Path(str(path) + ".gz") if gz else Path(path)
+    path.write_bytes(gzip.compress(data) if gz else data)
+    return path
+
+
+def make_digits(folder: Path, n_train=240, n_test=60, size=8, classes=3, seed=0, gz=True) -> Path:
+    """A learnable toy IDX data set: class k lights up horizontal band k of a size×size image, plus noise."""
+    rng = np.random.default_rng(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def images(n):
+        labels = rng.integers(0, classes, n).astype(np.uint8)
+        img = rng.integers(0, 60, (n, size, size)).astype(np.float64)
+        band = size // classes
+        for k in range(classes):
+            img[labels == k, k * band : (k + 1) * band, :] += 180
+        return np.clip(img, 0, 255).astype(np.uint8), labels
+
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        img, lab = images(n)
+        write_idx(folder / f"{prefix}-images-idx3-ubyte", img, gz)
+        write_idx(folder / f"{prefix}-labels-idx1-ubyte", lab, gz)
+    return folder
+
+
+def make_csv(path: Path, n=200, seed=0) -> Path:
+    """A learnable two-class table: the label is the sign of a linear score of 3 features."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(n, 3)) * [1.0, 10.0, 0.1] + [0.0, 50.0, 1.0]
+    score = x[:, 0] + (x[:, 1] - 50) / 10 - (x[:, 2] - 1) / 0.1
+    y = (score + 0.3 * rng.normal(size=n) > 0).astype(int)
+    lines = ["a,b,c,label"] + [f"{r[0]:.5f},{r[1]:.5f},{r[2]:.5f},{t}" for r, t in zip(x, y)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def write_config(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def mlp_config(data_path: Path, **training) -> dict:
+    return {
+        "name": "tiny",
+        "seed": 0,
+        "data": {"source": "idx", "path": str(data_path), "validation_split": 0.2},
+        "model": {"layers": [{"type": "flatten"}, {"type": "dense", "units": 8, "activation": "relu"}, {"type": "dense", "units": 3}]},
+        "loss": "cross_entropy",
+        "optimizer": {"type": "adam", "learning_rate": 0.01},
+        "training": {"epochs": 2, "batch_size": 16, **training},
+    }

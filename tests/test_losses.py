@@ -1,0 +1,92 @@
+"""Losses: finite-difference gradients, stability, values, and the output/class checks."""
+
+import numpy as np
+import pytest
+from helpers import numeric_grad, rel_error
+
+from nncli.losses import LOSSES
+
+rng = np.random.default_rng(0)
+
+# name -> (outputs, integer targets). Every registered loss must appear here.
+CASES = {
+    "cross_entropy": (rng.normal(size=(5, 4)) * 3, rng.integers(0, 4, 5)),
+    "binary_cross_entropy": (rng.normal(size=(6, 1)) * 3, rng.integers(0, 2, 6)),
+    "mse": (rng.normal(size=(5, 3)), rng.integers(0, 3, 5)),
+}
+
+
+def test_every_loss_has_a_gradient_check():
+    assert set(CASES) == set(LOSSES.names())
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_loss_gradient_matches_finite_differences(name):
+    loss = LOSSES.create(name)
+    outputs, targets = (a.copy() for a in CASES[name])
+    loss.forward(outputs, targets)
+    analytic = loss.backward().copy()
+    numeric = numeric_grad(lambda: loss.forward(outputs, targets), outputs)
+    assert rel_error(analytic, numeric) < 1e-6
+
+
+def test_mse_with_one_output_uses_the_label_as_target():
+    loss = LOSSES.create("mse")
+    outputs, targets = np.array([[0.2], [0.9]]), np.array([0, 1])
+    assert loss.forward(outputs, targets) == pytest.approx((0.2**2 + 0.1**2) / 2)
+    numeric = numeric_grad(lambda: loss.forward(outputs, targets), outputs)
+    loss.forward(outputs, targets)
+    assert rel_error(loss.backward(), numeric) < 1e-6
+
+
+def test_cross_entropy_value_and_stability():
+    loss = LOSSES.create("cross_entropy")
+    logits = np.array([[1.0, 2.0, 3.0]])
+    expected = -np.log(np.exp(1.0) / np.exp([1.0, 2.0, 3.0]).sum())
+    assert loss.forward(logits, np.array([0])) == pytest.approx(expected)
+    huge = np.array([[1000.0, -1000.0], [-1000.0, 1000.0]], np.float32)
+    assert loss.forward(huge, np.array([0, 1])) == pytest.approx(0.0, abs=1e-6)
+    assert loss.forward(huge, np.array([1, 1])) == pytest.approx(1000.0)
+    assert np.isfinite(loss.backward()).all()
+
+
+def test_binary_cross_entropy_value_and_stability():
+    loss = LOSSES.create("binary_cross_entropy")
+    z = np.array([[0.0], [2.0]])
+    expected = (np.log(2) + np.log1p(np.exp(-2.0))) / 2
+    assert loss.forward(z, np.array([1, 1])) == pytest.approx(expected)
+    assert loss.forward(np.array([[800.0], [-800.0]]), np.array([0, 1])) == pytest.approx(800.0)
+    assert np.isfinite(loss.backward()).all()
+
+
+def test_probabilities_and_predictions_agree():
+    for name, (outputs, _) in CASES.items():
+        loss = LOSSES.create(name)
+        p = loss.probabilities(outputs)
+        assert p.shape == (len(outputs), max(2, outputs.shape[1]))
+        np.testing.assert_array_equal(np.argmax(p, axis=1), loss.predictions(outputs))
+        if name != "mse":
+            np.testing.assert_allclose(p.sum(axis=1), 1.0)
+
+
+@pytest.mark.parametrize(
+    "name,shape,classes,ok",
+    [
+        ("cross_entropy", (10,), 10, True),
+        ("cross_entropy", (9,), 10, False),
+        ("cross_entropy", (1,), 2, False),
+        ("binary_cross_entropy", (1,), 2, True),
+        ("binary_cross_entropy", (2,), 2, False),
+        ("binary_cross_entropy", (1,), 3, False),
+        ("mse", (3,), 3, True),
+        ("mse", (1,), 2, True),
+        ("mse", (2,), 3, False),
+    ],
+)
+def test_output_shape_checks(name, shape, classes, ok):
+    loss = LOSSES.create(name)
+    if ok:
+        loss.check(shape, classes)
+    else:
+        with pytest.raises(ValueError):
+            loss.check(shape, classes)

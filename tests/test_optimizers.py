@@ -1,0 +1,211 @@
+"""First-order optimizers: the first steps against values computed by hand, element by element.
+
+The reference rules below are written independently, in scalar Python, from
+the conventions stated in each optimizer's docstring.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from nncli.optimizers import OPTIMIZERS, Minimizer
+
+THETA0 = [1.0, 2.0, 3.0, 4.0]
+GRADS = [[1.0, 6.0, 7.0, 2.0], [0.5, -3.0, 2.0, -1.0], [-2.0, 1.0, 0.25, 4.0]]
+
+
+def reference_gd(options):
+    lr = options["learning_rate"]
+
+    def run(theta, grads):
+        out = []
+        for g in grads:
+            theta = [t - lr * gi for t, gi in zip(theta, g)]
+            out.append(theta)
+        return out
+
+    return run
+
+
+def reference_momentum(options, nesterov=False):
+    lr, mu = options["learning_rate"], options["momentum"]
+
+    def run(theta, grads):
+        v = [0.0] * len(theta)
+        out = []
+        for g in grads:
+            v = [mu * vi + gi for vi, gi in zip(v, g)]
+            step = [gi + mu * vi for gi, vi in zip(g, v)] if nesterov else v
+            theta = [t - lr * s for t, s in zip(theta, step)]
+            out.append(theta)
+        return out
+
+    return run
+
+
+def reference_adagrad(options):
+    lr, eps, g0 = options["learning_rate"], options["epsilon"], options["initial_accumulator_value"]
+
+    def run(theta, grads):
+        acc = [g0] * len(theta)
+        out = []
+        for g in grads:
+            acc = [a + gi * gi for a, gi in zip(acc, g)]
+            theta = [t - lr * gi / (math.sqrt(a) + eps) for t, gi, a in zip(theta, g, acc)]
+            out.append(theta)
+        return out
+
+    return run
+
+
+def reference_adadelta(options):
+    lr, rho, eps = options["learning_rate"], options["rho"], options["epsilon"]
+
+    def run(theta, grads):
+        eg, ed = [0.0] * len(theta), [0.0] * len(theta)
+        out = []
+        for g in grads:
+            eg = [rho * e + (1 - rho) * gi * gi for e, gi in zip(eg, g)]
+            delta = [math.sqrt(d + eps) / math.sqrt(e + eps) * gi for d, e, gi in zip(ed, eg, g)]
+            ed = [rho * d + (1 - rho) * dl * dl for d, dl in zip(ed, delta)]
+            theta = [t - lr * dl for t, dl in zip(theta, delta)]
+            out.append(theta)
+        return out
+
+    return run
+
+
+def reference_rmsprop(options):
+    lr, rho, eps = options["learning_rate"], options["rho"], options["epsilon"]
+
+    def run(theta, grads):
+        v = [0.0] * len(theta)
+        out = []
+        for g in grads:
+            v = [rho * vi + (1 - rho) * gi * gi for vi, gi in zip(v, g)]
+            theta = [t - lr * gi / (math.sqrt(vi) + eps) for t, gi, vi in zip(theta, g, v)]
+            out.append(theta)
+        return out
+
+    return run
+
+
+def reference_adam(options, decoupled=0.0):
+    lr, b1, b2, eps = (options[k] for k in ("learning_rate", "beta_1", "beta_2", "epsilon"))
+
+    def run(theta, grads):
+        m, v = [0.0] * len(theta), [0.0] * len(theta)
+        out = []
+        for t, g in enumerate(grads, start=1):
+            theta = [x * (1 - lr * decoupled) for x in theta]
+            m = [b1 * mi + (1 - b1) * gi for mi, gi in zip(m, g)]
+            v = [b2 * vi + (1 - b2) * gi * gi for vi, gi in zip(v, g)]
+            mhat = [mi / (1 - b1**t) for mi in m]
+            vhat = [vi / (1 - b2**t) for vi in v]
+            theta = [x - lr * mh / (math.sqrt(vh) + eps) for x, mh, vh in zip(theta, mhat, vhat)]
+            out.append(theta)
+        return out
+
+    return run
+
+
+# name -> (options, reference). Every registered first-order optimizer must appear here.
+CASES = {
+    "gd": ({"learning_rate": 0.1}, reference_gd),
+    "sgd": ({"learning_rate": 0.05}, reference_gd),
+    "momentum": ({"learning_rate": 0.05, "momentum": 0.9}, reference_momentum),
+    "nesterov": ({"learning_rate": 0.05, "momentum": 0.8}, lambda o: reference_momentum(o, nesterov=True)),
+    "adagrad": ({"learning_rate": 0.1, "epsilon": 1e-10, "initial_accumulator_value": 0.1}, reference_adagrad),
+    "adadelta": ({"learning_rate": 1.0, "rho": 0.9, "epsilon": 1e-6}, reference_adadelta),
+    "rmsprop": ({"learning_rate": 0.01, "rho": 0.9, "epsilon": 1e-8}, reference_rmsprop),
+    "adam": ({"learning_rate": 0.5, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8}, reference_adam),
+    "adamw": (
+        {"learning_rate": 0.5, "beta_1": 0.9, "beta_2": 0.999, "epsilon": 1e-8, "weight_decay": 0.1},
+        lambda o: reference_adam(o, decoupled=o["weight_decay"]),
+    ),
+}
+
+
+def first_order_names():
+    return [n for n in OPTIMIZERS.names() if not issubclass(OPTIMIZERS.get(n), Minimizer)]
+
+
+def test_every_first_order_optimizer_has_a_closed_form_test():
+    assert set(CASES) == set(first_order_names())
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_first_steps_match_hand_computed_values(name):
+    options, reference = CASES[name]
+    opt = OPTIMIZERS.create({"type": name, **options})
+    theta = np.array(THETA0)
+    expected = reference(options)(THETA0, GRADS)
+    for g, want in zip(GRADS, expected):
+        opt.step(theta, np.array(g), options["learning_rate"])
+        np.testing.assert_allclose(theta, want, rtol=1e-12, atol=1e-12)
+
+
+def test_adam_first_step_is_lr_times_sign():
+    # Kingma & Ba: the first bias-corrected step has magnitude lr whatever the gradient's scale
+    opt = OPTIMIZERS.create({"type": "adam", "learning_rate": 0.5})
+    theta = np.array([1.0, 2.0, 3.0, 4.0])
+    opt.step(theta, np.array([1.0, -6.0, 7.0, -2.0]), 0.5)
+    np.testing.assert_allclose(theta, [0.5, 2.5, 2.5, 4.5], atol=1e-7)
+
+
+def test_rmsprop_first_step_closed_form():
+    opt = OPTIMIZERS.create({"type": "rmsprop", "learning_rate": 0.01, "rho": 0.9})
+    theta = np.zeros(2)
+    opt.step(theta, np.array([3.0, -0.2]), 0.01)
+    np.testing.assert_allclose(theta, [-0.01 / math.sqrt(0.1), 0.01 / math.sqrt(0.1)], rtol=1e-6)
+
+
+def test_momentum_two_steps_by_hand():
+    opt = OPTIMIZERS.create({"type": "momentum", "learning_rate": 0.1, "momentum": 0.9})
+    theta = np.array([1.0])
+    opt.step(theta, np.array([1.0]), 0.1)  # v = 1, θ = 1 - 0.1
+    assert theta[0] == pytest.approx(0.9)
+    opt.step(theta, np.array([1.0]), 0.1)  # v = 0.9 + 1 = 1.9, θ = 0.9 - 0.19
+    assert theta[0] == pytest.approx(0.71)
+
+
+def test_float32_stays_float32():
+    for name in CASES:
+        opt = OPTIMIZERS.create(name)
+        theta = np.ones(3, np.float32)
+        opt.step(theta, np.full(3, 0.5, np.float32), 0.01)
+        assert theta.dtype == np.float32
+        assert all(v.dtype == np.float32 for v in opt.state_dict().values() if isinstance(v, np.ndarray))
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_state_dict_round_trip_continues_identically(name):
+    options, _ = CASES[name]
+    a = OPTIMIZERS.create({"type": name, **options})
+    theta_a = np.array(THETA0)
+    a.step(theta_a, np.array(GRADS[0]), options["learning_rate"])
+    b = OPTIMIZERS.create({"type": name, **options})
+    b.load_state_dict({k: (v.copy() if isinstance(v, np.ndarray) else v) for k, v in a.state_dict().items()})
+    theta_b = theta_a.copy()
+    for g in GRADS[1:]:
+        a.step(theta_a, np.array(g), options["learning_rate"])
+        b.step(theta_b, np.array(g), options["learning_rate"])
+    np.testing.assert_array_equal(theta_a, theta_b)
+
+
+@pytest.mark.parametrize(
+    "spec,message",
+    [
+        ({"type": "adam", "learning_rate": -1.0}, "must be > 0"),
+        ({"type": "adam", "beta_1": 1.0}, "must be in [0, 1)"),
+        ({"type": "momentum", "momentum": 1.5}, "must be in [0, 1)"),
+        ({"type": "sgd", "learning_rte": 0.1}, "Did you mean 'learning_rate'"),
+        ({"type": "adma"}, "Did you mean 'adam'"),
+    ],
+)
+def test_bad_hyperparameters_are_config_errors(spec, message):
+    from nncli.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=message.replace("[", r"\[").replace("(", r"\(").replace(")", r"\)")):
+        OPTIMIZERS.create(spec, ("optimizer",))
