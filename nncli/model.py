@@ -126,6 +126,14 @@ class Sequential:
         for layer in reversed(self.layers):
             grad_out = layer.backward(grad_out)
 
+    def train_step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        """Forward and backward on one training batch: fills `grad`; returns (mean loss, correct predictions)."""
+        outputs = self.forward(x, training=True)
+        value = loss.forward(outputs, y)
+        correct = int(np.count_nonzero(loss.predictions(outputs) == y))
+        self.backward(loss.backward())
+        return value, correct
+
     def loss_and_grad(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
         """Training-mode loss and ∇θ on (x, y) at the current θ (the gradient is `self.grad`)."""
         value = loss.forward(self.forward(x, training=True), y)

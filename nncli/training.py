@@ -175,10 +175,7 @@ class Trainer:
         theta, grad = model.theta, model.grad
         for b in range(s.batch, self.batches_per_epoch):
             x, y = self._batch(b)
-            outputs = model.forward(x, training=True)
-            value = loss.forward(outputs, y)
-            correct = int(np.count_nonzero(loss.predictions(outputs) == y))
-            model.backward(loss.backward())
+            value, correct = model.train_step(loss, x, y)
             if not (math.isfinite(value) and np.isfinite(grad).all()):
                 raise self._diverged(value, b, lr)
             opt.step(theta, grad, lr)
