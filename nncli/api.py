@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -158,6 +158,7 @@ class ModelReport:
     split: str
     classes: list
     evaluation: Evaluation
+    baseline: float  # accuracy of always predicting the training data's majority class
 
     def to_json(self) -> dict:
         e = self.evaluation
@@ -169,6 +170,7 @@ class ModelReport:
             "accuracy": e.accuracy,
             "confusion_matrix": e.confusion.tolist(),
             "classes": self.classes,
+            "majority_baseline": self.baseline,
             "precision": [None if np.isnan(v) else float(v) for v in e.precision],
             "recall": [None if np.isnan(v) else float(v) for v in e.recall],
         }
@@ -221,7 +223,9 @@ def evaluate(
         result = evaluate_split(
             model, experiment.loss, part, dataset.num_classes, experiment.training.eval_batch_size, keep_probabilities=len(loaded) > 1
         )
-        reports.append(ModelReport(str(ckpt.path), split, dataset.classes, result))
+        majority = np.bincount(dataset.train.y, minlength=dataset.num_classes).argmax()
+        baseline = float(np.mean(part.y == majority)) if len(part) else float("nan")
+        reports.append(ModelReport(str(ckpt.path), split, dataset.classes, result, baseline))
         labels.append(part.y)
     report = EvalReport(reports)
     if len(loaded) > 1:
@@ -231,8 +235,9 @@ def evaluate(
         ):
             raise CheckpointError("these checkpoints were trained on different data or splits; an ensemble needs the same split")
         mean, vote = ensemble([r.evaluation.probabilities for r in reports], first, len(reports[0].classes))
-        report.ensemble = ModelReport("ensemble (mean)", split, reports[0].classes, mean)
-        report.vote = ModelReport("ensemble (vote)", split, reports[0].classes, vote)
+        baseline = reports[0].baseline
+        report.ensemble = ModelReport("ensemble (mean)", split, reports[0].classes, mean, baseline)
+        report.vote = ModelReport("ensemble (vote)", split, reports[0].classes, vote, baseline)
     return report
 
 
@@ -271,4 +276,4 @@ def components(kind: str | None = None) -> list[ComponentInfo]:
         if key not in KINDS:
             raise ConfigError(f"unknown component kind '{kind}'.{did_you_mean(key, KINDS)} Kinds: {', '.join(KINDS)}", location="components")
         kinds = [key]
-    return [KINDS[k].describe(name) for k in kinds for name in KINDS[k].names()]
+    return [replace(KINDS[k].describe(name), kind=k) for k in kinds for name in KINDS[k].names()]

@@ -142,10 +142,10 @@ def train_summary(result: TrainResult) -> Table:
 def eval_tables(report: EvalReport) -> list[Table]:
     all_reports = [*report.models, *(r for r in (report.ensemble, report.vote) if r is not None)]
     overview = Table(title=f"evaluation on the {all_reports[0].split} split", title_justify="left")
-    for col in ("model", "n", "loss", "accuracy"):
+    for col in ("model", "n", "loss", "accuracy", "majority baseline"):
         overview.add_column(col, justify="left" if col == "model" else "right")
     for r in all_reports:
-        overview.add_row(r.name, str(r.evaluation.n), _num(r.evaluation.loss), _pct(r.evaluation.accuracy))
+        overview.add_row(r.name, str(r.evaluation.n), _num(r.evaluation.loss), _pct(r.evaluation.accuracy), _pct(r.baseline))
     tables = [overview]
     for r in all_reports:
         classes = [str(c) for c in r.classes]
