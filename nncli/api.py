@@ -19,7 +19,7 @@ import numpy as np
 from .checkpoint import Checkpoint, read_checkpoint
 from .data import DATA_SOURCES, Dataset
 from .errors import CheckpointError, ConfigError, TrainingInterrupted
-from .experiment import Experiment, load_experiment
+from .experiment import SECTIONS, Experiment, load_experiment
 from .files import new_run_folder
 from .initializers import INITIALIZERS
 from .layers import ACTIVATIONS, LAYERS
@@ -27,7 +27,7 @@ from .losses import LOSSES
 from .metrics import Evaluation, ensemble, evaluate as evaluate_split
 from .model import SummaryRow
 from .optimizers import OPTIMIZERS
-from .registry import ComponentInfo, Registry, did_you_mean
+from .registry import ComponentInfo, Registry, describe_options, did_you_mean
 from .runfolder import RunFolder
 from .training import Callback, StopSignals, Trainer, TrainState
 
@@ -242,6 +242,13 @@ def evaluate(
 
 
 # -- summary and components ----------------------------------------------------
+def config_sections() -> list[ComponentInfo]:
+    """The fixed parts of a config file (top level, model, training), described like components."""
+    return [
+        ComponentInfo("section", name, (target.__doc__ or "").strip().splitlines()[0], describe_options(target), [])
+        for name, target in SECTIONS.items()
+    ]
+
 @dataclass
 class ModelSummary:
     name: str
@@ -268,12 +275,19 @@ def summarize(config: str | Path | dict, overrides: Sequence[str] = ()) -> Model
 
 
 def components(kind: str | None = None) -> list[ComponentInfo]:
-    """Every registered component (of one kind), with options, defaults and a one-line description."""
+    """Config sections and every registered component (of one kind), with options, defaults and descriptions."""
+    known = ["section", *KINDS]
     if kind is None:
-        kinds = list(KINDS)
+        kinds = known
     else:
-        key = kind.lower().rstrip("s") if kind.lower() not in KINDS else kind.lower()
-        if key not in KINDS:
-            raise ConfigError(f"unknown component kind '{kind}'.{did_you_mean(key, KINDS)} Kinds: {', '.join(KINDS)}", location="components")
+        key = kind.lower().rstrip("s") if kind.lower() not in known else kind.lower()
+        if key not in known:
+            raise ConfigError(f"unknown component kind '{kind}'.{did_you_mean(key, known)} Kinds: {', '.join(known)}", location="components")
         kinds = [key]
-    return [replace(KINDS[k].describe(name), kind=k) for k in kinds for name in KINDS[k].names()]
+    infos = []
+    for k in kinds:
+        if k == "section":
+            infos += config_sections()
+        else:
+            infos += [replace(KINDS[k].describe(name), kind=k) for name in KINDS[k].names()]
+    return infos

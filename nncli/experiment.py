@@ -11,9 +11,9 @@ gives the same experiment (resolve(resolve(c)) == resolve(c)).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
@@ -46,7 +46,7 @@ class TrainingConfig:
     dtype: Literal["float32", "float64"] = "float32"
 
 
-def _model_section(layers: list, input_shape: tuple[PositiveInt, ...] | None = None):
+def _model_section(layers: list[Annotated[object, LAYERS]], input_shape: tuple[PositiveInt, ...] | None = None):
     """The `model:` section.
 
     Options:
@@ -56,12 +56,12 @@ def _model_section(layers: list, input_shape: tuple[PositiveInt, ...] | None = N
 
 
 def _top_level(
-    data: dict,
+    data: Annotated[object, DATA_SOURCES],
     model: dict,
     name: str | None = None,
     seed: NonNegativeInt = 0,
-    loss: Any = "cross_entropy",
-    optimizer: Any = "adam",
+    loss: Annotated[object, LOSSES] = "cross_entropy",
+    optimizer: Annotated[object, OPTIMIZERS] = "adam",
     training: dict | None = None,
     compare: dict | None = None,
 ):
@@ -78,6 +78,9 @@ def _top_level(
     compare: settings for `nncli compare-optimizers`
     """
 
+
+# The fixed parts of a config, for `nncli components section` and the README reference.
+SECTIONS = {"(top level)": _top_level, "model": _model_section, "training": TrainingConfig}
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -153,23 +156,19 @@ def from_document(doc: Document, seed: int | None = None, name: str | None = Non
             raise ConfigError(
                 f"'{run_name}' cannot name a run folder; use letters, digits, '.', '_' and '-'", ("name",)
             )
-        data = DATA_SOURCES.create(top["data"], ("data",))
         model = check_options(_model_section, top["model"], ("model",))
         if not model["layers"]:
             raise ConfigError("the model needs at least one layer", ("model", "layers"))
-        layer_specs = [LAYERS.create(s, ("model", "layers", i)).spec for i, s in enumerate(model["layers"])]
-        loss = LOSSES.create(top["loss"], ("loss",))
-        optimizer = OPTIMIZERS.create(top["optimizer"], ("optimizer",))
         training = TrainingConfig(**check_options(TrainingConfig, top["training"] or {}, ("training",)))
         compare = top["compare"]
     return Experiment(
         name=run_name,
         seed=top["seed"] if seed is None else seed,
-        data=data,
-        layer_specs=layer_specs,
+        data=top["data"],
+        layer_specs=[layer.spec for layer in model["layers"]],
         input_shape=model["input_shape"],
-        loss=loss,
-        optimizer_spec=optimizer.spec,
+        loss=top["loss"],
+        optimizer_spec=top["optimizer"].spec,
         training=training,
         compare=compare,
         doc=doc,
@@ -188,7 +187,3 @@ def load_experiment(
     if seed is not None and seed < 0:
         raise ConfigError(f"must be a non-negative integer, got {seed}", location="--seed")
     return from_document(doc, seed=seed, name=name)
-
-
-def training_fields() -> list[str]:
-    return [f.name for f in fields(TrainingConfig)]
