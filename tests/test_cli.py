@@ -123,3 +123,18 @@ def test_diverged_run_exits_1(tmp_path, mlp_yaml):
 def test_python_dash_m_matches_the_script():
     result = subprocess.run([sys.executable, "-m", "nncli", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "train" in result.stdout and "compare" not in result.stderr
+
+
+def test_rich_progress_on_a_terminal(tmp_path, mlp_yaml):
+    import io
+
+    from rich.console import Console
+
+    import nncli
+    from nncli.console import RichProgress, progress_for, PlainProgress
+
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=120)
+    nncli.train(mlp_yaml, out=tmp_path / "run", callbacks=[RichProgress(terminal)])
+    shown = terminal.file.getvalue()
+    assert "epoch 1/2" in shown and "epoch 2/2" in shown
+    assert isinstance(progress_for(quiet=True), PlainProgress)
