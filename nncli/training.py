@@ -27,6 +27,7 @@ from .losses import Loss
 from .metrics import evaluate
 from .model import Sequential
 from .optimizers import Minimizer, Optimizer
+from .schedules import SCHEDULES, improved
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
 
@@ -44,7 +45,10 @@ class TrainState:
     epoch_seconds: float = 0.0  # wall time already spent on the current epoch (before an interruption)
     evaluations: int = 0  # objective evaluations (minimisers)
     best_val_loss: float | None = None
-    best_epoch: int | None = None
+    best_epoch: int | None = None  # epoch of the best validation loss (best.npz)
+    monitor_best: float | None = None  # early stopping: best monitored value so far
+    monitor_epoch: int | None = None  # ... and its epoch (whose weights are kept)
+    monitor_wait: int = 0  # ... epochs since it improved
     stop_reason: str | None = None  # why training ended before `epochs`, if it did
     history: list[dict] = field(default_factory=list)
 
@@ -123,7 +127,11 @@ class Trainer:
         self.state = TrainState()
         self.order: np.ndarray | None = None  # this epoch's sample order
         self.shuffle_rng = np.random.default_rng(seeds["shuffle"])
+        self.augment_rng = np.random.default_rng(seeds["augment"])
         model.seed_layers(seeds["layers"])
+        self.schedule = SCHEDULES.create(config.schedule.spec)  # a fresh copy: plateau keeps state
+        self.early_stopping = config.early_stopping
+        self._best_weights: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # (θ, layer state)
         n = len(data.train)
         full = optimizer.full_batch
         self.batch_size = n if full else min(config.batch_size, n)
@@ -154,8 +162,8 @@ class Trainer:
         return self.stop is not None and self.stop.signum is not None
 
     def learning_rate(self) -> float:
-        """The learning rate for the current epoch."""
-        return float(self.optimizer.learning_rate) if hasattr(self.optimizer, "learning_rate") else float("nan")
+        """The learning rate for the current epoch: the optimizer's, shaped by the schedule."""
+        return float(self.schedule(self.state.epoch, float(self.optimizer.learning_rate), self.config.epochs))
 
     def _batch(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         idx = self.order[b * self.batch_size : (b + 1) * self.batch_size]
@@ -164,6 +172,8 @@ class Trainer:
         if buf is None:
             buf = self._x_buffers[len(idx)] = np.empty((len(idx), *x.shape[1:]), self.model.dtype)
         np.take(x, idx, axis=0, out=buf)
+        if self.data.augment is not None:
+            buf = self.data.augment(buf, self.augment_rng)
         return buf, self.data.train.y[idx]
 
     def _epoch(self) -> None:
@@ -180,6 +190,7 @@ class Trainer:
             value, correct = model.train_step(loss, x, y)
             if not (math.isfinite(value) and np.isfinite(grad).all()):
                 raise self._diverged(value, b, lr)
+            self._clip(grad)
             opt.step(theta, grad, lr)
             s.step += 1
             s.batch = b + 1
@@ -192,6 +203,19 @@ class Trainer:
             if self.stopped_by_signal and s.batch < self.batches_per_epoch:
                 return  # a resumable mid-epoch state; the caller saves it
         self._end_epoch(s.loss_sum / s.seen, s.correct / s.seen, lr, time.perf_counter() - started)
+
+    def gradient(self) -> np.ndarray:
+        """The gradient of the latest update (for diagnostics)."""
+        return self._current[1] if self._current is not None else self.model.grad
+
+    def _clip(self, grad: np.ndarray) -> None:
+        """Gradient clipping by value, then by global norm, in place."""
+        if self.config.clip_value is not None:
+            np.clip(grad, -self.config.clip_value, self.config.clip_value, out=grad)
+        if self.config.clip_norm is not None:
+            norm = math.sqrt(float(np.dot(grad, grad)))
+            if norm > self.config.clip_norm:
+                grad *= self.config.clip_norm / norm
 
     def _iterate(self) -> None:
         """One full-batch minimiser iteration = one history row."""
@@ -213,6 +237,8 @@ class Trainer:
         s.evaluations += result.evaluations
         if result.converged:
             s.stop_reason = result.converged
+        for cb in self.callbacks:
+            cb.on_batch_end(self)
         train = evaluate(self.model, self.loss, self.data.train, self.data.num_classes, self.config.eval_batch_size)
         step_size = result.step_size if result.step_size is not None else float("nan")
         self._end_epoch(_f(result.loss), train.accuracy, step_size, time.perf_counter() - started)
@@ -247,8 +273,34 @@ class Trainer:
         s.batch = 0
         s.loss_sum, s.correct, s.seen, s.epoch_seconds = 0.0, 0, 0, 0.0
         self.order = None
+        self.schedule.observe(row)
+        if self.early_stopping is not None:
+            self._watch(row)
         for cb in self.callbacks:
             cb.on_epoch_end(self, row)
+
+    def _watch(self, row: dict) -> None:
+        """Early stopping: remember the best weights; stop after `patience` epochs without improvement.
+
+        When training ends (by patience or by running out of epochs) the best
+        weights are put back, so the final checkpoint holds them.
+        """
+        rule, s = self.early_stopping, self.state
+        value = row[rule.monitor]
+        if value is not None and (s.monitor_best is None or improved(value, s.monitor_best, rule.direction, rule.min_delta)):
+            s.monitor_best, s.monitor_epoch, s.monitor_wait = value, row["epoch"], 0
+            self._best_weights = (self.model.theta.copy(), {k: v.copy() for k, v in self.model.named_state()})
+        else:
+            s.monitor_wait += 1
+        if s.monitor_wait >= rule.patience:
+            s.stop_reason = (
+                f"early stopping: {rule.monitor} did not improve for {rule.patience} epochs; best epoch {s.monitor_epoch}"
+            )
+        if (s.stop_reason is not None or s.epoch >= self.config.epochs) and self._best_weights is not None:
+            theta, state = self._best_weights
+            self.model.theta[...] = theta
+            for key, array in self.model.named_state():
+                array[...] = state[key]
 
     @property
     def improved(self) -> bool:
@@ -283,11 +335,17 @@ class Trainer:
         scalars = {k: v for k, v in optim.items() if not isinstance(v, np.ndarray)}
         if self.order is not None:
             arrays["train/order"] = self.order
+        if self._best_weights is not None:
+            theta, state = self._best_weights
+            arrays["train/best/theta"] = theta
+            arrays.update({f"train/best/state/{k}": v for k, v in state.items()})
         meta = {
             "train_state": self.state.to_meta(),
             "optimizer_state": scalars,
+            "schedule_state": self.schedule.state_dict(),
             "rng": {
                 "shuffle": self.shuffle_rng.bit_generator.state,
+                "augment": self.augment_rng.bit_generator.state,
                 "layers": [g.bit_generator.state for g in self.model.random_generators()],
             },
         }
@@ -298,7 +356,15 @@ class Trainer:
         self.state = TrainState.from_meta(meta["train_state"])
         optim = {k[len("optim/") :]: v for k, v in arrays.items() if k.startswith("optim/")}
         self.optimizer.load_state_dict({**meta["optimizer_state"], **optim})
+        self.schedule.load_state_dict(meta["schedule_state"])
         self.shuffle_rng.bit_generator.state = meta["rng"]["shuffle"]
+        self.augment_rng.bit_generator.state = meta["rng"]["augment"]
         for g, state in zip(self.model.random_generators(), meta["rng"]["layers"]):
             g.bit_generator.state = state
         self.order = arrays.get("train/order")
+        if "train/best/theta" in arrays:
+            prefix = "train/best/state/"
+            self._best_weights = (
+                arrays["train/best/theta"].copy(),
+                {k[len(prefix) :]: v.copy() for k, v in arrays.items() if k.startswith(prefix)},
+            )
