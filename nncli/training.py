@@ -16,11 +16,11 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import numpy as np
 
-from .data import Dataset
+from .data import Dataset, Split
 from .errors import DivergedError
 from .experiment import TrainingConfig
 from .losses import Loss
@@ -132,6 +132,9 @@ class Trainer:
         self.schedule = SCHEDULES.create(config.schedule.spec)  # a fresh copy: plateau keeps state
         self.early_stopping = config.early_stopping
         self._best_weights: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # (θ, layer state)
+        if data.train.x.dtype != model.dtype:  # e.g. float64 training: convert once, not per batch
+            data = replace(data, train=Split(data.train.x.astype(model.dtype), data.train.y))
+            self.data = data
         n = len(data.train)
         full = optimizer.full_batch
         self.batch_size = n if full else min(config.batch_size, n)
