@@ -19,7 +19,7 @@ import numpy as np
 from .checkpoint import Checkpoint, read_checkpoint
 from .data import DATA_SOURCES, Dataset
 from .diagnostics import GradientLog
-from .errors import CheckpointError, ConfigError, DataError, TrainingInterrupted
+from .errors import CheckpointError, ConfigError, DataError, DivergedError, TrainingInterrupted
 from .experiment import SECTIONS, Experiment, load_experiment
 from .files import new_run_folder
 from .initializers import INITIALIZERS
@@ -121,7 +121,7 @@ def train(
     seeds = {k: experiment.seeds(k) for k in ("shuffle", "layers", "augment")}
     trainer = Trainer(model, experiment.loss, optimizer, dataset, experiment.training, seeds)
     if resumed is not None:
-        trainer.restore(resumed.meta, resumed.arrays)
+        trainer.restore(resumed.meta, resumed.arrays, str(resumed.path))
 
     if resumed is not None and out is None:
         run_dir = resumed.path.parent.parent  # continue in the run's own folder
@@ -136,7 +136,11 @@ def train(
 
     with StopSignals() as stop:
         trainer.stop = stop
-        state = trainer.fit()
+        try:
+            state = trainer.fit()
+        except DivergedError as exc:
+            kept = f"the last good checkpoint is {run.last}" if run.last.exists() else "no checkpoint had been written yet"
+            raise DivergedError(f"{exc}; {kept}") from None
         if stop.signum is not None:
             saved = run.save(trainer, run.last)
             where = f"epoch {state.epoch + 1}, batch {state.batch}" if state.batch else f"after epoch {state.epoch}"

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass, field, replace
 import numpy as np
 
 from .data import Dataset, Split
-from .errors import DivergedError
+from .errors import CheckpointError, DivergedError
 from .experiment import TrainingConfig
 from .losses import Loss
 from .metrics import evaluate
@@ -324,10 +324,10 @@ class Trainer:
         where = f"epoch {self.state.epoch + 1}, batch {batch + 1}/{self.batches_per_epoch}"
         culprit = f"; first non-finite gradient (backward order) in layer {first_bad}" if first_bad else ""
         rate = f" (now {lr:g})" if math.isfinite(lr) else ""
+        clip = "" if self.config.clip_norm else " or gradient clipping (training.clip_norm: 1.0)"
         return DivergedError(
             f"training diverged at {where}: loss is {value}{culprit}; gradient norms: {', '.join(reversed(norms))}; "
-            f"the update was not applied and the last good checkpoint is kept; "
-            f"try a smaller optimizer.learning_rate{rate}"
+            f"the update was not applied; try a smaller optimizer.learning_rate{rate}{clip}"
         )
 
     # -- resume ---------------------------------------------------------------
@@ -354,20 +354,51 @@ class Trainer:
         }
         return meta, arrays
 
-    def restore(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
-        """Continue from a snapshot (weights already loaded into the model)."""
-        self.state = TrainState.from_meta(meta["train_state"])
+    def restore(self, meta: dict, arrays: dict[str, np.ndarray], source: str = "checkpoint") -> None:
+        """Continue from a snapshot (weights already loaded into the model); refuse anything inconsistent."""
+        try:
+            self._restore(meta, arrays)
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
+            detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
+            raise CheckpointError(f"{source}: cannot resume from it: {detail}") from None
+
+    def _restore(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
+        P, n = self.model.num_params, len(self.data.train)
+        state = TrainState.from_meta(meta["train_state"])
+        counters = (state.epoch, state.batch, state.step, state.correct, state.seen, state.evaluations, state.monitor_wait)
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counters):
+            raise ValueError("training counters must be non-negative integers")
+        if not (isinstance(state.history, list) and len(state.history) == state.epoch):
+            raise ValueError(f"history has {len(state.history) if isinstance(state.history, list) else '?'} rows for epoch {state.epoch}")
+        if any(not isinstance(r, dict) or set(r) != set(HISTORY_COLUMNS) for r in state.history):
+            raise ValueError("history rows do not have the history.csv columns")
+        if not (0 <= state.batch < self.batches_per_epoch):
+            raise ValueError(f"batch position {state.batch} does not fit {self.batches_per_epoch} batches per epoch")
+        order = arrays.get("train/order")
+        if state.batch > 0:
+            if order is None or order.shape != (n,) or order.dtype.kind not in "iu" or not np.array_equal(np.sort(order), np.arange(n)):
+                raise ValueError(f"the epoch's sample order is not a permutation of the {n} training samples")
+        for key, array in arrays.items():
+            if key.startswith(("optim/", "train/best/theta")):
+                if array.dtype.kind != "f" or array.ndim == 0 or array.shape[-1] != P or not np.isfinite(array).all():
+                    raise ValueError(f"{key} must be finite floats with last dimension {P}")
+        generators = self.model.random_generators()
+        if len(meta["rng"]["layers"]) != len(generators):
+            raise ValueError(f"{len(meta['rng']['layers'])} layer generator states for {len(generators)} random layers")
         optim = {k[len("optim/") :]: v for k, v in arrays.items() if k.startswith("optim/")}
         self.optimizer.load_state_dict({**meta["optimizer_state"], **optim})
         self.schedule.load_state_dict(meta["schedule_state"])
-        self.shuffle_rng.bit_generator.state = meta["rng"]["shuffle"]
-        self.augment_rng.bit_generator.state = meta["rng"]["augment"]
-        for g, state in zip(self.model.random_generators(), meta["rng"]["layers"]):
-            g.bit_generator.state = state
-        self.order = arrays.get("train/order")
+        for rng, saved in ((self.shuffle_rng, meta["rng"]["shuffle"]), (self.augment_rng, meta["rng"]["augment"]),
+                           *zip(generators, meta["rng"]["layers"])):
+            if not isinstance(saved, dict) or saved.get("bit_generator") != rng.bit_generator.state["bit_generator"]:
+                raise ValueError("random generator state is not a PCG64 state")
+            rng.bit_generator.state = saved
+        self.state = state
+        self.order = order if state.batch > 0 else None
         if "train/best/theta" in arrays:
             prefix = "train/best/state/"
-            self._best_weights = (
-                arrays["train/best/theta"].copy(),
-                {k[len(prefix) :]: v.copy() for k, v in arrays.items() if k.startswith(prefix)},
-            )
+            best_state = {k[len(prefix) :]: v.copy() for k, v in arrays.items() if k.startswith(prefix)}
+            expected = {k: v.shape for k, v in self.model.named_state()}
+            if {k: v.shape for k, v in best_state.items()} != expected:
+                raise ValueError("the best weights' layer state does not match the model")
+            self._best_weights = (arrays["train/best/theta"].copy(), best_state)
