@@ -38,7 +38,6 @@ def test_sigkill_at_random_moments_always_leaves_a_resumable_checkpoint(tmp_path
             kills_after_a_checkpoint += 1
             checkpoint = read_checkpoint(last)  # verified load: zip, members, meta, arrays
             assert checkpoint.meta["epoch"] >= 1
-    assert not list(out.rglob("*.tmp")) or last.exists()
     assert kills_after_a_checkpoint >= KILLS - 5
 
     # The run survives: finishing it from the last checkpoint equals a run that was never killed.
@@ -46,6 +45,7 @@ def test_sigkill_at_random_moments_always_leaves_a_resumable_checkpoint(tmp_path
     finished = subprocess.run([sys.executable, "-m", "nncli", "train", str(path), "-q", "--resume", str(last),
                                "--set", f"training.epochs={epochs}"], capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
+    assert not list(out.rglob("*.tmp"))  # the killed runs' half-written temporaries were cleared
     config["training"]["epochs"] = epochs
     straight = nncli.train(config, out=tmp_path / "straight")
     strip = lambda p: [",".join(line.split(",")[:-1]) for line in p.read_text().splitlines()]  # noqa: E731
