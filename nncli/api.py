@@ -187,6 +187,8 @@ def history_of(run: str | Path) -> list[dict]:
     """The rows of a run folder's history.csv (numbers as floats, empty cells as None)."""
     import csv
 
+    if not Path(run).exists():
+        raise DataError(f"{run}: no such run folder or history.csv")
     path = Path(run) / "history.csv" if Path(run).is_dir() else Path(run)
     try:
         with open(path, newline="") as f:

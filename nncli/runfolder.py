@@ -63,8 +63,7 @@ class RunFolder(Callback):
             "epoch": trainer.state.epoch,
             "nncli_version": __version__,
             **self.data_meta,
-            "history": trainer.state.history,
-            **meta,
+            **meta,  # train_state (with the history), optimizer, schedule and generator states
         }
         save_checkpoint(path, meta, {**model_arrays(trainer.model), **arrays})
         return path

@@ -142,6 +142,7 @@ class Trainer:
         self._x_buffers: dict[int, np.ndarray] = {}
         self._objective_x = self._objective_y = None
         self._current: tuple[float, np.ndarray] | None = None  # minimisers: (f, ∇f) at θ
+        self._theta_before = np.empty_like(model.theta)  # θ before the latest update, to undo a diverging one
 
     # -- the loop -------------------------------------------------------------
     def fit(self) -> TrainState:
@@ -194,7 +195,11 @@ class Trainer:
             if not (math.isfinite(value) and np.isfinite(grad).all()):
                 raise self._diverged(value, b, lr)
             self._clip(grad)
+            np.copyto(self._theta_before, theta)
             opt.step(theta, grad, lr)
+            if not np.isfinite(theta).all():  # a finite gradient times the rate overflowed: undo, then stop
+                np.copyto(theta, self._theta_before)
+                raise self._diverged(value, b, lr, "the update would make weights non-finite")
             s.step += 1
             s.batch = b + 1
             s.loss_sum += value * len(y)
@@ -268,6 +273,8 @@ class Trainer:
         }
         if self.data.val is not None:
             val = evaluate(self.model, self.loss, self.data.val, self.data.num_classes, self.config.eval_batch_size)
+            if not math.isfinite(val.loss):
+                raise self._diverged(val.loss, self.batches_per_epoch - 1, lr, "the validation loss is not finite")
             row["val_loss"], row["val_accuracy"] = _f(val.loss), _f(val.accuracy)
             if s.best_val_loss is None or val.loss < s.best_val_loss:
                 s.best_val_loss, s.best_epoch = _f(val.loss), s.epoch + 1
@@ -310,7 +317,7 @@ class Trainer:
         """Did the epoch just finished set a new best validation loss?"""
         return self.state.best_epoch is not None and self.state.best_epoch == self.state.epoch
 
-    def _diverged(self, value: float, batch: int, lr: float) -> DivergedError:
+    def _diverged(self, value: float, batch: int, lr: float, what: str | None = None) -> DivergedError:
         norms = []
         first_bad = None
         for i, span in reversed(self.model.layer_slices()):
@@ -326,7 +333,7 @@ class Trainer:
         rate = f" (now {lr:g})" if math.isfinite(lr) else ""
         clip = "" if self.config.clip_norm else " or gradient clipping (training.clip_norm: 1.0)"
         return DivergedError(
-            f"training diverged at {where}: loss is {value}{culprit}; gradient norms: {', '.join(reversed(norms))}; "
+            f"training diverged at {where}: {what or f'loss is {value}'}{culprit}; gradient norms: {', '.join(reversed(norms))}; "
             f"the update was not applied; try a smaller optimizer.learning_rate{rate}{clip}"
         )
 
