@@ -24,7 +24,7 @@ from .layers import LAYERS
 from .losses import LOSSES, Loss
 from .model import Sequential
 from .optimizers import OPTIMIZERS
-from .registry import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, check_options, to_plain
+from .registry import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, check_options, quoted, to_plain
 from .schedules import Schedule_
 
 
@@ -203,7 +203,7 @@ def from_document(doc: Document, seed: int | None = None, name: str | None = Non
         run_name = top["name"] or name or "experiment"
         if not _NAME.match(run_name):
             raise ConfigError(
-                f"'{run_name}' cannot name a run folder; use letters, digits, '.', '_' and '-'", ("name",)
+                f"{quoted(run_name)} cannot name a run folder; use letters, digits, '.', '_' and '-'", ("name",)
             )
         model = check_options(_model_section, top["model"], ("model",))
         if not model["layers"]:
