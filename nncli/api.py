@@ -98,6 +98,7 @@ def train(
     if resume is not None and weights is not None:
         raise ConfigError("use --resume (continue a run) or --weights (new run from its weights), not both", location="train")
     experiment = load_experiment(config, overrides, seed)
+    experiment.check_optimizer_sizes([(experiment.optimizer_spec, ("optimizer",))])  # before any data is read
     resumed = read_checkpoint(resume) if resume is not None else None
     if resumed is not None:
         _check_resumable(experiment, resumed)

@@ -1,4 +1,6 @@
-"""Full-batch minimisers: textbook finite-termination properties and their safeguards."""
+"""Full-batch minimisers: textbook finite-termination properties, their safeguards, and Pima against scipy."""
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -6,6 +8,8 @@ import pytest
 from nncli.errors import ConfigError
 from nncli.optimizers import OPTIMIZERS, Minimizer
 from nncli.optimizers.linesearch import LineSearchResult
+
+REPO = Path(__file__).resolve().parent.parent
 
 # name -> options for the runs below. Every registered minimiser must appear here.
 CASES = {
@@ -319,3 +323,69 @@ def test_bad_line_search_constants_are_config_errors():
         OPTIMIZERS.create({"type": "cg", "c2": 1.0}, ("optimizer",))
     with pytest.raises(ConfigError, match="Did you mean 'history_size'"):
         OPTIMIZERS.create({"type": "lbfgs", "history": 3}, ("optimizer",))
+
+
+# -- Pima logistic regression against an independent solution --------------------------------
+@pytest.fixture(scope="module")
+def pima():
+    """The Pima training objective as nncli builds it (float64), plus the same data for scipy."""
+    import os
+
+    from nncli.experiment import load_experiment
+    from nncli.training import full_batch_objective
+
+    cwd = os.getcwd()
+    os.chdir(REPO)  # the config's data path is relative to the repository
+    try:
+        experiment = load_experiment(REPO / "configs" / "pima.yaml")
+        data = experiment.data.load(experiment.seeds("data"))
+    finally:
+        os.chdir(cwd)
+    model = experiment.build_model(data.input_shape, data.num_classes, dtype="float64")
+    model.initialize(np.random.default_rng(experiment.seeds("init")))
+    objective = full_batch_objective(model, experiment.loss, data.train.x, data.train.y)
+    return objective, model.theta.copy(), data.train.x.astype(np.float64), data.train.y.astype(np.float64)
+
+
+def logistic_loss(w, X, y):
+    """Mean binary cross-entropy of sigmoid(Xw[:-1] + w[-1]), written independently of nncli."""
+    z = X @ w[:-1] + w[-1]
+    loss = np.mean(np.logaddexp(0.0, z) - y * z)
+    r = (1.0 / (1.0 + np.exp(-z)) - y) / len(y)
+    return loss, np.append(X.T @ r, r.sum())
+
+
+@pytest.fixture(scope="module")
+def scipy_minimum(pima):
+    optimize = pytest.importorskip("scipy.optimize")
+    _, theta0, X, y = pima
+    solution = optimize.minimize(logistic_loss, np.zeros(X.shape[1] + 1), args=(X, y), jac=True, method="BFGS", options={"gtol": 1e-11})
+    assert np.max(np.abs(solution.jac)) < 1e-8, solution
+    return solution.fun, solution.x
+
+
+def test_pima_objective_matches_the_independent_formula(pima):
+    objective, theta0, X, y = pima
+    f, g = objective(theta0)  # θ = [W (8, 1) flattened, b]: the same layout as w above
+    f_ref, g_ref = logistic_loss(theta0, X, y)
+    assert f == pytest.approx(f_ref, rel=1e-12)
+    np.testing.assert_allclose(g, g_ref, rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_pima_minimum_matches_scipy(name, pima, scipy_minimum):
+    objective, theta0, _, _ = pima
+    f_ref, w_ref = scipy_minimum
+    x, history = run(make(name), objective, theta0.copy(), 100)  # default options
+    assert history[-1].converged, history[-1]
+    assert abs(history[-1].loss - f_ref) <= 1e-6
+    np.testing.assert_allclose(x, w_ref, atol=1e-3)
+    if name == "newton":
+        assert len(history) <= 15
+    # loss-change rule off, gradient rule beyond what f can resolve (a step of |∇f|²/λ ≈ 1e-18 is below
+    # f's rounding): the run ends when the line search can no longer lower f, as close as float64 allows
+    x, history = run(make(name, tolerance_grad=1e-10, tolerance_change=0.0), objective, theta0.copy(), 200)
+    assert history[-1].stop_reason in ("gradient_tolerance", "line_search_failed (no_progress)"), history[-1]
+    assert np.max(np.abs(history[-1].grad)) < 1e-7
+    assert abs(history[-1].loss - f_ref) <= 1e-13
+    np.testing.assert_allclose(x, w_ref, atol=1e-6)
