@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from .compare import compare as run_comparison
 from .config import dump_yaml
 from .data import DATA_SOURCES, Dataset
 from .errors import CheckpointError, ConfigError, TrainingInterrupted
-from .experiment import Experiment, load_experiment
+from .experiment import SECTIONS, Experiment, load_experiment
 from .files import atomic_write_text, new_run_folder
 from .initializers import INITIALIZERS
 from .layers import ACTIVATIONS, LAYERS
@@ -31,7 +31,7 @@ from .losses import LOSSES
 from .metrics import Evaluation, ensemble, evaluate as evaluate_split
 from .model import SummaryRow
 from .optimizers import OPTIMIZERS
-from .registry import ComponentInfo, Registry, did_you_mean
+from .registry import ComponentInfo, Registry, describe_options, did_you_mean
 from .runfolder import RunFolder
 from .training import Callback, StopSignals, Trainer, TrainState
 
@@ -220,6 +220,7 @@ class ModelReport:
     split: str
     classes: list
     evaluation: Evaluation
+    baseline: float  # accuracy of always predicting the training data's majority class
 
     def to_json(self) -> dict:
         e = self.evaluation
@@ -231,6 +232,7 @@ class ModelReport:
             "accuracy": e.accuracy,
             "confusion_matrix": e.confusion.tolist(),
             "classes": self.classes,
+            "majority_baseline": self.baseline,
             "precision": [None if np.isnan(v) else float(v) for v in e.precision],
             "recall": [None if np.isnan(v) else float(v) for v in e.recall],
         }
@@ -283,7 +285,9 @@ def evaluate(
         result = evaluate_split(
             model, experiment.loss, part, dataset.num_classes, experiment.training.eval_batch_size, keep_probabilities=len(loaded) > 1
         )
-        reports.append(ModelReport(str(ckpt.path), split, dataset.classes, result))
+        majority = np.bincount(dataset.train.y, minlength=dataset.num_classes).argmax()
+        baseline = float(np.mean(part.y == majority)) if len(part) else float("nan")
+        reports.append(ModelReport(str(ckpt.path), split, dataset.classes, result, baseline))
         labels.append(part.y)
     report = EvalReport(reports)
     if len(loaded) > 1:
@@ -293,12 +297,20 @@ def evaluate(
         ):
             raise CheckpointError("these checkpoints were trained on different data or splits; an ensemble needs the same split")
         mean, vote = ensemble([r.evaluation.probabilities for r in reports], first, len(reports[0].classes))
-        report.ensemble = ModelReport("ensemble (mean)", split, reports[0].classes, mean)
-        report.vote = ModelReport("ensemble (vote)", split, reports[0].classes, vote)
+        baseline = reports[0].baseline
+        report.ensemble = ModelReport("ensemble (mean)", split, reports[0].classes, mean, baseline)
+        report.vote = ModelReport("ensemble (vote)", split, reports[0].classes, vote, baseline)
     return report
 
 
 # -- summary and components ----------------------------------------------------
+def config_sections() -> list[ComponentInfo]:
+    """The fixed parts of a config file (top level, model, training), described like components."""
+    return [
+        ComponentInfo("section", name, (target.__doc__ or "").strip().splitlines()[0], describe_options(target), [])
+        for name, target in SECTIONS.items()
+    ]
+
 @dataclass
 class ModelSummary:
     name: str
@@ -325,12 +337,19 @@ def summarize(config: str | Path | dict, overrides: Sequence[str] = ()) -> Model
 
 
 def components(kind: str | None = None) -> list[ComponentInfo]:
-    """Every registered component (of one kind), with options, defaults and a one-line description."""
+    """Config sections and every registered component (of one kind), with options, defaults and descriptions."""
+    known = ["section", *KINDS]
     if kind is None:
-        kinds = list(KINDS)
+        kinds = known
     else:
-        key = kind.lower().rstrip("s") if kind.lower() not in KINDS else kind.lower()
-        if key not in KINDS:
-            raise ConfigError(f"unknown component kind '{kind}'.{did_you_mean(key, KINDS)} Kinds: {', '.join(KINDS)}", location="components")
+        key = kind.lower().rstrip("s") if kind.lower() not in known else kind.lower()
+        if key not in known:
+            raise ConfigError(f"unknown component kind '{kind}'.{did_you_mean(key, known)} Kinds: {', '.join(known)}", location="components")
         kinds = [key]
-    return [KINDS[k].describe(name) for k in kinds for name in KINDS[k].names()]
+    infos = []
+    for k in kinds:
+        if k == "section":
+            infos += config_sections()
+        else:
+            infos += [replace(KINDS[k].describe(name), kind=k) for name in KINDS[k].names()]
+    return infos

@@ -112,11 +112,17 @@ def summary(
 
 
 @app.command()
-def components(kind: Optional[str] = typer.Argument(None, help="layer, activation, loss, optimizer, initializer or data.")):
+def components(
+    kind: Optional[str] = typer.Argument(None, help="layer, activation, loss, optimizer, initializer or data."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print the config reference as Markdown tables."),
+):
     """List registered components with their options, defaults and descriptions."""
     with cli_errors():
         infos = api.components(kind)
-    console.stdout.print(console.components_table(infos))
+    if markdown:
+        typer.echo(console.components_markdown(infos), nl=False)
+    else:
+        console.stdout.print(console.components_table(infos))
 
 
 def main() -> None:

@@ -222,19 +222,21 @@ def run_optimizer(
     objective = full_batch_objective(model, loss, data.train.x, data.train.y)
     gc.collect()
     gc.disable()  # NOTE: a collection inside a millisecond-long run would dominate its timing
-    try:
-        if isinstance(optimizer, Minimizer):
-            trace = _minimize(optimizer, objective, model, len(data.train), settings)
-        else:
-            batch_size = settings.batch_size or experiment.training.batch_size
-            shuffle = np.random.default_rng(experiment.seeds("shuffle")) if experiment.training.shuffle else None
-            trace = _first_order(optimizer, objective, model, loss, data, batch_size, shuffle, settings)
+    try:  # overflow and NaN are detected explicitly (a 'diverged' run), not warned about, as in Trainer.fit
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            if isinstance(optimizer, Minimizer):
+                trace = _minimize(optimizer, objective, model, len(data.train), settings)
+            else:
+                batch_size = settings.batch_size or experiment.training.batch_size
+                shuffle = np.random.default_rng(experiment.seeds("shuffle")) if experiment.training.shuffle else None
+                trace = _first_order(optimizer, objective, model, loss, data, batch_size, shuffle, settings)
     finally:
         gc.enable()
     model.theta[...] = trace.theta
     n_classes, eval_batch = data.num_classes, experiment.training.eval_batch_size
-    train = evaluate(model, loss, data.train, n_classes, eval_batch)
-    test = evaluate(model, loss, data.test, n_classes, eval_batch) if data.test is not None and len(data.test) else None
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):  # a diverged run's weights
+        train = evaluate(model, loss, data.train, n_classes, eval_batch)
+        test = evaluate(model, loss, data.test, n_classes, eval_batch) if data.test is not None and len(data.test) else None
     return RunResult(
         optimizer=label,
         type=optimizer.spec["type"] if hasattr(optimizer, "spec") else optimizer.registered_name,

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
@@ -65,8 +65,8 @@ class CompareConfig:
     Options:
     optimizers: optimizer specs, {type: NAME, ...options}, each optionally with a label (default: the type)
     max_iterations: budget per optimizer: outer iterations (full batch) or updates (mini-batch)
-    tolerance_grad: stop when max|∇f| over the training set <= this (a minimiser's own setting wins)
-    tolerance_change: stop when the training loss changes by <= this·max(1, |f|) (a minimiser's own setting wins)
+    tolerance_grad: stop when ‖∇f‖∞ over the training set <= this (a minimiser's own setting wins)
+    tolerance_change: stop when the training loss changes by <= this, relative to max(1, loss) (a minimiser's own setting wins)
     batch_size: samples per update for mini-batch methods; null = training.batch_size
     """
 
@@ -89,7 +89,7 @@ class CompareConfig:
 _SHARED_TOLERANCES = ("tolerance_grad", "tolerance_change")
 
 
-def _compare_section(raw: Any) -> CompareConfig:
+def _compare_section(raw: dict) -> CompareConfig:
     """Validate the compare: section; every optimizer spec is built once by the registry (path compare.optimizers.i)."""
     options = check_options(CompareConfig, raw, ("compare",))
     if not options["optimizers"]:
@@ -126,7 +126,7 @@ def _compare_section(raw: Any) -> CompareConfig:
     return CompareConfig(**{**options, "optimizers": out})
 
 
-def _model_section(layers: list, input_shape: tuple[PositiveInt, ...] | None = None):
+def _model_section(layers: list[Annotated[object, LAYERS]], input_shape: tuple[PositiveInt, ...] | None = None):
     """The `model:` section.
 
     Options:
@@ -136,12 +136,12 @@ def _model_section(layers: list, input_shape: tuple[PositiveInt, ...] | None = N
 
 
 def _top_level(
-    data: dict,
+    data: Annotated[object, DATA_SOURCES],
     model: dict,
     name: str | None = None,
     seed: NonNegativeInt = 0,
-    loss: Any = "cross_entropy",
-    optimizer: Any = "adam",
+    loss: Annotated[object, LOSSES] = "cross_entropy",
+    optimizer: Annotated[object, OPTIMIZERS] = "adam",
     training: dict | None = None,
     compare: dict | None = None,
 ):
@@ -158,6 +158,9 @@ def _top_level(
     compare: settings for `nncli compare-optimizers`: optimizers, max_iterations, tolerances, batch_size
     """
 
+
+# The fixed parts of a config, for `nncli components section` and the README reference.
+SECTIONS = {"(top level)": _top_level, "model": _model_section, "training": TrainingConfig, "compare": CompareConfig}
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -251,23 +254,19 @@ def from_document(doc: Document, seed: int | None = None, name: str | None = Non
             raise ConfigError(
                 f"'{run_name}' cannot name a run folder; use letters, digits, '.', '_' and '-'", ("name",)
             )
-        data = DATA_SOURCES.create(top["data"], ("data",))
         model = check_options(_model_section, top["model"], ("model",))
         if not model["layers"]:
             raise ConfigError("the model needs at least one layer", ("model", "layers"))
-        layer_specs = [LAYERS.create(s, ("model", "layers", i)).spec for i, s in enumerate(model["layers"])]
-        loss = LOSSES.create(top["loss"], ("loss",))
-        optimizer = OPTIMIZERS.create(top["optimizer"], ("optimizer",))
         training = TrainingConfig(**check_options(TrainingConfig, top["training"] or {}, ("training",)))
         compare = _compare_section(top["compare"]) if top["compare"] is not None else None
     return Experiment(
         name=run_name,
         seed=top["seed"] if seed is None else seed,
-        data=data,
-        layer_specs=layer_specs,
+        data=top["data"],
+        layer_specs=[layer.spec for layer in model["layers"]],
         input_shape=model["input_shape"],
-        loss=loss,
-        optimizer_spec=optimizer.spec,
+        loss=top["loss"],
+        optimizer_spec=top["optimizer"].spec,
         training=training,
         compare=compare,
         doc=doc,
@@ -286,7 +285,3 @@ def load_experiment(
     if seed is not None and seed < 0:
         raise ConfigError(f"must be a non-negative integer, got {seed}", location="--seed")
     return from_document(doc, seed=seed, name=name)
-
-
-def training_fields() -> list[str]:
-    return [f.name for f in fields(TrainingConfig)]

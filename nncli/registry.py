@@ -190,8 +190,9 @@ class ComponentInfo:
 
 
 def _first_line(obj: Any) -> str:
-    doc = inspect.getdoc(obj) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    """The docstring's first paragraph, on one line."""
+    doc = (inspect.getdoc(obj) or "").strip()
+    return " ".join(line.strip() for line in doc.split("\n\n")[0].splitlines())
 
 
 def _parameters(target: Any) -> tuple[list[inspect.Parameter], dict[str, Any]]:

@@ -152,13 +152,15 @@ class Trainer:
     def fit(self) -> TrainState:
         for cb in self.callbacks:
             cb.on_train_begin(self)
-        while self.state.epoch < self.config.epochs and self.state.stop_reason is None:
-            if isinstance(self.optimizer, Minimizer):
-                self._iterate()
-            else:
-                self._epoch()
-            if self.stopped_by_signal:
-                break
+        # Overflow and NaN are detected explicitly (and reported as divergence), not warned about.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
+            while self.state.epoch < self.config.epochs and self.state.stop_reason is None:
+                if isinstance(self.optimizer, Minimizer):
+                    self._iterate()
+                else:
+                    self._epoch()
+                if self.stopped_by_signal:
+                    break
         for cb in self.callbacks:
             cb.on_train_end(self)
         return self.state

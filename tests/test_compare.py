@@ -152,7 +152,7 @@ def test_stopping_rules_and_their_precedence(tmp_path, table):
     assert {r.optimizer: r.stop_reason for r in result.comparison.runs}["gd"] == "change_tolerance"
 
 
-@pytest.mark.filterwarnings("ignore:overflow encountered")
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # detected and reported, not warned about
 def test_a_diverging_optimizer_is_reported_not_fatal(tmp_path, table):
     config = tiny(table, optimizers=[{"type": "gd", "learning_rate": 1e6}, "newton"], max_iterations=200)
     config["loss"], config["optimizer"] = "mse", "newton"

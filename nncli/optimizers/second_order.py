@@ -180,10 +180,10 @@ class Newton(LineSearchMinimizer):
 
     Options:
     learning_rate: first trial step of the backtracking line search (1 = full Newton step)
-    tolerance_grad: stop when max|∇f| <= this
-    tolerance_change: stop when the loss changes by <= this·max(1, |f|)
+    tolerance_grad: stop when ‖∇f‖∞ (the largest gradient component) <= this
+    tolerance_change: stop when the loss changes by <= this, relative to max(1, loss)
     epsilon: finite-difference step ε (relative); null = cube root of the dtype's machine epsilon
-    damping: smallest shift τ tried when H is not positive definite, relative to max|Hᵢᵢ|
+    damping: smallest shift τ tried when H is not positive definite, relative to the largest diagonal entry of H (in absolute value)
     c1: Armijo constant of the line search
     max_parameters: refuse models with more parameters (the Hessian is P×P float64)
     """
@@ -321,8 +321,8 @@ class BFGS(_InverseHessianMethod):
 
     Options:
     learning_rate: first trial step of the line search (after the first iteration)
-    tolerance_grad: stop when max|∇f| <= this
-    tolerance_change: stop when the loss changes by <= this·max(1, |f|)
+    tolerance_grad: stop when ‖∇f‖∞ (the largest gradient component) <= this
+    tolerance_change: stop when the loss changes by <= this, relative to max(1, loss)
     c1: sufficient-decrease (Armijo) constant of the strong Wolfe line search
     c2: curvature constant of the strong Wolfe line search
     max_parameters: refuse models with more parameters (H is P×P float64)
@@ -358,8 +358,8 @@ class DFP(_InverseHessianMethod):
 
     Options:
     learning_rate: first trial step of the line search (after the first iteration)
-    tolerance_grad: stop when max|∇f| <= this
-    tolerance_change: stop when the loss changes by <= this·max(1, |f|)
+    tolerance_grad: stop when ‖∇f‖∞ (the largest gradient component) <= this
+    tolerance_change: stop when the loss changes by <= this, relative to max(1, loss)
     c1: sufficient-decrease (Armijo) constant of the strong Wolfe line search
     c2: curvature constant of the strong Wolfe line search
     max_parameters: refuse models with more parameters (H is P×P float64)
@@ -397,8 +397,8 @@ class LBFGS(LineSearchMinimizer):
     Options:
     learning_rate: first trial step of the line search (after the first iteration)
     history_size: number of (s, y) pairs kept
-    tolerance_grad: stop when max|∇f| <= this
-    tolerance_change: stop when the loss changes by <= this·max(1, |f|)
+    tolerance_grad: stop when ‖∇f‖∞ (the largest gradient component) <= this
+    tolerance_change: stop when the loss changes by <= this, relative to max(1, loss)
     c1: sufficient-decrease (Armijo) constant of the strong Wolfe line search
     c2: curvature constant of the strong Wolfe line search
     """
@@ -485,8 +485,8 @@ class ConjugateGradient(LineSearchMinimizer):
     Options:
     learning_rate: first trial step on the first iteration (scaled by min(1, 1/‖∇f‖₁))
     restart_every: iterations between restarts; null = the number of parameters
-    tolerance_grad: stop when max|∇f| <= this
-    tolerance_change: stop when the loss changes by <= this·max(1, |f|)
+    tolerance_grad: stop when ‖∇f‖∞ (the largest gradient component) <= this
+    tolerance_change: stop when the loss changes by <= this, relative to max(1, loss)
     c1: sufficient-decrease (Armijo) constant of the strong Wolfe line search
     c2: curvature constant of the strong Wolfe line search
     """
