@@ -21,7 +21,9 @@ What is measured, per optimizer (the semantics CompareConfig documents):
 - Stopping, checked after every iteration in this order: non-finite loss
   (diverged), the minimiser's own stop reason (minimisers), the shared
   rule `optimizers.base.convergence` with the section's tolerances (first-
-  order methods), the iteration budget.
+  order methods), the iteration budget. Mini-batch methods apply the
+  loss-change part once per epoch, between the losses at epoch ends: from
+  one update to the next the change is noise and can be tiny by chance.
 """
 
 from __future__ import annotations
@@ -357,8 +359,12 @@ def _first_order(opt, objective, model, loss, data, batch_size, shuffle, setting
         if not _finite(f_new, g, theta):
             trace.stop_reason = DIVERGED
             break
-        reason = convergence(f, f_new, g, settings.tolerance_grad, settings.tolerance_change)
-        f = f_new
+        # NOTE: between two mini-batch updates the loss change is noise and can be tiny by chance, so
+        # mini-batch methods apply the change rule once per epoch, to the losses at epoch ends
+        epoch_end = full or position >= n
+        reason = convergence(f if epoch_end else None, f_new, g, settings.tolerance_grad, settings.tolerance_change)
+        if epoch_end:
+            f = f_new
         if reason:
             trace.stop_reason = reason
             break

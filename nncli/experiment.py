@@ -57,10 +57,11 @@ class CompareConfig:
     minimisers) and one update, i.e. one mini-batch, of the others. After each
     iteration a run stops on the first of: a non-finite loss (diverged), the
     gradient rule max|∇f| <= tolerance_grad, the change rule |f_k - f_k+1| <=
-    tolerance_change·max(1, |f_k|), max_iterations. A minimiser (newton, bfgs,
-    dfp, lbfgs, cg) applies the rules itself with its own tolerance_grad and
-    tolerance_change options: set in its spec they win, left out they take
-    this section's values.
+    tolerance_change·max(1, |f_k|) (mini-batch methods: once per epoch, between
+    the losses at epoch ends, as their update-to-update change is noise),
+    max_iterations. A minimiser (newton, bfgs, dfp, lbfgs, cg) applies the
+    rules itself with its own tolerance_grad and tolerance_change options: set
+    in its spec they win, left out they take this section's values.
 
     Options:
     optimizers: optimizer specs, {type: NAME, ...options}, each optionally with a label (default: the type)

@@ -153,6 +153,17 @@ def test_stopping_rules_and_their_precedence(tmp_path, table):
 
 
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # detected and reported, not warned about
+def test_mini_batch_methods_apply_the_change_rule_per_epoch(tmp_path, table):
+    # a loose change rule: any change passes; a mini-batch method still runs to the end of its first epoch
+    config = tiny(table, optimizers=[{"type": "sgd", "learning_rate": 0.05}, {"type": "gd", "learning_rate": 0.5}], batch_size=16, tolerance_change=1.0)
+    result = nncli.compare_optimizers(config, out=tmp_path / "o")
+    sgd, gd = result.rows
+    updates_per_epoch = -(-result.comparison.n_train // 16)
+    assert (sgd.iterations, sgd.stop_reason) == (updates_per_epoch, "change_tolerance")
+    assert sgd.epochs == pytest.approx(1.0)
+    assert (gd.iterations, gd.stop_reason) == (1, "change_tolerance")
+
+
 def test_a_diverging_optimizer_is_reported_not_fatal(tmp_path, table):
     config = tiny(table, optimizers=[{"type": "gd", "learning_rate": 1e6}, "newton"], max_iterations=200)
     config["loss"], config["optimizer"] = "mse", "newton"
