@@ -292,11 +292,11 @@ def _minimize(opt: Minimizer, objective, model: Sequential, rows: int, settings:
         trace.function_evaluations += result.function_evaluations
         trace.gradient_evaluations += result.gradient_evaluations
         trace.rows += rows * result.gradient_evaluations
-        if not result.step_size and result.stop_reason:  # no step taken (a failed line search): not an iteration
-            trace.times[-1] = elapsed
+        if not result.step_size and result.stop_reason:  # no step taken (a failed line search): not an iteration;
+            trace.times[-1] = elapsed  # its time still counts, at the last point
             trace.stop_reason = result.stop_reason
             return trace
-        theta = np.asarray(result.theta, model.dtype) if model.dtype != result.theta.dtype else result.theta
+        theta = np.asarray(result.theta, model.dtype)  # as the model holds it (minimisers compute in float64)
         f, g = result.loss, result.grad
         trace.theta = theta
         trace.losses.append(float(f))
