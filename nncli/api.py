@@ -22,7 +22,8 @@ from .compare import CURVE_COLUMNS, RUN_COLUMNS, SUMMARY_COLUMNS, Comparison, Op
 from .compare import compare as run_comparison
 from .config import dump_yaml
 from .data import DATA_SOURCES, Dataset
-from .errors import CheckpointError, ConfigError, TrainingInterrupted
+from .diagnostics import GradientLog
+from .errors import CheckpointError, ConfigError, DataError, DivergedError, TrainingInterrupted
 from .experiment import SECTIONS, Experiment, load_experiment
 from .files import atomic_write_text, new_run_folder
 from .initializers import INITIALIZERS
@@ -33,6 +34,7 @@ from .model import SummaryRow
 from .optimizers import OPTIMIZERS
 from .registry import ComponentInfo, Registry, describe_options, did_you_mean
 from .runfolder import RunFolder
+from .schedules import SCHEDULES
 from .training import Callback, StopSignals, Trainer, TrainState
 
 # Component kinds listed by `nncli components`, in display order.
@@ -42,6 +44,7 @@ KINDS: dict[str, Registry] = {
     "loss": LOSSES,
     "optimizer": OPTIMIZERS,
     "initializer": INITIALIZERS,
+    "schedule": SCHEDULES,
     "data": DATA_SOURCES,
 }
 
@@ -109,6 +112,7 @@ def train(
     start = read_checkpoint(weights) if weights is not None else None
 
     dataset = _load_data(experiment, resumed.meta["preprocessing"] if resumed else None)
+    experiment.check_fits(dataset)
     model = experiment.build_model(dataset.input_shape, dataset.num_classes)
     model.initialize(np.random.default_rng(experiment.seeds("init")))
     for ckpt in (start, resumed):
@@ -119,10 +123,10 @@ def train(
                 )
             ckpt.load_into(model)
     optimizer = experiment.make_optimizer()
-    seeds = {k: experiment.seeds(k) for k in ("shuffle", "layers")}
+    seeds = {k: experiment.seeds(k) for k in ("shuffle", "layers", "augment")}
     trainer = Trainer(model, experiment.loss, optimizer, dataset, experiment.training, seeds)
     if resumed is not None:
-        trainer.restore(resumed.meta, resumed.arrays)
+        trainer.restore(resumed.meta, resumed.arrays, str(resumed.path))
 
     if resumed is not None and out is None:
         run_dir = resumed.path.parent.parent  # continue in the run's own folder
@@ -130,13 +134,18 @@ def train(
         run_dir = new_run_folder(out if out is not None else Path("runs") / experiment.name)
     data_meta = {"input_shape": list(dataset.input_shape), "preprocessing": dataset.preprocessing}
     run = RunFolder(run_dir, experiment.resolved(), data_meta)
-    trainer.callbacks = [run, *callbacks]
+    views = [GradientLog(run_dir)] if experiment.training.log_gradients else []
+    trainer.callbacks = [*views, run, *callbacks]
     if on_start is not None:
         on_start(run_dir, trainer)
 
     with StopSignals() as stop:
         trainer.stop = stop
-        state = trainer.fit()
+        try:
+            state = trainer.fit()
+        except DivergedError as exc:
+            kept = f"the last good checkpoint is {run.last}" if run.last.exists() else "no checkpoint had been written yet"
+            raise DivergedError(f"{exc}; {kept}") from None
         if stop.signum is not None:
             saved = run.save(trainer, run.last)
             where = f"epoch {state.epoch + 1}, batch {state.batch}" if state.batch else f"after epoch {state.epoch}"
@@ -154,6 +163,63 @@ def train(
         num_params=model.num_params,
         experiment=experiment,
     )
+
+
+def train_seeds(
+    config: str | Path | dict,
+    seeds: int,
+    overrides: Sequence[str] = (),
+    out: str | Path | None = None,
+    seed: int | None = None,
+    resume: str | Path | None = None,
+    weights: str | Path | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> list[TrainResult]:
+    """Train `seeds` copies with seeds s, s+1, ... into <out>/seed-<s>, e.g. for an ensemble."""
+    if seeds < 1:
+        raise ConfigError(f"must be at least 1, got {seeds}", location="--seeds")
+    if resume is not None:
+        raise ConfigError("trains new runs; it cannot be combined with --resume", location="--seeds")
+    experiment = load_experiment(config, overrides, seed)  # fail fast, before any folder exists
+    parent = new_run_folder(out if out is not None else Path("runs") / experiment.name)
+    return [
+        train(config, overrides, out=parent / f"seed-{s}", seed=s, weights=weights, callbacks=callbacks)
+        for s in range(experiment.seed, experiment.seed + seeds)
+    ]
+
+
+def history_of(run: str | Path) -> list[dict]:
+    """The rows of a run folder's history.csv (numbers as floats, empty cells as None)."""
+    import csv
+
+    path = Path(run) / "history.csv" if Path(run).is_dir() else Path(run)
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if not rows or "train_loss" not in rows[0]:
+        raise DataError(f"{path}: not an nncli history.csv")
+    try:
+        return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in rows]
+    except ValueError as exc:
+        raise DataError(f"{path}: {exc}") from None
+
+
+def plot_runs(runs: Sequence[str | Path], out: str | Path = "plot.png") -> Path:
+    """Overlay the loss and accuracy curves of several runs in one figure; never overwrites a file."""
+    from .plots import plot_history
+
+    if not runs:
+        raise ConfigError("give at least one run folder", location="plot")
+    histories = [history_of(r) for r in runs]
+    target = Path(out)
+    n = 2
+    while target.exists():
+        target = Path(out).with_name(f"{Path(out).stem}-{n}{Path(out).suffix}")
+        n += 1
+    plot_history(histories, [Path(r).name if Path(r).is_dir() else Path(r).parent.name for r in runs], target)
+    return target
 
 
 # -- compare-optimizers ----------------------------------------------------------

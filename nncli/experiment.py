@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -25,7 +25,31 @@ from .layers import LAYERS
 from .losses import LOSSES, Loss
 from .model import Sequential
 from .optimizers import OPTIMIZERS
-from .registry import NonNegativeFloat, NonNegativeInt, PositiveInt, check_options, to_plain
+from .registry import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, check_options, to_plain
+from .schedules import Schedule_
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Stop when a monitored metric stops improving; the best weights are restored and saved.
+
+    Options:
+    monitor: history column watched (val_* needs validation data)
+    mode: min (losses) or max (accuracies); auto picks from the column name
+    patience: epochs without improvement before stopping
+    min_delta: smallest change that counts as an improvement
+    """
+
+    monitor: Literal["val_loss", "val_accuracy", "train_loss", "train_accuracy"] = "val_loss"
+    mode: Literal["auto", "min", "max"] = "auto"
+    patience: PositiveInt = 10
+    min_delta: NonNegativeFloat = 0.0
+
+    @property
+    def direction(self) -> str:
+        if self.mode != "auto":
+            return self.mode
+        return "max" if self.monitor.endswith("accuracy") else "min"
 
 
 @dataclass(frozen=True)
@@ -38,6 +62,11 @@ class TrainingConfig:
     shuffle: reshuffle the training data every epoch (seeded)
     eval_batch_size: samples per forward pass when evaluating; bounds memory only
     dtype: floating-point type of weights and activations
+    schedule: learning-rate schedule, one rate per epoch (see `schedule` components)
+    early_stopping: stop when a metric stops improving, restoring the best weights
+    clip_norm: rescale each update's gradient to at most this global L2 norm
+    clip_value: clip every gradient element to [-clip_value, clip_value]
+    log_gradients: write per-layer gradient norms and activation statistics to gradients.csv
     """
 
     epochs: PositiveInt = 10
@@ -45,6 +74,11 @@ class TrainingConfig:
     shuffle: bool = True
     eval_batch_size: PositiveInt = 1000
     dtype: Literal["float32", "float64"] = "float32"
+    schedule: Schedule_ = "constant"
+    early_stopping: EarlyStopping | None = None
+    clip_norm: PositiveFloat | None = None
+    clip_value: PositiveFloat | None = None
+    log_gradients: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,6 +233,21 @@ class Experiment:
                 raise ConfigError(str(exc), ("loss",)) from None
         return model
 
+    def check_fits(self, dataset) -> None:
+        """Settings that need what the data turned out to be (e.g. a validation split to monitor)."""
+        watched = []  # (key path, monitored column)
+        if self.training.early_stopping is not None:
+            watched.append((("training", "early_stopping", "monitor"), self.training.early_stopping.monitor))
+        path, schedule = ("training", "schedule"), self.training.schedule
+        while schedule is not None:
+            if hasattr(schedule, "monitor"):
+                watched.append(((*path, "monitor"), schedule.monitor))
+            path, schedule = (*path, "then"), getattr(schedule, "then", None)
+        with self.doc.errors_located():
+            for key_path, column in watched:
+                if column.startswith("val_") and dataset.val is None:
+                    raise ConfigError(f"{column} needs validation data; set data.validation_split above 0", key_path)
+
     def make_optimizer(self, spec: dict | None = None, path=("optimizer",)):
         with self.doc.errors_located():
             return OPTIMIZERS.create(spec if spec is not None else self.optimizer_spec, path)
@@ -239,10 +288,10 @@ class Experiment:
             },
             "loss": to_plain(self.loss),
             "optimizer": to_plain(self.optimizer_spec),
-            "training": to_plain(asdict(self.training)),
+            "training": to_plain(self.training),
         }
         if self.compare is not None:
-            out["compare"] = to_plain(asdict(self.compare))
+            out["compare"] = to_plain(self.compare)
         return out
 
 

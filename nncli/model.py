@@ -117,6 +117,8 @@ class Sequential:
     # -- computation ----------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x: (N, *input_shape) -> (N, *output_shape); the result is a work buffer, valid until the next call."""
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
         for layer in self.layers:
             x = layer.forward(x, training)
         return x

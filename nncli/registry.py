@@ -14,6 +14,7 @@ REGISTRY] for a nested component (a name, a {type: ...} mapping or an instance).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import math
@@ -345,6 +346,10 @@ def convert(value: Any, annotation: Any, path: Path_) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"expected a mapping, got {_show(value)}", path)
         return value
+    if dataclasses.is_dataclass(annotation):  # a fixed sub-section, e.g. training.early_stopping
+        if isinstance(value, annotation):
+            return value
+        return annotation(**check_options(annotation, value, path))
     raise TypeError(f"unsupported option annotation {annotation!r} at {path}")
 
 
@@ -374,6 +379,8 @@ def describe_type(annotation: Any) -> str:
     if origin is list or annotation is list:
         (item,) = get_args(annotation) or (Any,)
         return f"list of {describe_type(item)}"
+    if dataclasses.is_dataclass(annotation):
+        return "mapping: " + ", ".join(f.name for f in dataclasses.fields(annotation))
     return {bool: "bool", int: "int", float: "float", str: "string", dict: "mapping"}.get(
         annotation, getattr(annotation, "__name__", str(annotation))
     )
@@ -383,6 +390,8 @@ def to_plain(value: Any) -> Any:
     """A config-friendly (YAML/JSON) form of an option value: components become their compact spec."""
     if hasattr(value, "spec") and isinstance(value.spec, dict):
         return compact_spec(value.spec)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple):
         return [to_plain(v) for v in value]
     if isinstance(value, list):
