@@ -45,6 +45,8 @@ class RunFolder(Callback):
         self.data_meta = data_meta  # input_shape, preprocessing: what eval needs besides the config
         self.last = self.checkpoints / "last.npz"
         self.best = self.checkpoints / "best.npz"
+        for stale in [*self.path.glob(".*.tmp"), *self.checkpoints.glob(".*.tmp")]:
+            stale.unlink(missing_ok=True)  # half-written files of a killed run (atomic_write's temporaries)
         atomic_write_text(self.path / "config.yaml", dump_yaml(config))
 
     @property
