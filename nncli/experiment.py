@@ -24,7 +24,7 @@ from .errors import ConfigError
 from .layers import LAYERS
 from .losses import LOSSES, Loss
 from .model import Sequential
-from .optimizers import OPTIMIZERS
+from .optimizers import OPTIMIZERS, Minimizer
 from .registry import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, check_options, quoted, to_plain
 from .schedules import Schedule_
 
@@ -295,6 +295,21 @@ class Experiment:
         return out
 
 
+def _refuse_mini_batch_settings(name: str, training: TrainingConfig, data) -> None:
+    """Full-batch minimisers choose their own steps on the exact objective: settings that would be silently ignored are errors."""
+    ignored = [
+        (("training", "schedule"), training.schedule.spec["type"] != "constant", "a learning-rate schedule"),
+        (("training", "clip_norm"), training.clip_norm is not None, "gradient clipping"),
+        (("training", "clip_value"), training.clip_value is not None, "gradient clipping"),
+        (("data", "augment"), getattr(data, "augment", None) is not None, "augmentation (the objective is the fixed training set)"),
+    ]
+    for path, present, what in ignored:
+        if present:
+            raise ConfigError(
+                f"{name} is a full-batch minimiser that picks its steps by line search; it cannot use {what}", path
+            )
+
+
 def from_document(doc: Document, seed: int | None = None, name: str | None = None) -> Experiment:
     """Validate a config document into an Experiment; every ConfigError names file, line and key path."""
     with doc.errors_located():
@@ -308,6 +323,8 @@ def from_document(doc: Document, seed: int | None = None, name: str | None = Non
         if not model["layers"]:
             raise ConfigError("the model needs at least one layer", ("model", "layers"))
         training = TrainingConfig(**check_options(TrainingConfig, top["training"] or {}, ("training",)))
+        if isinstance(top["optimizer"], Minimizer):
+            _refuse_mini_batch_settings(top["optimizer"].spec["type"], training, top["data"])
         compare = _compare_section(top["compare"]) if top["compare"] is not None else None
     return Experiment(
         name=run_name,

@@ -116,3 +116,25 @@ def test_max_parameters_is_an_option(tmp_path, table, name):
 def test_limited_memory_minimizers_pass_the_guard(tmp_path, name):
     monkey_free = mlp_on_table(make_csv(tmp_path / "t.csv"), {"type": name}, epochs=1)
     nncli.train(monkey_free, out=tmp_path / "run")
+
+
+@pytest.mark.parametrize(
+    "training,data,path",
+    [
+        ({"schedule": "cosine"}, {}, "training.schedule"),
+        ({"clip_norm": 1.0}, {}, "training.clip_norm"),
+        ({}, {"augment": {"shift": 1.0}}, "data.augment"),
+    ],
+)
+def test_minimisers_refuse_settings_they_would_ignore(digits, training, data, path):
+    from helpers import mlp_config
+
+    from nncli.errors import ConfigError
+    from nncli.experiment import load_experiment
+
+    config = mlp_config(digits, **training)
+    config["data"].update(data)
+    config["optimizer"] = {"type": "lbfgs"}
+    with pytest.raises(ConfigError) as err:
+        load_experiment(config)
+    assert str(err.value).startswith(f"<dict>: {path}: lbfgs is a full-batch minimiser")
