@@ -28,6 +28,7 @@ from .metrics import Evaluation, ensemble, evaluate as evaluate_split
 from .model import SummaryRow
 from .optimizers import OPTIMIZERS
 from .registry import ComponentInfo, Registry, describe_options, did_you_mean
+from .regularizers import REGULARIZERS
 from .runfolder import RunFolder
 from .training import Callback, StopSignals, Trainer, TrainState
 
@@ -35,6 +36,7 @@ from .training import Callback, StopSignals, Trainer, TrainState
 KINDS: dict[str, Registry] = {
     "layer": LAYERS,
     "activation": ACTIVATIONS,
+    "regularizer": REGULARIZERS,
     "loss": LOSSES,
     "optimizer": OPTIMIZERS,
     "initializer": INITIALIZERS,

@@ -24,7 +24,7 @@ from .layers import LAYERS
 from .losses import LOSSES, Loss
 from .model import Sequential
 from .optimizers import OPTIMIZERS
-from .registry import NonNegativeInt, PositiveInt, check_options, to_plain
+from .registry import NonNegativeFloat, NonNegativeInt, PositiveInt, check_options, to_plain
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class TrainingConfig:
     epochs: passes over the training data (iterations, for full-batch minimisers)
     batch_size: samples per update (full-batch optimizers use the whole training set)
     shuffle: reshuffle the training data every epoch (seeded)
+    weight_decay: adds ½·weight_decay·Σw² over every kernel (not biases) to the loss: gradient weight_decay·w, as torch
     eval_batch_size: samples per forward pass when evaluating; bounds memory only
     dtype: floating-point type of weights and activations
     """
@@ -42,6 +43,7 @@ class TrainingConfig:
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 32
     shuffle: bool = True
+    weight_decay: NonNegativeFloat = 0.0
     eval_batch_size: PositiveInt = 1000
     dtype: Literal["float32", "float64"] = "float32"
 
@@ -111,7 +113,9 @@ class Experiment:
             info = self.data_info()
             input_shape, num_classes = info.input_shape, num_classes or info.num_classes
         with self.doc.errors_located():
-            model = Sequential.from_specs(self.layer_specs, input_shape, dtype or self.training.dtype)
+            model = Sequential.from_specs(
+                self.layer_specs, input_shape, dtype or self.training.dtype, self.training.weight_decay
+            )
             try:
                 self.loss.check(model.output_shape, num_classes)
             except ValueError as exc:
