@@ -95,6 +95,8 @@ class Sequential:
             if layer.activity_regularizer is not None and layer.activity_regularizer.active
         }
         self._outputs: dict[int, np.ndarray] = {}  # activity-regularised layers' latest outputs
+        # Random layers (dropout, rrelu) work from the start; the trainer reseeds them from the run seed.
+        self.seed_layers(np.random.SeedSequence(0))
 
     @classmethod
     def from_specs(

@@ -35,13 +35,13 @@ class Layer:
     """Base class. Subclasses declare `param_shapes` in build() and fill `grads` in backward()."""
 
     registered_name = "layer"
-    spec: dict  # resolved options, set by the registry
-    has_randomness = False  # draws random numbers in forward (dropout, rrelu): gets its own Generator
     # Trainable arrays that are kernels (weights, not biases, scales or slopes): training.weight_decay
     # and kernel_regularizer apply to these. Names not in param_shapes are ignored.
     kernel_names: tuple[str, ...] = ("W",)
     kernel_regularizer = None  # a Regularizer on the kernels (set_regularizers)
     activity_regularizer = None  # a Regularizer on this layer's output, applied by the model
+    spec: dict  # resolved options, set by the registry
+    has_randomness = False  # draws random numbers in forward (dropout, rrelu): gets its own Generator
 
     def __init__(self) -> None:
         self.input_shape: Shape = ()
