@@ -94,14 +94,29 @@ def batch(n=7, features=6, classes=3, seed=2):
     return rng.normal(size=(n, features)), rng.integers(0, classes, n)
 
 
-def test_train_step_gradient_includes_every_penalty():
+WITH_LAYERS = [  # the penalties next to the issue-5 layers, random ones included
+    {"type": "dense", "units": 5, "activation": "prelu", "kernel_regularizer": {"type": "l1", "l1": 0.02}},
+    {"type": "batchnorm", "momentum": 0.9},
+    {"type": "dropout", "rate": 0.3},
+    {"type": "dense", "units": 4, "activation": "rrelu", "activity_regularizer": {"type": "l2", "l2": 0.05}},
+    {"type": "dense", "units": 3, "activation": "swish", "activity_regularizer": {"type": "l1", "l1": 0.05}},
+]
+
+
+@pytest.mark.parametrize("specs", [SPECS, WITH_LAYERS], ids=["dense", "with new layers"])
+def test_train_step_gradient_includes_every_penalty(specs):
     """∇θ of train_step (kernel and activity regularizers, weight decay) against finite differences of its value."""
-    model, loss = regularized_model(), LOSSES.create("cross_entropy")
+    model, loss = regularized_model(specs=specs), LOSSES.create("cross_entropy")
     x, y = batch()
-    assert np.abs(model.layers[0].forward(x)).min() > 1e-3  # |y| is smooth at every tanh output sampled
-    model.train_step(loss, x, y)
+
+    def objective():
+        model.seed_layers(np.random.SeedSequence(7))  # the same dropout mask and rrelu slopes every time
+        return model.train_step(loss, x, y)[0]
+
+    objective()
+    assert min(np.abs(out).min() for out in model._outputs.values()) > 1e-3  # |y| is smooth where sampled
     analytic = model.grad.copy()
-    numeric = numeric_grad(lambda: model.train_step(loss, x, y)[0], model.theta)
+    numeric = numeric_grad(objective, model.theta)
     assert rel_error(analytic, numeric) < 1e-6
 
 
@@ -139,6 +154,12 @@ def test_activity_penalty_is_a_mean_over_the_batch():
 
 DECAY_CASES = {
     "dense": [{"type": "dense", "units": 4, "activation": "tanh"}, {"type": "dense", "units": 3}],
+    "prelu and batchnorm": [  # alpha, gamma and beta are not kernels
+        {"type": "dense", "units": 4, "activation": {"type": "prelu"}},
+        {"type": "batchnorm"},
+        {"type": "prelu", "shared": True},
+        {"type": "dense", "units": 3},
+    ],
 }
 
 
@@ -219,3 +240,21 @@ def test_components_lists_regularizers():
     assert result.exit_code == 0, result.output
     for name in ("l1", "l2", "l1_l2"):
         assert name in result.stdout
+
+
+def test_kernels_of_child_layers_are_penalised_too():
+    """A layer built from sub-layers (as dense holds its activation): their kernels are named '<child>.W' and decayed."""
+    from nncli.layers import LAYERS, Layer
+
+    class Wrapper(Layer):
+        def __init__(self):
+            super().__init__()
+            self.children["inner"] = LAYERS.create({"type": "dense", "units": 2, "kernel_regularizer": {"type": "l1", "l1": 0.5}})
+
+        def build(self, input_shape):
+            return self.children["inner"].build(input_shape)
+
+    model = Sequential([Wrapper()], (3,), np.float64, weight_decay=0.2)
+    model.theta[...] = np.random.default_rng(0).normal(size=model.theta.shape)
+    W = dict(model.named_params())["0.layer/inner.W"]
+    assert model.penalty() == pytest.approx(0.5 * np.abs(W).sum() + 0.1 * (W**2).sum(), rel=1e-12)
