@@ -240,6 +240,7 @@ class Sequential:
     def release_buffers(self) -> None:
         for layer in self.layers:
             layer.release_buffers()
+        self._outputs.clear()  # they are layer buffers
 
     # -- description ----------------------------------------------------------
     def summary_rows(self) -> list[SummaryRow]:
