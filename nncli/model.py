@@ -175,6 +175,12 @@ class Sequential:
         """Does the objective have any penalty term?"""
         return bool(self._penalties or self._activity)
 
+    @property
+    def activity_regularized(self) -> bool:
+        """Does any layer have an activity penalty? It is read from the layer outputs of the last forward,
+        so code that runs parts of a batch on other model copies must combine their activity_penalty()."""
+        return bool(self._activity)
+
     def penalty(self) -> float:
         """Weight penalties at the current θ (kernel regularizers and weight decay); 0.0 when none."""
         return sum((reg.penalty(self.theta[s]) for s, reg in self._penalties), 0.0)

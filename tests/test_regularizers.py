@@ -122,6 +122,7 @@ def test_train_step_gradient_includes_every_penalty(specs):
 
 def test_train_step_value_is_data_loss_plus_penalties():
     model, loss = regularized_model(), LOSSES.create("cross_entropy")
+    assert model.regularized and model.activity_regularized
     x, y = batch()
     value, _ = model.train_step(loss, x, y)
     data = loss.forward(model.forward(x, training=True), y)
@@ -190,7 +191,7 @@ def test_no_regularizer_costs_nothing(monkeypatch):
         monkeypatch.setattr(cls, "add_gradient", fail)
     zero = [{"type": "dense", "units": 4, "activation": "relu", "kernel_regularizer": {"type": "l2", "l2": 0.0}}, {"type": "dense", "units": 3}]
     model = regularized_model(0.0, zero)
-    assert not model.regularized
+    assert not model.regularized and not model.activity_regularized
     loss = LOSSES.create("cross_entropy")
     x, y = batch()
     value, _ = model.train_step(loss, x, y)
