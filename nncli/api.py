@@ -33,6 +33,7 @@ from .metrics import Evaluation, ensemble, evaluate as evaluate_split
 from .model import SummaryRow
 from .optimizers import OPTIMIZERS
 from .registry import ComponentInfo, Registry, describe_options, did_you_mean
+from .regularizers import REGULARIZERS
 from .runfolder import RunFolder
 from .schedules import SCHEDULES
 from .training import Callback, StopSignals, Trainer, TrainState
@@ -41,6 +42,7 @@ from .training import Callback, StopSignals, Trainer, TrainState
 KINDS: dict[str, Registry] = {
     "layer": LAYERS,
     "activation": ACTIVATIONS,
+    "regularizer": REGULARIZERS,
     "loss": LOSSES,
     "optimizer": OPTIMIZERS,
     "initializer": INITIALIZERS,

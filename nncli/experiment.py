@@ -60,6 +60,7 @@ class TrainingConfig:
     epochs: passes over the training data (iterations, for full-batch minimisers)
     batch_size: samples per update (full-batch optimizers use the whole training set)
     shuffle: reshuffle the training data every epoch (seeded)
+    weight_decay: adds ½·weight_decay·Σw² over every kernel (not biases) to the loss: gradient weight_decay·w, as torch
     eval_batch_size: samples per forward pass when evaluating; bounds memory only
     dtype: floating-point type of weights and activations
     schedule: learning-rate schedule, one rate per epoch (see `schedule` components)
@@ -72,6 +73,7 @@ class TrainingConfig:
     epochs: PositiveInt = 10
     batch_size: PositiveInt = 32
     shuffle: bool = True
+    weight_decay: NonNegativeFloat = 0.0
     eval_batch_size: PositiveInt = 1000
     dtype: Literal["float32", "float64"] = "float32"
     schedule: Schedule_ = "constant"
@@ -226,7 +228,9 @@ class Experiment:
             info = self.data_info()
             input_shape, num_classes = info.input_shape, num_classes or info.num_classes
         with self.doc.errors_located():
-            model = Sequential.from_specs(self.layer_specs, input_shape, dtype or self.training.dtype)
+            model = Sequential.from_specs(
+                self.layer_specs, input_shape, dtype or self.training.dtype, self.training.weight_decay
+            )
             try:
                 self.loss.check(model.output_shape, num_classes)
             except ValueError as exc:

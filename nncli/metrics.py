@@ -18,6 +18,7 @@ class Evaluation:
     accuracy: float
     confusion: np.ndarray  # (K, K), rows = true class, columns = predicted
     probabilities: np.ndarray | None = None  # (N, K), kept for ensembles
+    penalty: float = 0.0  # the regularisation part of `loss` (weight and activity penalties)
 
     @property
     def precision(self) -> np.ndarray:
@@ -44,8 +45,15 @@ def evaluate(
     batch_size: int = 1000,
     keep_probabilities: bool = False,
 ) -> Evaluation:
-    """Evaluation-mode loss and metrics over a whole split, one batch at a time."""
+    """Evaluation-mode loss and metrics over a whole split, one batch at a time.
+
+    The loss is the objective training reports: the mean data loss plus the
+    model's penalties (weight penalties at θ, activity penalties on the
+    evaluation-mode outputs, per sample), as Keras does, so training and
+    validation losses compare. `Evaluation.penalty` says how much of it that is.
+    """
     total = 0.0
+    activity = 0.0
     predictions = np.empty(len(split), np.int64)
     probabilities = np.empty((len(split), num_classes), np.float64) if keep_probabilities else None
     for start in range(0, len(split), batch_size):
@@ -55,13 +63,17 @@ def evaluate(
         if probabilities is not None:
             probabilities[start:stop] = loss.probabilities(outputs)
         total += loss.forward(outputs, split.y[start:stop]) * (stop - start)
+        if model.regularized:
+            activity += model.activity_penalty() * (stop - start)
     n = len(split)
+    penalty = (model.penalty() + activity / n) if n and model.regularized else 0.0
     return Evaluation(
         n=n,
-        loss=total / n if n else float("nan"),
+        loss=total / n + penalty if n else float("nan"),
         accuracy=float(np.mean(predictions == split.y)) if n else float("nan"),
         confusion=confusion_matrix(split.y, predictions, num_classes),
         probabilities=probabilities,
+        penalty=penalty,
     )
 
 

@@ -4,6 +4,12 @@ All trainable arrays live in `theta` (and their gradients in `grad`), each
 layer seeing reshaped views. First-order optimizers update `theta` in one
 vectorised step; full-batch methods treat it as the point x of f(x); "same
 initial weights" is `theta.copy()`.
+
+Regularisation is part of the objective, not of the optimizer: `train_step`
+(and so `loss_and_grad`) returns the data loss plus the penalties and adds
+their gradients to `grad`, and `metrics.evaluate` reports the same sum, so
+training and validation losses compare. With no regulariser configured the
+penalty lists are empty and cost nothing.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ import numpy as np
 
 from .errors import ConfigError
 from .layers import LAYERS, Layer, ShapeError
+from .regularizers import L2
 
 
 @dataclass(frozen=True)
@@ -26,9 +33,15 @@ class SummaryRow:
 
 
 class Sequential:
-    """A stack of layers built for a per-sample `input_shape`, parameters in one flat vector."""
+    """A stack of layers built for a per-sample `input_shape`, parameters in one flat vector.
 
-    def __init__(self, layers: Sequence[Layer], input_shape: Sequence[int], dtype=np.float32):
+    `weight_decay` (wd) adds ½·wd·Σw² over every kernel (weights, not biases,
+    batch-norm scales or PReLU slopes) to the objective: gradient wd·w, the
+    convention of torch's `weight_decay`, i.e. an l2 kernel regulariser with
+    l2 = wd/2 (Keras writes l2 as λ·Σw²). It adds to any kernel_regularizer.
+    """
+
+    def __init__(self, layers: Sequence[Layer], input_shape: Sequence[int], dtype=np.float32, weight_decay: float = 0.0):
         self.layers = list(layers)
         self.input_shape = tuple(int(d) for d in input_shape)
         self.dtype = np.dtype(dtype)
@@ -62,11 +75,36 @@ class Sequential:
                 state,
             )
 
+        # Regularisation. Weight penalties: (slice of θ, regularizer) for every penalised kernel.
+        # Activity penalties: layer index -> regularizer, on that layer's output of the last forward.
+        if not weight_decay >= 0:
+            raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+        self.weight_decay = float(weight_decay)
+        decay = L2(self.weight_decay / 2) if self.weight_decay > 0 else None
+        kernels = [layer.kernels() for layer in self.layers]
+        self._penalties: list[tuple[slice, object]] = [
+            (s, reg)
+            for i, name, s, _ in self._slots
+            if name in kernels[i]
+            for reg in (kernels[i][name], decay)
+            if reg is not None and reg.active
+        ]
+        self._activity: dict[int, object] = {
+            i: layer.activity_regularizer
+            for i, layer in enumerate(self.layers)
+            if layer.activity_regularizer is not None and layer.activity_regularizer.active
+        }
+        self._outputs: dict[int, np.ndarray] = {}  # activity-regularised layers' latest outputs
+        # Random layers (dropout, rrelu) work from the start; the trainer reseeds them from the run seed.
+        self.seed_layers(np.random.SeedSequence(0))
+
     @classmethod
-    def from_specs(cls, specs: Sequence, input_shape: Sequence[int], dtype=np.float32) -> Sequential:
+    def from_specs(
+        cls, specs: Sequence, input_shape: Sequence[int], dtype=np.float32, weight_decay: float = 0.0
+    ) -> Sequential:
         """Build from layer specs (names or {type: ...} mappings), as in `model.layers`."""
         layers = [LAYERS.create(spec, ("model", "layers", i)) for i, spec in enumerate(specs)]
-        return cls(layers, input_shape, dtype)
+        return cls(layers, input_shape, dtype, weight_decay)
 
     # -- parameters -----------------------------------------------------------
     @property
@@ -119,25 +157,74 @@ class Sequential:
         """x: (N, *input_shape) -> (N, *output_shape); the result is a work buffer, valid until the next call."""
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
-        for layer in self.layers:
+        for i, layer in enumerate(self.layers):
             x = layer.forward(x, training)
+            if i in self._activity:
+                self._outputs[i] = x
         return x
 
     def backward(self, grad_out: np.ndarray) -> None:
-        """Back-propagate dL/d(outputs) of the last training forward; fills `grad`."""
-        for layer in reversed(self.layers):
-            grad_out = layer.backward(grad_out)
+        """Back-propagate dL/d(outputs) of the last training forward; fills `grad` (activity penalties included)."""
+        for i in range(len(self.layers) - 1, -1, -1):
+            if i in self._activity:  # d(penalty)/dy joins dL/dy of this layer's output (grad_out may be overwritten)
+                y = self._outputs[i]
+                self._activity[i].add_gradient(y, grad_out, 1.0 / len(y))
+            grad_out = self.layers[i].backward(grad_out)
 
+    # -- regularisation -------------------------------------------------------
+    @property
+    def regularized(self) -> bool:
+        """Does the objective have any penalty term?"""
+        return bool(self._penalties or self._activity)
+
+    @property
+    def activity_regularized(self) -> bool:
+        """Does any layer have an activity penalty? It is read from the layer outputs of the last forward,
+        so code that runs parts of a batch on other model copies must combine their activity_penalty()."""
+        return bool(self._activity)
+
+    def penalty(self) -> float:
+        """Weight penalties at the current θ (kernel regularizers and weight decay); 0.0 when none."""
+        return sum((reg.penalty(self.theta[s]) for s, reg in self._penalties), 0.0)
+
+    def add_penalty_gradient(self) -> None:
+        """Add ∇ of `penalty()` to `grad` (after backward, which overwrites `grad`)."""
+        for s, reg in self._penalties:
+            reg.add_gradient(self.theta[s], self.grad[s])
+
+    def activity_penalty(self) -> float:
+        """Activity penalties on the outputs of the last forward, each a mean over its samples; 0.0 when none."""
+        return sum((reg.penalty(self._outputs[i]) / len(self._outputs[i]) for i, reg in self._activity.items()), 0.0)
+
+    # -- objective ------------------------------------------------------------
     def train_step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-        """Forward and backward on one training batch: fills `grad`; returns (mean loss, correct predictions)."""
+        """Forward and backward on one training batch: fills `grad`; returns (objective, correct predictions).
+
+        The objective is the batch's mean loss plus every penalty (activity
+        penalties of this batch, weight penalties at θ); `grad` is its gradient.
+        """
+        value, correct = self.single_train_step(loss, x, y)
+        if self._penalties:
+            value += self.penalty()
+            self.add_penalty_gradient()
+        return value, correct
+
+    def single_train_step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        """The per-sample part of train_step: mean loss plus activity penalties, and their gradient.
+
+        Weight penalties are left to train_step, which adds them once per batch:
+        a caller that splits a batch combines these parts weighted by size.
+        """
         outputs = self.forward(x, training=True)
         value = loss.forward(outputs, y)
         correct = int(np.count_nonzero(loss.predictions(outputs) == y))
+        if self._activity:
+            value += self.activity_penalty()
         self.backward(loss.backward())
         return value, correct
 
     def loss_and_grad(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-        """Training-mode objective and ∇θ on (x, y) at the current θ (the gradient is `self.grad`).
+        """Training-mode objective (penalties included) and ∇θ on (x, y) at the current θ (the gradient is `self.grad`).
 
         The same computation as a training step, so full-batch minimisers and
         mini-batch optimizers see one objective.
@@ -161,6 +248,7 @@ class Sequential:
     def release_buffers(self) -> None:
         for layer in self.layers:
             layer.release_buffers()
+        self._outputs.clear()  # they are layer buffers
 
     # -- description ----------------------------------------------------------
     def summary_rows(self) -> list[SummaryRow]:

@@ -45,9 +45,14 @@ def build_layer(spec, input_shape, seed=0):
     return layer, model
 
 
-def check_layer_gradients(spec, input_shape, batch=3, seed=0, training=True, x=None, tol=1e-6):
-    """Finite-difference check of dL/dx and every dL/dparam for L = Σ layer(x)·R."""
+def check_layer_gradients(spec, input_shape, batch=3, seed=0, training=True, x=None, tol=1e-6, setup=None):
+    """Finite-difference check of dL/dx and every dL/dparam for L = Σ layer(x)·R.
+
+    `setup(layer)` runs after initialisation (e.g. to set running statistics for an evaluation-mode check).
+    """
     layer, model = build_layer(spec, input_shape, seed)
+    if setup is not None:
+        setup(layer)
     rng = np.random.default_rng(seed + 1)
     if x is None:
         x = rng.normal(size=(batch, *input_shape))

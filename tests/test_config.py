@@ -92,6 +92,11 @@ def test_binary_and_missing_files(tmp_path):
         ("source: csv", "source: cvs", "cfg.yaml:4: data.source: unknown data source 'cvs'. Did you mean 'csv'?"),
         ("name: demo", "name: ../evil", "cfg.yaml:1: name: '../evil' cannot name a run folder"),
         ("learning_rate: 1e-3", "learning_rate: .nan", "cfg.yaml:11: optimizer.learning_rate: expected a finite number, got nan"),
+        ("activation: relu}", "activation: relu, kernel_regularizer: {type: l2, l2: -1}}", "cfg.yaml:8: model.layers.0.kernel_regularizer.l2: must be >= 0, got -1"),
+        ("activation: relu}", "activation: relu, kernel_regularizer: l_2}", "cfg.yaml:8: model.layers.0.kernel_regularizer: unknown regularizer 'l_2'. Did you mean 'l2'?"),
+        ("activation: relu}", "activation: relu, activity_regularizer: {type: l1, lambda: 1}}", "cfg.yaml:8: model.layers.0.activity_regularizer.lambda: l1: unknown option 'lambda'"),
+        ("batch_size: 8", "batch_size: 8, weight_decay: -0.1", "cfg.yaml:12: training.weight_decay: must be >= 0, got -0.1"),
+        ("batch_size: 8", "batch_size: 8, weight_decay: lots", "cfg.yaml:12: training.weight_decay: expected a number, got 'lots'"),
     ],
 )
 def test_validation_errors_name_file_line_path_and_suggestion(old, new, message):

@@ -1,5 +1,7 @@
 """Every layer and activation: finite-difference gradient checks (float64) and forward behaviour."""
 
+import math
+
 import numpy as np
 import pytest
 from helpers import build_layer, check_layer_gradients
@@ -22,7 +24,29 @@ CASES = {
     "relu": [({"type": "relu"}, (6,))],
     "leaky_relu": [({"type": "leaky_relu", "alpha": 0.1}, (6,))],
     "softmax": [({"type": "softmax"}, (5,)), ({"type": "softmax"}, (2, 3))],
+    "elu": [({"type": "elu"}, (6,)), ({"type": "elu", "alpha": 0.5}, (2, 3))],
+    "softplus": [({"type": "softplus"}, (6,))],
+    "swish": [({"type": "swish"}, (6,)), ({"type": "swish", "beta": 2.5}, (2, 3))],
+    "gelu": [({"type": "gelu"}, (7,)), ({"type": "gelu", "approximate": True}, (7,))],
+    "prelu": [
+        ({"type": "prelu"}, (5,)),
+        ({"type": "prelu", "shared": True}, (5,)),
+        ({"type": "prelu"}, (2, 3, 4)),  # NHWC: one alpha per channel
+        ({"type": "prelu", "initial_alpha": -0.3}, (4,)),  # a negative slope: y's sign is not x's
+    ],
+    "rrelu": [({"type": "rrelu"}, (6,)), ({"type": "rrelu", "lower": 0.0, "upper": 0.9}, (2, 3))],
+    "dropout": [({"type": "dropout", "rate": 0.3}, (6,)), ({"type": "dropout", "rate": 0.5}, (2, 2, 3))],
+    "batchnorm": [
+        ({"type": "batchnorm"}, (4,)),
+        ({"type": "batchnorm", "momentum": 0.9, "epsilon": 1e-5}, (3, 3, 2)),  # NHWC: statistics over N, H, W
+    ],
 }
+CASES["dense"] += [
+    ({"type": "dense", "units": 3, "activation": {"type": "prelu"}}, (4,)),
+    ({"type": "dense", "units": 3, "activation": "rrelu"}, (4,)),
+    ({"type": "dense", "units": 3, "activation": "gelu"}, (4,)),
+    ({"type": "dense", "units": 3, "activation": "elu"}, (4,)),
+]
 
 
 def test_every_layer_has_a_gradient_check():
@@ -118,3 +142,228 @@ def test_parameter_count_of_the_classic_digit_net():
         (28, 28, 1),
     )
     assert model.num_params == 13_002
+
+
+# -- activations added for issue 5 ----------------------------------------------------
+ndtr = np.vectorize(lambda v: 0.5 * math.erfc(-v / math.sqrt(2.0)), otypes=[np.float64])  # reference Φ
+
+
+def _sigmoid(x):
+    return 1 / (1 + np.exp(-x))
+
+
+@pytest.mark.parametrize(
+    "spec,fn",
+    [
+        ("elu", lambda x: np.where(x > 0, x, np.exp(x) - 1)),
+        ({"type": "elu", "alpha": 0.5}, lambda x: np.where(x > 0, x, 0.5 * (np.exp(x) - 1))),
+        ("softplus", lambda x: np.log1p(np.exp(x))),
+        ("swish", lambda x: x * _sigmoid(x)),
+        ("silu", lambda x: x * _sigmoid(x)),
+        ({"type": "swish", "beta": 2.0}, lambda x: x * _sigmoid(2 * x)),
+        ({"type": "gelu"}, lambda x: x * ndtr(x)),
+        ({"type": "gelu", "approximate": True}, lambda x: 0.5 * x * (1 + np.tanh(np.sqrt(2 / np.pi) * (x + 0.044715 * x**3)))),
+        ("prelu", lambda x: np.where(x > 0, x, 0.25 * x)),
+    ],
+    ids=str,
+)
+def test_new_activation_values(spec, fn):
+    layer, _ = build_layer(spec, (7,))
+    x = np.random.default_rng(0).normal(size=(4, 7)) * 3
+    np.testing.assert_allclose(layer.forward(x), fn(x), rtol=1e-13, atol=1e-14)
+
+
+def test_new_activations_do_not_overflow():
+    x = np.array([[-1000.0, -30.0, 0.0, 30.0, 1000.0]])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow to 0 is fine
+        for name in ("elu", "softplus", "swish", "gelu", {"type": "gelu", "approximate": True}, "prelu"):
+            layer, _ = build_layer(name, (5,))
+            y = layer.forward(x, training=True)
+            assert np.isfinite(y).all(), name
+            assert np.isfinite(layer.backward(np.ones_like(x))).all(), name
+    softplus, _ = build_layer("softplus", (5,))
+    np.testing.assert_allclose(softplus.forward(x), [[0.0, np.log1p(np.exp(-30.0)), np.log(2.0), 30.0, 1000.0]], rtol=1e-14, atol=0)
+
+
+def test_gelu_tanh_form_is_close_to_the_exact_one():
+    exact, _ = build_layer("gelu", (1000,))
+    approx, _ = build_layer({"type": "gelu", "approximate": True}, (1000,))
+    x = np.linspace(-6, 6, 1000)[None]
+    diff = np.abs(exact.forward(x) - approx.forward(x))
+    assert 1e-5 < diff.max() < 1e-3  # close, and really a different function
+
+
+def test_relu_family_gets_he_initialisation():
+    for name in ("prelu", "rrelu", "elu", "gelu", "swish"):
+        assert LAYERS.create({"type": "dense", "units": 2, "activation": name}).spec["kernel_initializer"] == "he_uniform", name
+    for name in ("softplus",):
+        assert LAYERS.create({"type": "dense", "units": 2, "activation": name}).spec["kernel_initializer"] == "xavier_uniform"
+
+
+def test_prelu_alpha_per_channel_or_shared_and_named_under_dense():
+    model = Sequential.from_specs([{"type": "dense", "units": 3, "activation": "prelu"}, {"type": "prelu", "shared": True}], (2,), np.float64)
+    model.initialize(np.random.default_rng(0))
+    params = dict(model.named_params())
+    assert list(params) == ["0.dense/W", "0.dense/b", "0.dense/act.alpha", "1.prelu/alpha"]
+    assert params["0.dense/act.alpha"].shape == (3,) and params["1.prelu/alpha"].shape == (1,)
+    assert (params["0.dense/act.alpha"] == 0.25).all() and (params["1.prelu/alpha"] == 0.25).all()
+    image, _ = build_layer("prelu", (2, 2, 3))
+    image.params["alpha"][...] = [0.1, 0.2, 0.3]
+    x = -np.ones((1, 2, 2, 3))
+    np.testing.assert_array_equal(image.forward(x)[0, 1, 1], [-0.1, -0.2, -0.3])
+
+
+def test_prelu_learns_its_slope():
+    """Fit y = prelu_0.6(x) from alpha = 0.25: gradient descent on alpha alone reaches 0.6."""
+    layer, model = build_layer({"type": "prelu", "shared": True}, (5,))
+    x = np.random.default_rng(0).normal(size=(20, 5))
+    target = np.where(x > 0, x, 0.6 * x)
+    for _ in range(200):
+        y = layer.forward(x, training=True)
+        layer.backward((y - target) / len(x))
+        model.theta -= 0.5 * model.grad
+    assert layer.params["alpha"][0] == pytest.approx(0.6, abs=1e-6)
+
+
+def test_rrelu_draws_slopes_in_training_and_uses_the_mean_in_evaluation():
+    layer, model = build_layer({"type": "rrelu", "lower": 0.1, "upper": 0.3}, (1000,))
+    layer.rng = np.random.default_rng(5)
+    x = np.random.default_rng(0).normal(size=(4, 1000))
+    before = layer.rng.bit_generator.state
+    y_eval = layer.forward(x, training=False).copy()
+    assert layer.rng.bit_generator.state == before  # evaluation draws nothing
+    np.testing.assert_allclose(y_eval, np.where(x >= 0, x, 0.2 * x))
+    y = layer.forward(x, training=True)
+    neg = x < 0
+    slopes = y[neg] / x[neg]
+    assert slopes.min() >= 0.1 and slopes.max() <= 0.3 and slopes.std() > 0.05  # per element, spread over the range
+    np.testing.assert_array_equal(y[~neg], x[~neg])
+    assert layer.rng.bit_generator.state != before
+
+
+def test_rrelu_bounds_are_checked():
+    with pytest.raises(ConfigError, match=r"rrelu: lower must not exceed upper, got lower=0.5, upper=0.2"):
+        LAYERS.create({"type": "rrelu", "lower": 0.5, "upper": 0.2}, ("model", "layers", 3))
+    with pytest.raises(ConfigError, match=r"must be in \[0, 1\], got 1.5"):
+        LAYERS.create({"type": "rrelu", "upper": 1.5})
+
+
+@pytest.mark.parametrize(
+    "spec,shape",
+    [
+        ({"type": "dropout", "rate": 0.4}, (5,)),
+        ({"type": "rrelu"}, (6,)),
+        ({"type": "dense", "units": 3, "activation": "rrelu"}, (4,)),
+        ({"type": "batchnorm"}, (4,)),
+        ({"type": "batchnorm"}, (2, 2, 3)),
+    ],
+    ids=str,
+)
+def test_evaluation_mode_gradients(spec, shape):
+    def running_stats(layer):
+        if "running_mean" in layer.state:
+            rng = np.random.default_rng(3)
+            layer.state["running_mean"][...] = rng.normal(size=layer.state["running_mean"].shape)
+            layer.state["running_var"][...] = rng.uniform(0.5, 2.0, size=layer.state["running_var"].shape)
+            layer.params["gamma"][...] = rng.uniform(0.5, 2.0, size=layer.params["gamma"].shape)
+
+    check_layer_gradients(spec, shape, batch=3, training=False, setup=running_stats)
+
+
+# -- dropout ----------------------------------------------------------------------------
+def test_dropout_is_inverted_and_the_identity_in_evaluation():
+    layer, _ = build_layer({"type": "dropout", "rate": 0.25}, (100, 10))
+    layer.rng = np.random.default_rng(1)
+    x = np.random.default_rng(0).uniform(1, 2, size=(20, 100, 10))
+    before = layer.rng.bit_generator.state
+    np.testing.assert_array_equal(layer.forward(x, training=False), x)
+    assert layer.rng.bit_generator.state == before
+    y = layer.forward(x, training=True)
+    dropped = y == 0
+    assert dropped.mean() == pytest.approx(0.25, abs=0.01)
+    np.testing.assert_allclose(y[~dropped], x[~dropped] / 0.75)  # survivors scaled by 1/(1 − rate)
+    g = layer.backward(np.ones_like(x))
+    np.testing.assert_array_equal(g == 0, dropped)
+    np.testing.assert_allclose(g[~dropped], 1 / 0.75)
+
+
+def test_dropout_masks_come_from_the_seeded_layer_generator():
+    def masks(seed):
+        model = Sequential.from_specs([{"type": "dense", "units": 50}, {"type": "dropout", "rate": 0.5}], (3,), np.float64)
+        model.initialize(np.random.default_rng(0))
+        model.seed_layers(np.random.SeedSequence(seed))
+        x = np.ones((4, 3))
+        return [model.forward(x, training=True) == 0 for _ in range(2)]
+
+    a, b, c = masks(0), masks(0), masks(1)
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert (a[0] != a[1]).any() and (a[0] != c[0]).any()
+
+
+def test_dropout_rate_must_be_below_one():
+    with pytest.raises(ConfigError, match=r"rate: must be in \[0, 1\), got 1.0"):
+        LAYERS.create({"type": "dropout", "rate": 1.0}, ("model", "layers", 1))
+
+
+# -- batch normalisation ------------------------------------------------------------------
+def test_batchnorm_training_normalises_each_channel_and_updates_running_statistics():
+    layer, model = build_layer({"type": "batchnorm", "momentum": 0.9, "epsilon": 1e-5}, (4, 4, 3))
+    x = np.random.default_rng(0).normal(loc=[1.0, -2.0, 5.0], scale=[0.5, 2.0, 3.0], size=(6, 4, 4, 3))
+    y = layer.forward(x, training=True)
+    np.testing.assert_allclose(y.mean(axis=(0, 1, 2)), 0, atol=1e-12)
+    np.testing.assert_allclose(y.var(axis=(0, 1, 2)), x.var(axis=(0, 1, 2)) / (x.var(axis=(0, 1, 2)) + 1e-5), rtol=1e-12)
+    flat = x.reshape(-1, 3)
+    np.testing.assert_allclose(layer.state["running_mean"], 0.1 * flat.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(layer.state["running_var"], 0.9 + 0.1 * flat.var(axis=0, ddof=1), rtol=1e-12)  # unbiased
+    assert [k for k, _ in model.named_params()] == ["0.batchnorm/gamma", "0.batchnorm/beta"]
+    assert [k for k, _ in model.named_state()] == ["0.batchnorm/running_mean", "0.batchnorm/running_var"]
+
+
+def test_batchnorm_evaluation_uses_running_statistics_and_changes_nothing():
+    layer, _ = build_layer({"type": "batchnorm", "epsilon": 1e-3}, (2, 2, 3))
+    rng = np.random.default_rng(0)
+    mean, var = np.array([0.5, -1.0, 2.0]), np.array([0.25, 4.0, 1.5])
+    gamma, beta = np.array([1.5, 0.5, -2.0]), np.array([0.1, 0.2, 0.3])
+    layer.state["running_mean"][...] = mean
+    layer.state["running_var"][...] = var
+    layer.params["gamma"][...] = gamma
+    layer.params["beta"][...] = beta
+    x = rng.normal(size=(5, 2, 2, 3))
+    y = layer.forward(x, training=False)
+    np.testing.assert_allclose(y, gamma * (x - mean) / np.sqrt(var + 1e-3) + beta, rtol=1e-12, atol=1e-14)
+    np.testing.assert_array_equal(layer.state["running_mean"], mean)
+    np.testing.assert_array_equal(layer.state["running_var"], var)
+
+
+def test_batchnorm_running_statistics_converge_to_the_data():
+    layer, _ = build_layer({"type": "batchnorm", "momentum": 0.5}, (2,))
+    rng = np.random.default_rng(0)
+    for _ in range(60):
+        layer.forward(rng.normal(loc=[3.0, -1.0], scale=[2.0, 0.5], size=(256, 2)), training=True)
+    np.testing.assert_allclose(layer.state["running_mean"], [3.0, -1.0], atol=0.15)
+    np.testing.assert_allclose(layer.state["running_var"], [4.0, 0.25], rtol=0.15)
+
+
+def test_batchnorm_keeps_float32():
+    model = Sequential.from_specs([{"type": "dense", "units": 4}, {"type": "batchnorm"}, {"type": "dense", "units": 2}], (3,), np.float32)
+    model.initialize(np.random.default_rng(0))
+    x = np.random.default_rng(1).normal(size=(8, 3)).astype(np.float32)
+    assert model.forward(x, training=True).dtype == np.float32
+    model.backward(np.ones((8, 2), np.float32))
+    assert model.layers[1].state["running_var"].dtype == np.float32 and np.isfinite(model.grad).all()
+
+
+def test_batchnorm_options_are_checked():
+    with pytest.raises(ConfigError, match=r"momentum: must be in \[0, 1\), got 1.5"):
+        LAYERS.create({"type": "batchnorm", "momentum": 1.5}, ("model", "layers", 2))
+    with pytest.raises(ConfigError, match=r"epsilon: must be > 0"):
+        LAYERS.create({"type": "batchnorm", "epsilon": 0})
+
+
+def test_random_layers_work_before_the_trainer_seeds_them():
+    def run():
+        model = Sequential.from_specs([{"type": "dropout", "rate": 0.5}, {"type": "rrelu"}], (20,), np.float64)
+        return model.forward(-np.ones((3, 20)), training=True).copy()
+
+    np.testing.assert_array_equal(run(), run())  # a fixed default seed until Trainer calls seed_layers

@@ -161,3 +161,45 @@ def test_python_api_summary_and_components(digits):
     assert summary.total_params == 64 * 8 + 8 + 8 * 3 + 3
     names = {(c.kind, c.name) for c in nncli.components()}
     assert ("layer", "dense") in names and ("optimizer", "adam") in names and ("data", "csv") in names
+
+
+def normalised_config(digits, epochs):
+    """The tiny MLP with the issue-5 layers: PReLU, batch norm, dropout and RReLU."""
+    config = mlp_config(digits, epochs=epochs)
+    config["model"]["layers"] = [
+        {"type": "flatten"},
+        {"type": "dense", "units": 8, "activation": "prelu"},
+        {"type": "batchnorm", "momentum": 0.9},
+        {"type": "dropout", "rate": 0.2},
+        {"type": "dense", "units": 8, "activation": "rrelu"},
+        {"type": "dense", "units": 3},
+    ]
+    return config
+
+
+def test_batchnorm_running_statistics_survive_a_checkpoint(tmp_path, digits):
+    result = nncli.train(normalised_config(digits, 1), out=tmp_path / "run")
+    checkpoint = read_checkpoint(result.final_checkpoint)
+    mean, var = checkpoint.arrays["state/2.batchnorm/running_mean"], checkpoint.arrays["state/2.batchnorm/running_var"]
+    assert mean.shape == var.shape == (8,)
+    assert not np.allclose(mean, 0.0) and not np.allclose(var, 1.0)  # trained, not the initial values
+    assert checkpoint.arrays["param/1.dense/act.alpha"].shape == (8,)
+    assert {"param/2.batchnorm/gamma", "param/2.batchnorm/beta"} <= set(checkpoint.arrays)
+    model = checkpoint.build_model()
+    np.testing.assert_array_equal(model.layers[2].state["running_mean"], mean)
+    np.testing.assert_array_equal(model.layers[2].state["running_var"], var)
+    report = nncli.evaluate([result.final_checkpoint], split="val")
+    assert report.models[0].evaluation.loss == pytest.approx(result.history[-1]["val_loss"], rel=1e-6)
+    assert report.models[0].evaluation.accuracy == result.history[-1]["val_accuracy"]
+
+
+def test_resume_with_random_layers_and_batchnorm_equals_an_uninterrupted_run(tmp_path, digits):
+    full = nncli.train(normalised_config(digits, 2), out=tmp_path / "full")
+    part = nncli.train(normalised_config(digits, 1), out=tmp_path / "part")
+    cont = nncli.train(normalised_config(digits, 2), resume=part.final_checkpoint)
+    assert without_seconds(history(cont.run_dir)) == without_seconds(history(full.run_dir))
+    a = read_checkpoint(full.final_checkpoint).arrays
+    b = read_checkpoint(cont.final_checkpoint).arrays
+    for key in a:
+        if key.startswith(("param/", "state/", "optim/")):
+            np.testing.assert_array_equal(a[key], b[key], err_msg=key)

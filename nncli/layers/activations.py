@@ -4,12 +4,14 @@ and an activation (so `dense(activation: relu)` works); both tables hold the sam
 
 from __future__ import annotations
 
+import math
 from typing import Annotated
 
 import numpy as np
 
-from .base import LAYERS, Layer
-from ..registry import Range, Registry
+from ..registry import PositiveFloat, Probability, Range, Registry
+from .base import LAYERS, Layer, ShapeError
+from ..special import normal_cdf
 
 ACTIVATIONS = Registry("activation")
 
@@ -168,3 +170,275 @@ class Softmax(Activation):
         dy -= inner
         dy *= y  # y·(dy - <dy, y>)
         return dy
+
+
+@activation("elu")
+class ELU(Activation):
+    """Exponential linear unit: x for x > 0, alpha·(eˣ − 1) below (Clevert et al. 2015); smooth, mean closer to 0.
+
+    Options:
+    alpha: the negative saturation value is -alpha
+    """
+
+    relu_family = True
+
+    def __init__(self, alpha: PositiveFloat = 1.0):
+        super().__init__()
+        self.alpha = alpha
+
+    def apply(self, x, y):
+        t = self.buffer("t", x.shape, x.dtype)
+        np.minimum(x, 0.0, out=t)
+        np.expm1(t, out=t)  # no overflow for large x
+        t *= self.alpha
+        np.maximum(x, 0.0, out=y)
+        y += t
+
+    def derivative(self, dy):
+        y = self._y  # f' = 1 for x > 0, alpha·eˣ = y + alpha below (y > 0 exactly when x > 0)
+        slope = self.buffer("slope", y.shape, y.dtype)
+        np.add(y, self.alpha, out=slope)
+        np.copyto(slope, 1.0, where=y > 0)
+        dy *= slope
+        return dy
+
+    def describe(self):
+        return f"elu({self.alpha:g})"
+
+
+@activation("softplus")
+class Softplus(Activation):
+    """log(1 + eˣ), a smooth ReLU, computed as max(x, 0) + log1p(exp(−abs(x))) so it never overflows; f' = σ(x)."""
+
+    def apply(self, x, y):
+        t = self.buffer("t", x.shape, x.dtype)
+        np.abs(x, out=t)
+        np.negative(t, out=t)
+        np.exp(t, out=t)
+        np.log1p(t, out=t)
+        np.maximum(x, 0.0, out=y)
+        y += t
+
+    def derivative(self, dy):
+        s = self.buffer("slope", self._y.shape, self._y.dtype)
+        np.negative(self._y, out=s)
+        np.expm1(s, out=s)  # σ(x) = 1 − e^-y = −expm1(−y), accurate in both tails
+        dy *= s
+        np.negative(dy, out=dy)
+        return dy
+
+
+@activation("swish", "silu")
+class Swish(Activation):
+    """x·σ(βx) (Ramachandran et al. 2017); β = 1 is SiLU (Elfwing et al.), also called swish-1.
+
+    Options:
+    beta: steepness of the gate σ(βx); 0 gives x/2, large values approach ReLU
+    """
+
+    from_output = False  # f' needs σ(βx), cached from forward
+    relu_family = True
+
+    def __init__(self, beta: float = 1.0):
+        super().__init__()
+        self.beta = beta
+
+    def apply(self, x, y):
+        s = self.buffer("s", x.shape, x.dtype)
+        np.multiply(x, 0.5 * self.beta, out=s)  # σ(βx) = (1 + tanh(βx/2))/2: no overflow
+        np.tanh(s, out=s)
+        s += 1.0
+        s *= 0.5
+        np.multiply(x, s, out=y)
+        self._s = s
+
+    def derivative(self, dy):
+        s, x = self._s, self._x  # f' = σ + βx·σ(1 − σ) = σ·(1 + βx·(1 − σ))
+        slope = self.buffer("slope", x.shape, x.dtype)
+        np.subtract(1.0, s, out=slope)
+        slope *= x
+        slope *= self.beta
+        slope += 1.0
+        slope *= s
+        dy *= slope
+        return dy
+
+    def describe(self):
+        return "swish" if self.beta == 1.0 else f"swish({self.beta:g})"
+
+
+_SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
+_INV_SQRT_2PI = 1.0 / math.sqrt(2.0 * math.pi)
+
+
+@activation("gelu")
+class GELU(Activation):
+    """Gaussian error linear unit x·Φ(x) (Hendrycks & Gimpel 2016), Φ the standard normal CDF: the exact (erf) form unless approximate.
+
+    Exact: Φ from `nncli.special.normal_cdf` (Cody's rational approximations,
+    accurate to about 1e-16 in float64, NumPy only, no scipy), as torch's
+    default and Keras' approximate=False. `approximate: true` is the tanh form
+    0.5x(1 + tanh(√(2/π)(x + 0.044715x³))) of torch's approximate="tanh" and
+    BERT/GPT-2 (within 1e-3 of exact, a little cheaper).
+
+    Options:
+    approximate: use the tanh approximation instead of the exact erf form
+    """
+
+    from_output = False  # f' needs x, and Φ(x) or the tanh, cached from forward
+    relu_family = True
+
+    def __init__(self, approximate: bool = False):
+        super().__init__()
+        self.approximate = approximate
+
+    def apply(self, x, y):
+        t = self.buffer("t", x.shape, x.dtype)
+        if self.approximate:
+            np.multiply(x, x, out=t)  # u = √(2/π)(x + 0.044715x³); t = tanh(u)
+            t *= 0.044715
+            t += 1.0
+            t *= x
+            t *= _SQRT_2_OVER_PI
+            np.tanh(t, out=t)
+            np.add(t, 1.0, out=y)
+            y *= x
+            y *= 0.5
+        else:
+            normal_cdf(x, out=t)
+            np.multiply(x, t, out=y)
+        self._t = t
+
+    def derivative(self, dy):
+        x, t = self._x, self._t
+        slope = self.buffer("slope", x.shape, x.dtype)
+        if self.approximate:
+            # f' = ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3·0.044715x²)
+            np.multiply(x, x, out=slope)
+            slope *= 3 * 0.044715
+            slope += 1.0
+            slope *= _SQRT_2_OVER_PI
+            slope *= x
+            slope *= 1.0 - t * t
+            slope += 1.0 + t
+            slope *= 0.5
+        else:
+            # f' = Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π)
+            np.multiply(x, x, out=slope)
+            slope *= -0.5
+            np.exp(slope, out=slope)
+            slope *= _INV_SQRT_2PI
+            slope *= x
+            slope += t
+        dy *= slope
+        return dy
+
+    def describe(self):
+        return "gelu(tanh)" if self.approximate else "gelu"
+
+
+@activation("prelu")
+class PReLU(Activation):
+    """Parametric ReLU max(x, 0) + alpha·min(x, 0) with a learned slope alpha (He et al. 2015).
+
+    One alpha per channel (the last axis: features after dense, channels of
+    NHWC images), or one shared by all; initialised to 0.25 as in the paper.
+    Named `alpha`, e.g. `param/0.dense/act.alpha` as a dense activation. Not
+    weight-decayed (the paper advises against it).
+
+    Options:
+    shared: one alpha for the whole layer instead of one per channel
+    initial_alpha: starting value of alpha
+    """
+
+    from_output = False  # alpha may become negative, so the sign of x is not the sign of y
+    relu_family = True
+    kernel_names = ()
+
+    def __init__(self, shared: bool = False, initial_alpha: float = 0.25):
+        super().__init__()
+        self.shared = shared
+        self.initial_alpha = initial_alpha
+
+    def build(self, input_shape):
+        if len(input_shape) == 0:
+            raise ShapeError("prelu needs at least one axis per sample")
+        self.param_shapes = {"alpha": (1,) if self.shared else (input_shape[-1],)}
+        return tuple(input_shape)
+
+    def initialize(self, rng):
+        self.params["alpha"][...] = self.initial_alpha
+
+    def apply(self, x, y):
+        neg = self.buffer("neg", x.shape, x.dtype)
+        np.minimum(x, 0.0, out=neg)
+        neg *= self.params["alpha"]
+        np.maximum(x, 0.0, out=y)
+        y += neg
+
+    def derivative(self, dy):
+        x, alpha = self._x, self.params["alpha"]
+        # dL/dalpha = Σ dy·min(x, 0) over every axis but the channel axis (all axes when shared)
+        neg = self.buffer("neg", x.shape, x.dtype)
+        np.minimum(x, 0.0, out=neg)
+        neg *= dy
+        g = self.grads["alpha"]
+        if self.shared:
+            g[0] = neg.sum()
+        else:
+            flat = neg.reshape(-1, g.shape[0])
+            np.matmul(self.ones(flat.shape[0], flat.dtype), flat, out=g)
+        slope = self.buffer("slope", x.shape, x.dtype)
+        slope[...] = alpha
+        np.copyto(slope, 1.0, where=x > 0)
+        dy *= slope
+        return dy
+
+    def describe(self):
+        return "prelu(shared)" if self.shared else "prelu"
+
+
+@activation("rrelu")
+class RReLU(Activation):
+    """Randomized leaky ReLU (Xu et al. 2015): slope a ~ U(lower, upper) per element for x < 0 in training, (lower+upper)/2 in evaluation.
+
+    Slopes are drawn from the layer's own seeded generator (saved in
+    checkpoints); evaluation draws nothing. Defaults 1/8 and 1/3 as the paper
+    and torch.
+
+    Options:
+    lower: smallest slope
+    upper: largest slope
+    """
+
+    has_randomness = True
+    relu_family = True
+
+    def __init__(self, lower: Probability = 1.0 / 8.0, upper: Probability = 1.0 / 3.0):
+        super().__init__()
+        if lower > upper:
+            raise ValueError(f"lower must not exceed upper, got lower={lower:g}, upper={upper:g}")
+        self.lower, self.upper = lower, upper
+
+    def forward(self, x, training=False, out=None):
+        self._training = training
+        return super().forward(x, training, out)
+
+    def apply(self, x, y):
+        slope = self.buffer("slope", x.shape, x.dtype)
+        if self._training and self.upper > self.lower:
+            self.rng.random(out=slope, dtype=slope.dtype)
+            slope *= self.upper - self.lower
+            slope += self.lower
+        else:
+            slope.fill(0.5 * (self.lower + self.upper))
+        np.copyto(slope, 1.0, where=x >= 0)  # computed before y overwrites x (y may be x)
+        np.multiply(x, slope, out=y)
+        self._slope = slope
+
+    def derivative(self, dy):
+        dy *= self._slope
+        return dy
+
+    def describe(self):
+        return f"rrelu({self.lower:g}, {self.upper:g})"

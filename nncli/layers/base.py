@@ -20,6 +20,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..registry import Registry
+from ..regularizers import REGULARIZERS
 
 LAYERS = Registry("layer")
 
@@ -34,6 +35,11 @@ class Layer:
     """Base class. Subclasses declare `param_shapes` in build() and fill `grads` in backward()."""
 
     registered_name = "layer"
+    # Trainable arrays that are kernels (weights, not biases, scales or slopes): training.weight_decay
+    # and kernel_regularizer apply to these. Names not in param_shapes are ignored.
+    kernel_names: tuple[str, ...] = ("W",)
+    kernel_regularizer = None  # a Regularizer on the kernels (set_regularizers)
+    activity_regularizer = None  # a Regularizer on this layer's output, applied by the model
     spec: dict  # resolved options, set by the registry
     has_randomness = False  # draws random numbers in forward (dropout, rrelu): gets its own Generator
 
@@ -70,6 +76,24 @@ class Layer:
         raise NotImplementedError
 
     # -- helpers --------------------------------------------------------------
+    def set_regularizers(self, kernel_regularizer=None, activity_regularizer=None) -> None:
+        """For layers with a kernel: one call in the constructor, with the options of the same names.
+
+        The model does the rest: it adds the kernel penalty (on every name in
+        `kernel_names`) and the activity penalty (on the layer's output, a mean
+        over the batch) to the objective and their gradients to ∇θ and dL/dy.
+        """
+        create = lambda spec: REGULARIZERS.create(spec) if spec is not None else None  # noqa: E731
+        self.kernel_regularizer = create(kernel_regularizer)
+        self.activity_regularizer = create(activity_regularizer)
+
+    def kernels(self) -> dict[str, object]:
+        """{name: its kernel_regularizer or None} for own and children's kernels ('<child>.' prefixed)."""
+        found = {k: self.kernel_regularizer for k in self.kernel_names if k in self.param_shapes}
+        for prefix, child in self.children.items():
+            found.update({f"{prefix}.{k}": r for k, r in child.kernels().items()})
+        return found
+
     @property
     def name(self) -> str:
         return self.registered_name

@@ -7,6 +7,7 @@ import numpy as np
 from .activations import ACTIVATIONS, Activation_
 from ..initializers import INITIALIZERS, Initializer
 from ..registry import PositiveInt
+from ..regularizers import Regularizer_
 from .base import LAYERS, Layer, ShapeError, fans
 
 
@@ -26,6 +27,8 @@ class Dense(Layer):
     use_bias: add the bias vector b
     kernel_initializer: null picks he_uniform after a ReLU-family activation, xavier_uniform otherwise
     bias_initializer: initialiser for b
+    kernel_regularizer: penalty on W added to the loss, e.g. {type: l2, l2: 1e-4}; null for none
+    activity_regularizer: penalty on the layer's output (per-sample mean), e.g. {type: l1, l1: 1e-4} for sparse activations
     """
 
     def __init__(
@@ -35,6 +38,8 @@ class Dense(Layer):
         use_bias: bool = True,
         kernel_initializer: Initializer | None = None,
         bias_initializer: Initializer = "zeros",
+        kernel_regularizer: Regularizer_ | None = None,
+        activity_regularizer: Regularizer_ | None = None,
     ):
         super().__init__()
         self.units = units
@@ -48,6 +53,7 @@ class Dense(Layer):
             else default_kernel_initializer(self.activation)
         )
         self.bias_initializer = INITIALIZERS.create(bias_initializer)
+        self.set_regularizers(kernel_regularizer, activity_regularizer)
 
     @classmethod
     def resolve_options(cls, options: dict) -> dict:
