@@ -42,6 +42,8 @@ class Sequential:
             layer.output_shape = shape
             layer.needs_input_grad = i > 0
         self.output_shape = shape
+        for layer, following in zip(self.layers, self.layers[1:]):
+            layer.fuse_next(following)  # exact rewrites only, e.g. conv ReLU applied after the max-pool
 
         # One flat vector for θ and one for ∇θ; layers get views (never rebinding them).
         self._slots: list[tuple[int, str, slice, tuple[int, ...]]] = []

@@ -1,6 +1,6 @@
 """Layers, one module per family; importing this package registers them all."""
 
-from . import activations, dense, reshape  # noqa: F401  (registration)
+from . import activations, conv, dense, pooling, reshape  # noqa: F401  (registration)
 from .activations import ACTIVATIONS
 from .base import LAYERS, Layer, ShapeError
 

@@ -36,6 +36,7 @@ class Layer:
     registered_name = "layer"
     spec: dict  # resolved options, set by the registry
     has_randomness = False  # draws random numbers in forward (dropout, rrelu): gets its own Generator
+    independent_samples = False  # each sample's output and gradient depend on that sample alone (so a batch may be split)
 
     def __init__(self) -> None:
         self.input_shape: Shape = ()
@@ -68,6 +69,9 @@ class Layer:
     def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
         """dL/d(output) -> dL/d(input) (None when not needs_input_grad); writes self.grads."""
         raise NotImplementedError
+
+    def fuse_next(self, layer: Layer) -> None:
+        """Called by Sequential with the layer that follows; may hand it work that is cheaper there. Default: none."""
 
     # -- helpers --------------------------------------------------------------
     @property

@@ -28,6 +28,8 @@ class Dense(Layer):
     bias_initializer: initialiser for b
     """
 
+    independent_samples = True
+
     def __init__(
         self,
         units: PositiveInt,
