@@ -8,11 +8,13 @@ initial weights" is `theta.copy()`.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import parallel
 from .errors import ConfigError
 from .layers import LAYERS, Layer, ShapeError
 
@@ -55,14 +57,28 @@ class Sequential:
                 offset += size
         self.theta = np.zeros(offset, self.dtype)
         self.grad = np.zeros(offset, self.dtype)
+        self._bind([{n: np.zeros(shp, self.dtype) for n, shp in layer.all_state_shapes().items()} for layer in self.layers])
+        self._splitter = None  # parallel.BatchSplitter, made on the first train_step of a conv net
+        self._split_checked = False
+
+    def _bind(self, states: list[dict]) -> None:
+        """Hand every layer its views of θ and ∇θ (and its state arrays)."""
         for i, layer in enumerate(self.layers):
             mine = [(n, s, shp) for j, n, s, shp in self._slots if j == i]
-            state = {n: np.zeros(shp, self.dtype) for n, shp in layer.all_state_shapes().items()}
             layer.bind(
                 {n: self.theta[s].reshape(shp) for n, s, shp in mine},
                 {n: self.grad[s].reshape(shp) for n, s, shp in mine},
-                state,
+                states[i],
             )
+
+    def replica(self) -> Sequential:
+        """The same layers rebuilt from their specs, sharing this model's θ (and state) but with their own ∇θ and buffers."""
+        fresh = [LAYERS.create(layer.spec) if hasattr(layer, "spec") else copy.deepcopy(layer) for layer in self.layers]
+        twin = Sequential(fresh, self.input_shape, self.dtype)
+        twin.theta = self.theta
+        twin._split_checked = True  # the replica itself never splits
+        twin._bind([_all_state(layer) for layer in self.layers])
+        return twin
 
     @classmethod
     def from_specs(cls, specs: Sequence, input_shape: Sequence[int], dtype=np.float32) -> Sequential:
@@ -118,10 +134,30 @@ class Sequential:
 
     # -- computation ----------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """x: (N, *input_shape) -> (N, *output_shape); the result is a work buffer, valid until the next call."""
+        """x: (N, *input_shape) -> (N, *output_shape); the result is a work buffer, valid until the next call.
+
+        Evaluation batches of conv nets are split across two threads, like training batches.
+        """
+        splitter = self._batch_splitter(len(x))
+        if splitter is not None and not training:
+            return splitter.forward(x)
+        return self.single_forward(x, training)
+
+    def single_forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """forward in the calling thread, on the whole batch."""
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
+
+    def _batch_splitter(self, n: int):
+        """The BatchSplitter when this model splits batches of n samples across threads, else None."""
+        if not self._split_checked:
+            self._split_checked = True
+            if parallel.can_split(self):
+                self._splitter = parallel.BatchSplitter(self)
+        if self._splitter is not None and self._splitter.applies(n):
+            return self._splitter
+        return None
 
     def backward(self, grad_out: np.ndarray) -> None:
         """Back-propagate dL/d(outputs) of the last training forward; fills `grad`."""
@@ -129,8 +165,19 @@ class Sequential:
             grad_out = layer.backward(grad_out)
 
     def train_step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-        """Forward and backward on one training batch: fills `grad`; returns (mean loss, correct predictions)."""
-        outputs = self.forward(x, training=True)
+        """Forward and backward on one training batch: fills `grad`; returns (mean loss, correct predictions).
+
+        Conv nets split the batch across two threads (see parallel.py); the result is the same
+        gradient of the batch's mean loss, up to float rounding, and deterministic.
+        """
+        splitter = self._batch_splitter(len(x))
+        if splitter is not None:
+            return splitter.train_step(loss, x, y)
+        return self.single_train_step(loss, x, y)
+
+    def single_train_step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        """train_step in the calling thread, on the whole batch."""
+        outputs = self.single_forward(x, training=True)
         value = loss.forward(outputs, y)
         correct = int(np.count_nonzero(loss.predictions(outputs) == y))
         self.backward(loss.backward())
@@ -158,6 +205,8 @@ class Sequential:
     def release_buffers(self) -> None:
         for layer in self.layers:
             layer.release_buffers()
+        if self._splitter is not None:
+            self._splitter.replica.release_buffers()
 
     # -- description ----------------------------------------------------------
     def summary_rows(self) -> list[SummaryRow]:

@@ -37,6 +37,7 @@ class Layer:
     spec: dict  # resolved options, set by the registry
     has_randomness = False  # draws random numbers in forward (dropout, rrelu): gets its own Generator
     independent_samples = False  # each sample's output and gradient depend on that sample alone (so a batch may be split)
+    compute_bound = False  # enough work per sample that two threads on half-batches beat one threaded BLAS call (conv)
 
     def __init__(self) -> None:
         self.input_shape: Shape = ()

@@ -85,6 +85,7 @@ class Conv2D(Layer):
     """
 
     independent_samples = True
+    compute_bound = True
 
     def __init__(
         self,
