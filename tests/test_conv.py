@@ -1,6 +1,8 @@
 """Convolution and pooling: loop-based references, tie-breaking, padding, fusion and shape errors."""
 
+import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -310,3 +312,31 @@ def test_work_buffers_are_reused_across_batches():
     again = {id(buf) for layer in model.layers for slots in layer._buffers.values() for buf in slots.values()}
     assert ids == again
     assert model.grad.dtype == np.float32 and model.forward(x).dtype == np.float32
+
+
+# -- the seed CNN config -----------------------------------------------------------------------
+
+REPO = Path(__file__).resolve().parent.parent
+MNIST = REPO / "datasets" / "mnist"
+CNN_CONFIG = REPO / "configs" / "mnist_cnn.yaml"
+
+
+def test_mnist_cnn_summary_reports_93322_parameters():
+    result = CliRunner().invoke(app, ["summary", str(CNN_CONFIG), "--set", f"data.path={MNIST}"])
+    assert result.exit_code == 0, result.output
+    assert "93,322" in result.stdout
+    assert "conv2d(32, 3×3, relu)" in result.stdout and "(5, 5, 64)" in result.stdout
+
+
+@pytest.mark.slow
+def test_mnist_cnn_reaches_99_percent_test_accuracy_in_5_epochs(tmp_path):
+    """The acceptance run: `nncli train configs/mnist_cnn.yaml`, then `nncli eval` on the last checkpoint."""
+    runner = CliRunner()
+    result = runner.invoke(app, ["train", str(CNN_CONFIG), "--set", f"data.path={MNIST}", "--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    last = result.stdout.strip().splitlines()[-1]
+    assert last.endswith("last.npz")
+    result = runner.invoke(app, ["eval", last, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.splitlines()[0])
+    assert report["n"] == 10_000 and report["accuracy"] >= 0.99, report["accuracy"]
