@@ -11,15 +11,16 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .checkpoint import Checkpoint, read_checkpoint
 from .data import DATA_SOURCES, Dataset
-from .errors import CheckpointError, ConfigError, TrainingInterrupted
-from .experiment import Experiment, load_experiment
+from .diagnostics import GradientLog
+from .errors import CheckpointError, ConfigError, DataError, DivergedError, TrainingInterrupted
+from .experiment import SECTIONS, Experiment, load_experiment
 from .files import new_run_folder
 from .initializers import INITIALIZERS
 from .layers import ACTIVATIONS, LAYERS
@@ -27,8 +28,9 @@ from .losses import LOSSES
 from .metrics import Evaluation, ensemble, evaluate as evaluate_split
 from .model import SummaryRow
 from .optimizers import OPTIMIZERS
-from .registry import ComponentInfo, Registry, did_you_mean
+from .registry import ComponentInfo, Registry, describe_options, did_you_mean
 from .runfolder import RunFolder
+from .schedules import SCHEDULES
 from .training import Callback, StopSignals, Trainer, TrainState
 
 # Component kinds listed by `nncli components`, in display order.
@@ -38,6 +40,7 @@ KINDS: dict[str, Registry] = {
     "loss": LOSSES,
     "optimizer": OPTIMIZERS,
     "initializer": INITIALIZERS,
+    "schedule": SCHEDULES,
     "data": DATA_SOURCES,
 }
 
@@ -104,6 +107,7 @@ def train(
     start = read_checkpoint(weights) if weights is not None else None
 
     dataset = _load_data(experiment, resumed.meta["preprocessing"] if resumed else None)
+    experiment.check_fits(dataset)
     model = experiment.build_model(dataset.input_shape, dataset.num_classes)
     model.initialize(np.random.default_rng(experiment.seeds("init")))
     for ckpt in (start, resumed):
@@ -114,10 +118,10 @@ def train(
                 )
             ckpt.load_into(model)
     optimizer = experiment.make_optimizer()
-    seeds = {k: experiment.seeds(k) for k in ("shuffle", "layers")}
+    seeds = {k: experiment.seeds(k) for k in ("shuffle", "layers", "augment")}
     trainer = Trainer(model, experiment.loss, optimizer, dataset, experiment.training, seeds)
     if resumed is not None:
-        trainer.restore(resumed.meta, resumed.arrays)
+        trainer.restore(resumed.meta, resumed.arrays, str(resumed.path))
 
     if resumed is not None and out is None:
         run_dir = resumed.path.parent.parent  # continue in the run's own folder
@@ -125,13 +129,18 @@ def train(
         run_dir = new_run_folder(out if out is not None else Path("runs") / experiment.name)
     data_meta = {"input_shape": list(dataset.input_shape), "preprocessing": dataset.preprocessing}
     run = RunFolder(run_dir, experiment.resolved(), data_meta)
-    trainer.callbacks = [run, *callbacks]
+    views = [GradientLog(run_dir)] if experiment.training.log_gradients else []
+    trainer.callbacks = [*views, run, *callbacks]
     if on_start is not None:
         on_start(run_dir, trainer)
 
     with StopSignals() as stop:
         trainer.stop = stop
-        state = trainer.fit()
+        try:
+            state = trainer.fit()
+        except DivergedError as exc:
+            kept = f"the last good checkpoint is {run.last}" if run.last.exists() else "no checkpoint had been written yet"
+            raise DivergedError(f"{exc}; {kept}") from None
         if stop.signum is not None:
             saved = run.save(trainer, run.last)
             where = f"epoch {state.epoch + 1}, batch {state.batch}" if state.batch else f"after epoch {state.epoch}"
@@ -151,6 +160,65 @@ def train(
     )
 
 
+def train_seeds(
+    config: str | Path | dict,
+    seeds: int,
+    overrides: Sequence[str] = (),
+    out: str | Path | None = None,
+    seed: int | None = None,
+    resume: str | Path | None = None,
+    weights: str | Path | None = None,
+    callbacks: Sequence[Callback] = (),
+) -> list[TrainResult]:
+    """Train `seeds` copies with seeds s, s+1, ... into <out>/seed-<s>, e.g. for an ensemble."""
+    if seeds < 1:
+        raise ConfigError(f"must be at least 1, got {seeds}", location="--seeds")
+    if resume is not None:
+        raise ConfigError("trains new runs; it cannot be combined with --resume", location="--seeds")
+    experiment = load_experiment(config, overrides, seed)  # fail fast, before any folder exists
+    parent = new_run_folder(out if out is not None else Path("runs") / experiment.name)
+    return [
+        train(config, overrides, out=parent / f"seed-{s}", seed=s, weights=weights, callbacks=callbacks)
+        for s in range(experiment.seed, experiment.seed + seeds)
+    ]
+
+
+def history_of(run: str | Path) -> list[dict]:
+    """The rows of a run folder's history.csv (numbers as floats, empty cells as None)."""
+    import csv
+
+    if not Path(run).exists():
+        raise DataError(f"{run}: no such run folder or history.csv")
+    path = Path(run) / "history.csv" if Path(run).is_dir() else Path(run)
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if not rows or "train_loss" not in rows[0]:
+        raise DataError(f"{path}: not an nncli history.csv")
+    try:
+        return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in rows]
+    except ValueError as exc:
+        raise DataError(f"{path}: {exc}") from None
+
+
+def plot_runs(runs: Sequence[str | Path], out: str | Path = "plot.png") -> Path:
+    """Overlay the loss and accuracy curves of several runs in one figure; never overwrites a file."""
+    from .plots import plot_history
+
+    if not runs:
+        raise ConfigError("give at least one run folder", location="plot")
+    histories = [history_of(r) for r in runs]
+    target = Path(out)
+    n = 2
+    while target.exists():
+        target = Path(out).with_name(f"{Path(out).stem}-{n}{Path(out).suffix}")
+        n += 1
+    plot_history(histories, [Path(r).name if Path(r).is_dir() else Path(r).parent.name for r in runs], target)
+    return target
+
+
 # -- eval ----------------------------------------------------------------------
 @dataclass
 class ModelReport:
@@ -158,6 +226,7 @@ class ModelReport:
     split: str
     classes: list
     evaluation: Evaluation
+    baseline: float  # accuracy of always predicting the training data's majority class
 
     def to_json(self) -> dict:
         e = self.evaluation
@@ -169,6 +238,7 @@ class ModelReport:
             "accuracy": e.accuracy,
             "confusion_matrix": e.confusion.tolist(),
             "classes": self.classes,
+            "majority_baseline": self.baseline,
             "precision": [None if np.isnan(v) else float(v) for v in e.precision],
             "recall": [None if np.isnan(v) else float(v) for v in e.recall],
         }
@@ -221,7 +291,9 @@ def evaluate(
         result = evaluate_split(
             model, experiment.loss, part, dataset.num_classes, experiment.training.eval_batch_size, keep_probabilities=len(loaded) > 1
         )
-        reports.append(ModelReport(str(ckpt.path), split, dataset.classes, result))
+        majority = np.bincount(dataset.train.y, minlength=dataset.num_classes).argmax()
+        baseline = float(np.mean(part.y == majority)) if len(part) else float("nan")
+        reports.append(ModelReport(str(ckpt.path), split, dataset.classes, result, baseline))
         labels.append(part.y)
     report = EvalReport(reports)
     if len(loaded) > 1:
@@ -231,12 +303,20 @@ def evaluate(
         ):
             raise CheckpointError("these checkpoints were trained on different data or splits; an ensemble needs the same split")
         mean, vote = ensemble([r.evaluation.probabilities for r in reports], first, len(reports[0].classes))
-        report.ensemble = ModelReport("ensemble (mean)", split, reports[0].classes, mean)
-        report.vote = ModelReport("ensemble (vote)", split, reports[0].classes, vote)
+        baseline = reports[0].baseline
+        report.ensemble = ModelReport("ensemble (mean)", split, reports[0].classes, mean, baseline)
+        report.vote = ModelReport("ensemble (vote)", split, reports[0].classes, vote, baseline)
     return report
 
 
 # -- summary and components ----------------------------------------------------
+def config_sections() -> list[ComponentInfo]:
+    """The fixed parts of a config file (top level, model, training), described like components."""
+    return [
+        ComponentInfo("section", name, (target.__doc__ or "").strip().splitlines()[0], describe_options(target), [])
+        for name, target in SECTIONS.items()
+    ]
+
 @dataclass
 class ModelSummary:
     name: str
@@ -263,12 +343,19 @@ def summarize(config: str | Path | dict, overrides: Sequence[str] = ()) -> Model
 
 
 def components(kind: str | None = None) -> list[ComponentInfo]:
-    """Every registered component (of one kind), with options, defaults and a one-line description."""
+    """Config sections and every registered component (of one kind), with options, defaults and descriptions."""
+    known = ["section", *KINDS]
     if kind is None:
-        kinds = list(KINDS)
+        kinds = known
     else:
-        key = kind.lower().rstrip("s") if kind.lower() not in KINDS else kind.lower()
-        if key not in KINDS:
-            raise ConfigError(f"unknown component kind '{kind}'.{did_you_mean(key, KINDS)} Kinds: {', '.join(KINDS)}", location="components")
+        key = kind.lower().rstrip("s") if kind.lower() not in known else kind.lower()
+        if key not in known:
+            raise ConfigError(f"unknown component kind '{kind}'.{did_you_mean(key, known)} Kinds: {', '.join(known)}", location="components")
         kinds = [key]
-    return [KINDS[k].describe(name) for k in kinds for name in KINDS[k].names()]
+    infos = []
+    for k in kinds:
+        if k == "section":
+            infos += config_sections()
+        else:
+            infos += [replace(KINDS[k].describe(name), kind=k) for name in KINDS[k].names()]
+    return infos

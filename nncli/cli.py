@@ -52,15 +52,21 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run exactly from this checkpoint."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Start a new run from this checkpoint's weights."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain one-line-per-epoch progress instead of bars."),
+    seeds: int = typer.Option(1, "--seeds", help="Train this many copies with seeds s, s+1, ... (for an ensemble).", min=1),
 ):
     """Train a model from a YAML config; the last line printed is the final checkpoint's path."""
     with cli_errors():
-        result = api.train(
-            config, set_ or [], out=out, seed=seed, resume=resume, weights=weights,
-            callbacks=[console.progress_for(quiet)],
-        )
-    console.stdout.print(console.train_summary(result))
-    typer.echo(str(result.final_checkpoint))
+        progress = [console.progress_for(quiet)]
+        if seeds == 1:
+            results = [api.train(config, set_ or [], out=out, seed=seed, resume=resume, weights=weights, callbacks=progress)]
+        else:
+            results = api.train_seeds(config, seeds, set_ or [], out=out, seed=seed, resume=resume, weights=weights, callbacks=progress)
+    for result in results:
+        console.stdout.print(console.train_summary(result))
+    if len(results) > 1:
+        console.stderr.print("evaluate them and their ensemble with: nncli eval " + " ".join(str(r.final_checkpoint) for r in results))
+    for result in results:
+        typer.echo(str(result.final_checkpoint))
 
 
 @app.command("eval")
@@ -82,6 +88,17 @@ def eval_(
 
 
 @app.command()
+def plot(
+    runs: list[Path] = typer.Argument(..., help="Run folders (or their history.csv files) to overlay."),
+    out: Path = typer.Option(Path("plot.png"), "--out", help="Image to write (a suffix is added rather than overwrite)."),
+):
+    """Overlay the loss and accuracy curves of several runs; prints the image's path."""
+    with cli_errors():
+        path = api.plot_runs(runs, out)
+    typer.echo(str(path))
+
+
+@app.command()
 def summary(
     config: Path = typer.Argument(..., help="YAML experiment config."),
     set_: Optional[list[str]] = SetOption,
@@ -93,11 +110,17 @@ def summary(
 
 
 @app.command()
-def components(kind: Optional[str] = typer.Argument(None, help="layer, activation, loss, optimizer, initializer or data.")):
+def components(
+    kind: Optional[str] = typer.Argument(None, help="layer, activation, loss, optimizer, initializer or data."),
+    markdown: bool = typer.Option(False, "--markdown", help="Print the config reference as Markdown tables."),
+):
     """List registered components with their options, defaults and descriptions."""
     with cli_errors():
         infos = api.components(kind)
-    console.stdout.print(console.components_table(infos))
+    if markdown:
+        typer.echo(console.components_markdown(infos), nl=False)
+    else:
+        console.stdout.print(console.components_table(infos))
 
 
 def main() -> None:

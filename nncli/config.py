@@ -234,7 +234,10 @@ def apply_overrides(doc: Document, overrides: Iterable[str]) -> None:
         key = key.strip()
         if not sep or not key:
             raise ConfigError("expected KEY=VALUE, e.g. training.epochs=3", location=origin)
-        value = parse_yaml(value_text, origin)
+        try:
+            value = parse_yaml(value_text, origin)
+        except ConfigError as exc:
+            raise ConfigError(f"cannot read the value: {exc.message}", key.split("."), origin) from None
         parts: list[str | int] = []
         node: Any = doc.data
         names = key.split(".")

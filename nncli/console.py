@@ -142,10 +142,10 @@ def train_summary(result: TrainResult) -> Table:
 def eval_tables(report: EvalReport) -> list[Table]:
     all_reports = [*report.models, *(r for r in (report.ensemble, report.vote) if r is not None)]
     overview = Table(title=f"evaluation on the {all_reports[0].split} split", title_justify="left")
-    for col in ("model", "n", "loss", "accuracy"):
+    for col in ("model", "n", "loss", "accuracy", "majority baseline"):
         overview.add_column(col, justify="left" if col == "model" else "right")
     for r in all_reports:
-        overview.add_row(r.name, str(r.evaluation.n), _num(r.evaluation.loss), _pct(r.evaluation.accuracy))
+        overview.add_row(r.name, str(r.evaluation.n), _num(r.evaluation.loss), _pct(r.evaluation.accuracy), _pct(r.baseline))
     tables = [overview]
     for r in all_reports:
         classes = [str(c) for c in r.classes]
@@ -186,3 +186,29 @@ def components_table(infos: list[ComponentInfo]) -> Table:
         name = info.name + (f" ({', '.join(info.aliases)})" if info.aliases else "")
         table.add_row(info.kind, name, options or "-", info.summary)
     return table
+
+
+def components_markdown(infos: list[ComponentInfo]) -> str:
+    """The config reference in Markdown, one table per kind (README.md embeds it; a test keeps it current)."""
+    lines: list[str] = []
+    kind = None
+    for info in infos:
+        if info.kind != kind:
+            kind = info.kind
+            lines += ["", f"#### {kind}", "", "| name | options (type = default) | description |", "| --- | --- | --- |"]
+        options = "<br>".join(
+            f"`{o.name}` ({o.type.replace('|', '/')}" + (")" if o.default is REQUIRED else f" = `{_yaml_value(o.default)}`)")
+            + (f": {o.help.replace('|', '/')}" if o.help else "")
+            for o in info.options
+        )
+        aliases = f" (also {', '.join(f'`{a}`' for a in info.aliases)})" if info.aliases else ""
+        lines.append(f"| `{info.name}`{aliases} | {options or '-'} | {info.summary.replace('|', '/')} |")
+    return "\n".join(lines).strip() + "\n"
+
+
+def _yaml_value(value) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)

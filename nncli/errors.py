@@ -55,7 +55,11 @@ class CheckpointError(UsageError):
 
 
 class RunFolderError(UsageError):
-    """The run folder cannot be created or written."""
+    """The run folder cannot be created (exit status 2: nothing has started)."""
+
+
+class WriteError(NncliError):
+    """A result file could not be written mid-run (disk full, permissions); the previous version is intact."""
 
 
 class DivergedError(NncliError):

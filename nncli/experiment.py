@@ -11,9 +11,9 @@ gives the same experiment (resolve(resolve(c)) == resolve(c)).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Literal
 
 import numpy as np
 
@@ -24,7 +24,31 @@ from .layers import LAYERS
 from .losses import LOSSES, Loss
 from .model import Sequential
 from .optimizers import OPTIMIZERS
-from .registry import NonNegativeInt, PositiveInt, check_options, to_plain
+from .registry import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, check_options, to_plain
+from .schedules import Schedule_
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Stop when a monitored metric stops improving; the best weights are restored and saved.
+
+    Options:
+    monitor: history column watched (val_* needs validation data)
+    mode: min (losses) or max (accuracies); auto picks from the column name
+    patience: epochs without improvement before stopping
+    min_delta: smallest change that counts as an improvement
+    """
+
+    monitor: Literal["val_loss", "val_accuracy", "train_loss", "train_accuracy"] = "val_loss"
+    mode: Literal["auto", "min", "max"] = "auto"
+    patience: PositiveInt = 10
+    min_delta: NonNegativeFloat = 0.0
+
+    @property
+    def direction(self) -> str:
+        if self.mode != "auto":
+            return self.mode
+        return "max" if self.monitor.endswith("accuracy") else "min"
 
 
 @dataclass(frozen=True)
@@ -37,6 +61,11 @@ class TrainingConfig:
     shuffle: reshuffle the training data every epoch (seeded)
     eval_batch_size: samples per forward pass when evaluating; bounds memory only
     dtype: floating-point type of weights and activations
+    schedule: learning-rate schedule, one rate per epoch (see `schedule` components)
+    early_stopping: stop when a metric stops improving, restoring the best weights
+    clip_norm: rescale each update's gradient to at most this global L2 norm
+    clip_value: clip every gradient element to [-clip_value, clip_value]
+    log_gradients: write per-layer gradient norms and activation statistics to gradients.csv
     """
 
     epochs: PositiveInt = 10
@@ -44,9 +73,14 @@ class TrainingConfig:
     shuffle: bool = True
     eval_batch_size: PositiveInt = 1000
     dtype: Literal["float32", "float64"] = "float32"
+    schedule: Schedule_ = "constant"
+    early_stopping: EarlyStopping | None = None
+    clip_norm: PositiveFloat | None = None
+    clip_value: PositiveFloat | None = None
+    log_gradients: bool = False
 
 
-def _model_section(layers: list, input_shape: tuple[PositiveInt, ...] | None = None):
+def _model_section(layers: list[Annotated[object, LAYERS]], input_shape: tuple[PositiveInt, ...] | None = None):
     """The `model:` section.
 
     Options:
@@ -56,12 +90,12 @@ def _model_section(layers: list, input_shape: tuple[PositiveInt, ...] | None = N
 
 
 def _top_level(
-    data: dict,
+    data: Annotated[object, DATA_SOURCES],
     model: dict,
     name: str | None = None,
     seed: NonNegativeInt = 0,
-    loss: Any = "cross_entropy",
-    optimizer: Any = "adam",
+    loss: Annotated[object, LOSSES] = "cross_entropy",
+    optimizer: Annotated[object, OPTIMIZERS] = "adam",
     training: dict | None = None,
     compare: dict | None = None,
 ):
@@ -78,6 +112,9 @@ def _top_level(
     compare: settings for `nncli compare-optimizers`
     """
 
+
+# The fixed parts of a config, for `nncli components section` and the README reference.
+SECTIONS = {"(top level)": _top_level, "model": _model_section, "training": TrainingConfig}
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -115,6 +152,21 @@ class Experiment:
                 raise ConfigError(str(exc), ("loss",)) from None
         return model
 
+    def check_fits(self, dataset) -> None:
+        """Settings that need what the data turned out to be (e.g. a validation split to monitor)."""
+        watched = []  # (key path, monitored column)
+        if self.training.early_stopping is not None:
+            watched.append((("training", "early_stopping", "monitor"), self.training.early_stopping.monitor))
+        path, schedule = ("training", "schedule"), self.training.schedule
+        while schedule is not None:
+            if hasattr(schedule, "monitor"):
+                watched.append(((*path, "monitor"), schedule.monitor))
+            path, schedule = (*path, "then"), getattr(schedule, "then", None)
+        with self.doc.errors_located():
+            for key_path, column in watched:
+                if column.startswith("val_") and dataset.val is None:
+                    raise ConfigError(f"{column} needs validation data; set data.validation_split above 0", key_path)
+
     def make_optimizer(self, spec: dict | None = None, path=("optimizer",)):
         with self.doc.errors_located():
             return OPTIMIZERS.create(spec if spec is not None else self.optimizer_spec, path)
@@ -137,7 +189,7 @@ class Experiment:
             },
             "loss": to_plain(self.loss),
             "optimizer": to_plain(self.optimizer_spec),
-            "training": to_plain(asdict(self.training)),
+            "training": to_plain(self.training),
         }
         if self.compare is not None:
             out["compare"] = to_plain(self.compare)
@@ -153,23 +205,19 @@ def from_document(doc: Document, seed: int | None = None, name: str | None = Non
             raise ConfigError(
                 f"'{run_name}' cannot name a run folder; use letters, digits, '.', '_' and '-'", ("name",)
             )
-        data = DATA_SOURCES.create(top["data"], ("data",))
         model = check_options(_model_section, top["model"], ("model",))
         if not model["layers"]:
             raise ConfigError("the model needs at least one layer", ("model", "layers"))
-        layer_specs = [LAYERS.create(s, ("model", "layers", i)).spec for i, s in enumerate(model["layers"])]
-        loss = LOSSES.create(top["loss"], ("loss",))
-        optimizer = OPTIMIZERS.create(top["optimizer"], ("optimizer",))
         training = TrainingConfig(**check_options(TrainingConfig, top["training"] or {}, ("training",)))
         compare = top["compare"]
     return Experiment(
         name=run_name,
         seed=top["seed"] if seed is None else seed,
-        data=data,
-        layer_specs=layer_specs,
+        data=top["data"],
+        layer_specs=[layer.spec for layer in model["layers"]],
         input_shape=model["input_shape"],
-        loss=loss,
-        optimizer_spec=optimizer.spec,
+        loss=top["loss"],
+        optimizer_spec=top["optimizer"].spec,
         training=training,
         compare=compare,
         doc=doc,
@@ -188,7 +236,3 @@ def load_experiment(
     if seed is not None and seed < 0:
         raise ConfigError(f"must be a non-negative integer, got {seed}", location="--seed")
     return from_document(doc, seed=seed, name=name)
-
-
-def training_fields() -> list[str]:
-    return [f.name for f in fields(TrainingConfig)]

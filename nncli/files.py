@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import RunFolderError
+from .errors import RunFolderError, WriteError
 
 
 def _describe(exc: OSError, path: Path) -> str:
@@ -67,7 +67,8 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
         tmp_name = None
         fsync_dir(path.parent)
     except OSError as exc:
-        raise RunFolderError(_describe(exc, path)) from None
+        kept = "; the previous version is intact" if path.exists() else ""
+        raise WriteError(_describe(exc, path) + kept) from None
     finally:
         if tmp_name is not None:
             try:

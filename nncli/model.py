@@ -145,6 +145,8 @@ class Sequential:
 
     def single_forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """forward in the calling thread, on the whole batch."""
+        if x.dtype != self.dtype:
+            x = x.astype(self.dtype)
         for layer in self.layers:
             x = layer.forward(x, training)
         return x
@@ -184,9 +186,12 @@ class Sequential:
         return value, correct
 
     def loss_and_grad(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-        """Training-mode loss and ∇θ on (x, y) at the current θ (the gradient is `self.grad`)."""
-        value = loss.forward(self.forward(x, training=True), y)
-        self.backward(loss.backward())
+        """Training-mode objective and ∇θ on (x, y) at the current θ (the gradient is `self.grad`).
+
+        The same computation as a training step, so full-batch minimisers and
+        mini-batch optimizers see one objective.
+        """
+        value, _ = self.train_step(loss, x, y)
         return value, self.grad
 
     def predict(self, x: np.ndarray, batch_size: int = 1000, transform: Callable | None = None) -> np.ndarray:

@@ -14,6 +14,7 @@ REGISTRY] for a nested component (a name, a {type: ...} mapping or an instance).
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import inspect
 import math
@@ -190,8 +191,9 @@ class ComponentInfo:
 
 
 def _first_line(obj: Any) -> str:
-    doc = inspect.getdoc(obj) or ""
-    return doc.strip().splitlines()[0] if doc.strip() else ""
+    """The docstring's first paragraph, on one line."""
+    doc = (inspect.getdoc(obj) or "").strip()
+    return " ".join(line.strip() for line in doc.split("\n\n")[0].splitlines())
 
 
 def _parameters(target: Any) -> tuple[list[inspect.Parameter], dict[str, Any]]:
@@ -344,6 +346,10 @@ def convert(value: Any, annotation: Any, path: Path_) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"expected a mapping, got {_show(value)}", path)
         return value
+    if dataclasses.is_dataclass(annotation):  # a fixed sub-section, e.g. training.early_stopping
+        if isinstance(value, annotation):
+            return value
+        return annotation(**check_options(annotation, value, path))
     raise TypeError(f"unsupported option annotation {annotation!r} at {path}")
 
 
@@ -373,6 +379,8 @@ def describe_type(annotation: Any) -> str:
     if origin is list or annotation is list:
         (item,) = get_args(annotation) or (Any,)
         return f"list of {describe_type(item)}"
+    if dataclasses.is_dataclass(annotation):
+        return "mapping: " + ", ".join(f.name for f in dataclasses.fields(annotation))
     return {bool: "bool", int: "int", float: "float", str: "string", dict: "mapping"}.get(
         annotation, getattr(annotation, "__name__", str(annotation))
     )
@@ -382,6 +390,8 @@ def to_plain(value: Any) -> Any:
     """A config-friendly (YAML/JSON) form of an option value: components become their compact spec."""
     if hasattr(value, "spec") and isinstance(value.spec, dict):
         return compact_spec(value.spec)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: to_plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
     if isinstance(value, tuple):
         return [to_plain(v) for v in value]
     if isinstance(value, list):

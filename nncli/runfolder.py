@@ -45,6 +45,8 @@ class RunFolder(Callback):
         self.data_meta = data_meta  # input_shape, preprocessing: what eval needs besides the config
         self.last = self.checkpoints / "last.npz"
         self.best = self.checkpoints / "best.npz"
+        for stale in [*self.path.glob(".*.tmp"), *self.checkpoints.glob(".*.tmp")]:
+            stale.unlink(missing_ok=True)  # half-written files of a killed run (atomic_write's temporaries)
         atomic_write_text(self.path / "config.yaml", dump_yaml(config))
 
     @property
@@ -61,8 +63,7 @@ class RunFolder(Callback):
             "epoch": trainer.state.epoch,
             "nncli_version": __version__,
             **self.data_meta,
-            "history": trainer.state.history,
-            **meta,
+            **meta,  # train_state (with the history), optimizer, schedule and generator states
         }
         save_checkpoint(path, meta, {**model_arrays(trainer.model), **arrays})
         return path

@@ -55,6 +55,7 @@ class Dataset:
     classes: list  # original label values; position = class index
     preprocessing: dict = field(default_factory=dict)  # JSON: classes, standardisation statistics, ...
     description: str = ""
+    augment: object | None = None  # callable (x, rng) -> x applied to training batches, or None
 
     @property
     def num_classes(self) -> int:

@@ -181,12 +181,24 @@ class CsvSource(DataSource):
                 if mean.shape != (len(feature_cols),):
                     raise DataError(f"{self.path}: has {len(feature_cols)} features, the checkpoint was trained on {len(mean)}")
             else:
-                mean = x[train_idx].mean(axis=0)
-                std = x[train_idx].std(axis=0)
+                with np.errstate(over="ignore", invalid="ignore"):
+                    mean = x[train_idx].mean(axis=0)
+                    std = x[train_idx].std(axis=0)
                 std[std == 0] = 1.0  # a constant column stays constant (zero) instead of dividing by 0
-            x = (x - mean) / std
+                bad = ~(np.isfinite(mean) & np.isfinite(std))
+                if bad.any():
+                    name = table.header[feature_cols[int(np.argmax(bad))]]
+                    raise DataError(f"{self.path}: column '{name}': values too large to standardise")
+            with np.errstate(over="ignore", invalid="ignore"):
+                x = (x - mean) / std
             stats = {"mean": mean.tolist(), "std": std.tolist()}
-        x = x.astype(np.float32)
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = x.astype(np.float32)
+        if not np.isfinite(x).all():
+            row, col = np.argwhere(~np.isfinite(x))[0]
+            raise DataError(
+                f"{self.path}:{table.lines[row]}: column '{table.header[feature_cols[col]]}': value is too large for float32 training"
+            )
 
         def part(index):
             return Split(x[index], y[index]) if len(index) else None

@@ -9,6 +9,7 @@ import numpy as np
 
 from ..errors import DataError
 from ..registry import Fraction, PositiveInt
+from .augment import Augment
 from .base import (
     DATA_SOURCES,
     DataInfo,
@@ -115,6 +116,7 @@ class IdxSource(DataSource):
     train_labels: file name
     test_images: file name; the test split is absent when the file is
     test_labels: file name
+    augment: random shifts, rotations, padded crops and flips of training batches
     """
 
     def __init__(
@@ -126,10 +128,12 @@ class IdxSource(DataSource):
         train_labels: str = "train-labels-idx1-ubyte",
         test_images: str = "t10k-images-idx3-ubyte",
         test_labels: str = "t10k-labels-idx1-ubyte",
+        augment: Augment | None = None,
     ):
         self.path = path
         self.validation_split = validation_split
         self.limit = limit
+        self.augment = augment if augment is not None and augment.active else None
         self.files = {
             "train": (train_images, train_labels),
             "test": (test_images, test_labels),
@@ -195,4 +199,5 @@ class IdxSource(DataSource):
             classes=list(classes),
             preprocessing={"classes": list(classes)},
             description=description,
+            augment=self.augment,
         )

@@ -57,6 +57,10 @@ class Activation(Layer):
         """Overwrite dy with dy * f'(x) and return it."""
         raise NotImplementedError
 
+    def saturation(self, y: np.ndarray) -> float | None:
+        """Fraction of outputs where f' is nearly 0 (the unit has stopped learning); None if it cannot saturate."""
+        return None
+
 
 @activation("linear", "identity")
 class Linear(Activation):
@@ -86,6 +90,9 @@ class Sigmoid(Activation):
         dy -= dy * y  # dy·y·(1-y)
         return dy
 
+    def saturation(self, y):
+        return float(np.mean((y < 0.01) | (y > 0.99)))  # σ' < 0.0099, a 25th of its peak
+
 
 @activation("tanh")
 class Tanh(Activation):
@@ -98,6 +105,9 @@ class Tanh(Activation):
         y = self._y
         dy -= dy * y * y  # dy·(1-y²)
         return dy
+
+    def saturation(self, y):
+        return float(np.mean(np.abs(y) > 0.99))  # tanh' < 0.02
 
 
 @activation("relu")

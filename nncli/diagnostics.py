@@ -1,0 +1,94 @@
+"""Views that show *why* a network trains or does not: per-layer gradients and activation statistics.
+
+With `training.log_gradients: true`, every epoch adds one row per layer to
+`gradients.csv` (epoch, layer, grad_norm, zero_fraction, saturated_fraction)
+and redraws `gradients.png`. grad_norm is the mean over the epoch's updates of
+‖∂L/∂θ_layer‖₂; the activation fractions are measured on a fixed probe of
+training samples in evaluation mode. A deep sigmoid net shows its first
+layers' gradients vanishing and its units saturating; a ReLU net shows
+healthy gradients and exact zeros (sparsity) instead.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+
+import numpy as np
+
+from .files import atomic_write_text
+from .layers.activations import Activation
+from .model import Sequential
+from .training import Callback, Trainer
+
+GRADIENT_COLUMNS = ("epoch", "layer", "grad_norm", "zero_fraction", "saturated_fraction")
+PROBE_SIZE = 1000  # training samples used for the activation statistics
+
+
+def activation_statistics(model: Sequential, x: np.ndarray) -> dict[int, tuple[float, float | None]]:
+    """Layer index -> (fraction of exact zeros, fraction saturated) for every layer with an activation."""
+    stats = {}
+    for i, layer in enumerate(model.layers):
+        x = layer.forward(x, training=False)
+        act = layer if isinstance(layer, Activation) else layer.children.get("act")
+        if isinstance(act, Activation):
+            stats[i] = (float(np.mean(x == 0)), act.saturation(x))
+    return stats
+
+
+class GradientLog(Callback):
+    """Writes gradients.csv and gradients.png into a run folder after every epoch."""
+
+    def __init__(self, run_dir: Path):
+        self.path = Path(run_dir) / "gradients.csv"
+        self.rows: list[dict] = []
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        self.spans = trainer.model.layer_slices()
+        self.sums = np.zeros(len(self.spans))
+        self.updates = 0
+        self.probe = trainer.data.train.x[:PROBE_SIZE]
+        if self.path.exists():  # resuming: keep the rows of the epochs the checkpoint has
+            with open(self.path, newline="") as f:
+                self.rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= trainer.state.epoch]
+
+    def on_batch_end(self, trainer: Trainer) -> None:
+        grad = trainer.gradient()
+        for k, (_, span) in enumerate(self.spans):
+            g = grad[span]
+            self.sums[k] += float(np.sqrt(np.dot(g, g)))
+        self.updates += 1
+
+    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+        model = trainer.model
+        norms = {i: float(self.sums[k]) / max(self.updates, 1) for k, (i, _) in enumerate(self.spans)}
+        acts = activation_statistics(model, self.probe)
+        for i, layer in enumerate(model.layers):
+            if i not in norms and i not in acts:
+                continue
+            zero, saturated = acts.get(i, (None, None))
+            self.rows.append(
+                {
+                    "epoch": row["epoch"],
+                    "layer": f"{i}.{layer.name}",
+                    "grad_norm": norms.get(i),
+                    "zero_fraction": zero,
+                    "saturated_fraction": saturated,
+                }
+            )
+        self.sums[:] = 0
+        self.updates = 0
+        atomic_write_text(self.path, _csv(self.rows))
+        from .plots import plot_gradients
+
+        plot_gradients(self.rows, self.path.with_suffix(".png"))
+
+
+def _csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    writer = csv.DictWriter(out, GRADIENT_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for r in rows:
+        writer.writerow({k: ("" if r[k] is None else repr(r[k]) if isinstance(r[k], float) else r[k]) for k in GRADIENT_COLUMNS})
+    return out.getvalue()

@@ -1,0 +1,140 @@
+"""The command line through typer's CliRunner (and one real subprocess)."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from helpers import mlp_config, write_config
+from typer.testing import CliRunner
+
+from nncli.cli import app
+
+runner = CliRunner()
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def assert_usage_error(result, *fragments):
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+    assert "Traceback" not in result.output
+
+
+def test_train_prints_progress_lines_and_ends_with_the_checkpoint(tmp_path, mlp_yaml):
+    result = invoke("train", mlp_yaml, "--out", tmp_path / "run", "--quiet", "--set", "training.epochs=3")
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip().splitlines()[-1] == str(tmp_path / "run" / "checkpoints" / "last.npz")
+    epoch_lines = [line for line in result.stderr.splitlines() if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epoch_lines] == ["1/3", "2/3", "3/3"]
+    assert "val_acc" in epoch_lines[0] and "samples/s" in epoch_lines[0]
+    assert "13,002" not in result.stdout and "parameters" in result.stdout
+
+
+def test_non_terminal_output_is_plain_lines_even_without_quiet(tmp_path, mlp_yaml):
+    result = invoke("train", mlp_yaml, "--out", tmp_path / "run")
+    assert result.exit_code == 0, result.output
+    assert sum(line.startswith("epoch ") for line in result.stderr.splitlines()) == 2
+
+
+def test_eval_json_and_ensemble(tmp_path, mlp_yaml):
+    for name, seed in (("a", 0), ("b", 1)):
+        assert invoke("train", mlp_yaml, "--out", tmp_path / name, "--seed", seed).exit_code == 0
+    ckpts = [tmp_path / n / "checkpoints" / "last.npz" for n in ("a", "b")]
+    result = invoke("eval", *ckpts, "--json")
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [r["checkpoint"] for r in rows] == [str(ckpts[0]), str(ckpts[1]), "ensemble"]
+    for row in rows:
+        assert {"checkpoint", "split", "n", "loss", "accuracy", "confusion_matrix"} <= set(row)
+        assert row["split"] == "test" and row["n"] == 60
+        assert sum(map(sum, row["confusion_matrix"])) == 60
+    assert 0 <= rows[2]["vote_accuracy"] <= 1
+    assert all(r["majority_baseline"] == rows[0]["majority_baseline"] for r in rows)
+
+
+def test_eval_tables_and_split(tmp_path, mlp_yaml):
+    invoke("train", mlp_yaml, "--out", tmp_path / "a")
+    result = invoke("eval", tmp_path / "a" / "checkpoints" / "best.npz", "--split", "val")
+    assert result.exit_code == 0, result.output
+    assert "evaluation on the val split" in result.stdout and "precision" in result.stdout
+
+
+def test_eval_data_path_override(tmp_path, mlp_yaml, digits):
+    invoke("train", mlp_yaml, "--out", tmp_path / "a")
+    moved = digits.rename(tmp_path / "moved")
+    ckpt = tmp_path / "a" / "checkpoints" / "last.npz"
+    assert_usage_error(invoke("eval", ckpt), "no such folder")
+    assert invoke("eval", ckpt, "--data-path", moved).exit_code == 0
+
+
+def test_summary_and_components():
+    from conftest import REPO
+
+    result = invoke("summary", REPO / "configs" / "mnist_mlp.yaml", "--set", f"data.path={REPO / 'datasets/mnist'}")
+    assert result.exit_code == 0, result.output
+    assert "13,002" in result.stdout
+    listing = invoke("components", "optimizer")
+    assert listing.exit_code == 0 and "adam" in listing.stdout and "learning_rate" in listing.stdout
+    assert_usage_error(invoke("components", "optimiser"), "unknown component kind 'optimiser'")
+
+
+@pytest.mark.parametrize(
+    "args,fragments",
+    [
+        (["train", "{cfg}", "--set", "training.epoch=1"], ["--set training.epoch=1: training.epoch: unknown option 'epoch'. Did you mean 'epochs'?"]),
+        (["train", "{cfg}", "--set", "optimizer.type=adma"], ["optimizer.type: unknown optimizer 'adma'. Did you mean 'adam'?"]),
+        (["train", "{tmp}/nope.yaml"], ["nope.yaml: file not found"]),
+        (["train", "{cfg}", "--set", "data.path={tmp}/none"], ["none: no such folder"]),
+        (["train", "{cfg}", "--set", "model.layers.2.units=5"], ["loss: the last layer has 5 outputs but the data has 3 classes"]),
+        (["train", "{cfg}", "--seed", "-1"], ["--seed: must be a non-negative integer"]),
+        (["eval", "{tmp}/missing.npz"], ["missing.npz: no such file"]),
+        (["eval", "{cfg}"], ["not an nncli checkpoint"]),
+        (["summary", "{cfg}", "--set", "model.layers.0.type=dense"], ["model.layers.0: dense: missing required option 'units'"]),
+    ],
+)
+def test_bad_input_is_one_error_line_and_exit_2(tmp_path, mlp_yaml, args, fragments):
+    args = [a.format(cfg=mlp_yaml, tmp=tmp_path) for a in args]
+    result = invoke(*args)
+    assert_usage_error(result, *fragments)
+    assert not (tmp_path / "runs").exists()
+
+
+def test_config_error_line_numbers_reach_the_terminal(tmp_path, digits):
+    path = write_config(tmp_path / "c.yaml", mlp_config(digits))
+    text = path.read_text().replace("learning_rate: 0.01", "learning_rte: 0.01")
+    path.write_text(text)
+    line = next(i for i, l in enumerate(text.splitlines(), 1) if "learning_rte" in l)
+    assert_usage_error(invoke("train", path), f"c.yaml:{line}: optimizer.learning_rte: adam: unknown option 'learning_rte'. Did you mean 'learning_rate'?")
+
+
+def test_diverged_run_exits_1(tmp_path, mlp_yaml):
+    result = invoke("train", mlp_yaml, "--set", "optimizer={type: sgd, learning_rate: 1e30}", "--out", tmp_path / "r")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: training diverged at epoch 1")
+    assert "Traceback" not in result.output
+
+
+def test_python_dash_m_matches_the_script():
+    result = subprocess.run([sys.executable, "-m", "nncli", "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "train" in result.stdout and "compare" not in result.stderr
+
+
+def test_rich_progress_on_a_terminal(tmp_path, mlp_yaml):
+    import io
+
+    from rich.console import Console
+
+    import nncli
+    from nncli.console import RichProgress, progress_for, PlainProgress
+
+    terminal = Console(file=io.StringIO(), force_terminal=True, width=120)
+    nncli.train(mlp_yaml, out=tmp_path / "run", callbacks=[RichProgress(terminal)])
+    shown = terminal.file.getvalue()
+    assert "epoch 1/2" in shown and "epoch 2/2" in shown
+    assert isinstance(progress_for(quiet=True), PlainProgress)

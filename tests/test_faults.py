@@ -1,0 +1,404 @@
+"""Bad input and faults, one table: each case runs the CLI and checks the exit status, the one-line
+`error:` message, and that nothing that existed before (an earlier run, the data, the configs) changed.
+
+Groups: config, override, data (idx, csv), checkpoint, filesystem, numerical. Signals are exercised
+against real processes in test_resume.py and test_kill.py.
+"""
+
+from __future__ import annotations
+
+import errno
+import gzip
+import hashlib
+import json
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import yaml
+from helpers import make_csv, make_digits, mlp_config, write_config, write_idx
+from typer.testing import CliRunner
+
+import nncli
+from nncli.checkpoint import read_checkpoint, save_checkpoint
+from nncli.cli import app
+
+
+@dataclass
+class World:
+    """What exists before each case: data, a good config, an earlier run and its checkpoints."""
+
+    root: Path
+    digits: Path
+    table: Path
+    config: dict
+    config_path: Path
+    csv_config_path: Path
+    earlier: Path  # an earlier run folder
+    last: Path  # its checkpoints
+    best: Path
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory) -> World:
+    root = tmp_path_factory.mktemp("world")
+    digits = make_digits(root / "digits")
+    table = make_csv(root / "table.csv")
+    config = mlp_config(digits, epochs=2)
+    config_path = write_config(root / "good.yaml", config)
+    csv_config = {
+        "name": "tab", "data": {"source": "csv", "path": str(table), "target": "label"},
+        "model": {"layers": [{"type": "dense", "units": 1}]}, "loss": "binary_cross_entropy",
+        "optimizer": {"type": "gd", "learning_rate": 0.5}, "training": {"epochs": 3},
+    }
+    csv_config_path = write_config(root / "tab.yaml", csv_config)
+    result = nncli.train(config, out=root / "earlier")
+    return World(root, digits, table, config, config_path, csv_config_path, result.run_dir,
+                 result.final_checkpoint, result.best_checkpoint)
+
+
+def snapshot(root: Path, skip: Path) -> dict[str, str]:
+    """sha256 of every file under root (except the case's scratch folder)."""
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file() and skip not in p.parents
+    }
+
+
+# -- helpers for building cases ---------------------------------------------------
+def config_file(w: World, tmp: Path, text: str | None = None, change: Callable | None = None, name="c.yaml") -> Path:
+    path = tmp / name
+    if text is not None:
+        path.write_text(text)
+    else:
+        config = json.loads(json.dumps(w.config))
+        change(config)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+    return path
+
+
+def edit_text(w: World, tmp: Path, old: str, new: str) -> Path:
+    text = w.config_path.read_text()
+    assert old in text, old
+    return config_file(w, tmp, text.replace(old, new, 1))
+
+
+def digits_copy(w: World, tmp: Path, damage: Callable[[Path], None]) -> Path:
+    folder = make_digits(tmp / "digits", n_train=60, n_test=12, gz=False)
+    damage(folder)
+    return folder
+
+
+GZIP_MAGIC = bytes([0x1F, 0x8B])
+
+
+def _rewrite(path: Path, change: Callable[[bytes], bytes]) -> None:
+    path.write_bytes(change(path.read_bytes()))
+
+
+def idx_case(damage: Callable[[Path], object]) -> Callable:
+    """Train the good config on a small IDX folder damaged by `damage`."""
+    return lambda w, t: ["train", str(w.config_path), "--set", f"data.path={digits_copy(w, t, damage)}"]
+
+
+def csv_file(tmp: Path, text: str) -> Path:
+    path = tmp / "t.csv"
+    path.write_text(text)
+    return path
+
+
+def bytes_file(tmp: Path, name: str, data: bytes) -> Path:
+    path = tmp / name
+    path.write_bytes(data)
+    return path
+
+
+def csv_args(w: World, tmp: Path, text: str, **data) -> list[str]:
+    path = csv_file(tmp, text)
+    sets = [f"data.path={path}"] + [f"data.{k}={v}" for k, v in data.items()]
+    return ["train", str(w.csv_config_path), *[a for s in sets for a in ("--set", s)]]
+
+
+def checkpoint_copy(w: World, tmp: Path, change_meta=None, change_arrays=None, source=None) -> Path:
+    ckpt = read_checkpoint(source or w.last)
+    meta = {k: v for k, v in ckpt.meta.items() if k not in ("format", "version")}
+    arrays = dict(ckpt.arrays)
+    if change_meta:
+        change_meta(meta)
+    if change_arrays:
+        change_arrays(arrays)
+    dst = tmp / "bad.npz"
+    save_checkpoint(dst, meta, arrays)
+    return dst
+
+
+def raw_npz(tmp: Path, members: dict[str, bytes]) -> Path:
+    path = tmp / "raw.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        for name, data in members.items():
+            z.writestr(name, data)
+    return path
+
+
+def npy(array) -> bytes:
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, np.asarray(array), allow_pickle=True)
+    return buf.getvalue()
+
+
+def meta_member(**overrides) -> bytes:
+    meta = {"format": "nncli-checkpoint", "version": 1, "config": {}, "epoch": 1, "input_shape": [3], "preprocessing": {}}
+    meta.update(overrides)
+    return npy(np.array(json.dumps(meta)))
+
+
+def eval_of(path_fn):
+    return lambda w, tmp: ["eval", str(path_fn(w, tmp))]
+
+
+def resume_of(path_fn):
+    return lambda w, tmp: ["train", str(w.config_path), "--resume", str(path_fn(w, tmp))]
+
+
+def weights_of(path_fn):
+    return lambda w, tmp: ["train", str(w.config_path), "--weights", str(path_fn(w, tmp)), "--out", str(tmp / "new")]
+
+
+def set_meta(key, value):
+    def change(meta):
+        meta[key] = value
+
+    return change
+
+
+# -- the table: (group, id, args builder, exit status, message fragment) ------------------
+C = "config"
+CASES: list[tuple[str, str, Callable, int, str]] = [
+    # config files
+    (C, "missing file", lambda w, t: ["train", str(t / "nope.yaml")], 2, "nope.yaml: file not found"),
+    (C, "directory", lambda w, t: ["train", str(t)], 2, "is a directory"),
+    (C, "empty", lambda w, t: ["train", str(config_file(w, t, ""))], 2, "c.yaml: empty config"),
+    (C, "binary", lambda w, t: ["train", str(config_file(w, t, "\x00\x01"))], 2, "binary file"),
+    (C, "not utf-8", lambda w, t: ["train", str(bytes_file(t, "l.yaml", b"name: \xe9t\xe9\n"))], 2, "not UTF-8"),
+    (C, "oversized", lambda w, t: ["train", str(config_file(w, t, "a: '" + "x" * (1 << 20) + "'\n"))], 2, "larger than 1024 KiB"),
+    (C, "deeply nested", lambda w, t: ["train", str(config_file(w, t, "a: " + "[" * 100 + "]" * 100))], 2, "nested deeper than 32"),
+    (C, "alias", lambda w, t: ["train", str(config_file(w, t, "a: &x {b: 1}\nc: *x\n"))], 2, "c.yaml:1: anchors (&name) are not allowed"),
+    (C, "duplicate key", lambda w, t: ["train", str(config_file(w, t, "seed: 1\nseed: 2\n"))], 2, "c.yaml:2: seed: duplicate key 'seed'"),
+    (C, "python tag", lambda w, t: ["train", str(config_file(w, t, "seed: !!python/object/apply:os.system [ls]\n"))], 2, "is not allowed"),
+    (C, "syntax error", lambda w, t: ["train", str(config_file(w, t, "seed: [1, 2\n"))], 2, "c.yaml:2:"),
+    (C, "top-level list", lambda w, t: ["train", str(config_file(w, t, "- a\n- b\n"))], 2, "the top level must be a mapping"),
+    (C, "leading zero", lambda w, t: ["train", str(edit_text(w, t, "seed: 0", "seed: 007"))], 2, "seed: integer 007 has a leading zero"),
+    (C, "unknown section", lambda w, t: ["train", str(edit_text(w, t, "seed: 0", "sead: 0"))], 2, "sead: unknown option 'sead'. Did you mean 'seed'?"),
+    (C, "missing data", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c.pop("data")))], 2, "missing required option 'data'"),
+    (C, "no layers", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["model"].update(layers=[])))], 2, "model.layers: the model needs at least one layer"),
+    (C, "layers not a list", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["model"].update(layers="dense")))], 2, "model.layers: expected a list"),
+    (C, "unknown layer", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["model"]["layers"][1].update(type="dens")))], 2, "unknown layer 'dens'. Did you mean 'dense'?"),
+    (C, "unknown layer option", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["model"]["layers"][1].update(unit=3)))], 2, "model.layers.1.unit: dense: unknown option 'unit'. Did you mean 'units'?"),
+    (C, "wrong type", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["model"]["layers"][1].update(units="many")))], 2, "model.layers.1.units: expected an integer, got 'many'"),
+    (C, "bool for int", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["training"].update(epochs=True)))], 2, "training.epochs: expected an integer, got true"),
+    (C, "out of range", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["model"]["layers"][1].update(units=0)))], 2, "model.layers.1.units: must be >= 1, got 0"),
+    (C, "negative rate", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["optimizer"].update(learning_rate=-0.1)))], 2, "optimizer.learning_rate: must be > 0, got -0.1"),
+    (C, "nan rate", lambda w, t: ["train", str(edit_text(w, t, "learning_rate: 0.01", "learning_rate: .nan"))], 2, "optimizer.learning_rate: expected a finite number, got nan"),
+    (C, "split of 1", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["data"].update(validation_split=1.0)))], 2, "data.validation_split: must be in [0, 1), got 1.0"),
+    (C, "unknown optimizer", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["optimizer"].update(type="adma")))], 2, "optimizer.type: unknown optimizer 'adma'. Did you mean 'adam'?"),
+    (C, "unknown optimizer option", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["optimizer"].update(beta1=0.8)))], 2, "optimizer.beta1: adam: unknown option 'beta1'. Did you mean 'beta_1'?"),
+    (C, "unknown loss", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c.update(loss="hinge")))], 2, "loss: unknown loss 'hinge'"),
+    (C, "unknown activation", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["model"]["layers"][1].update(activation="sigmiod")))], 2, "unknown activation 'sigmiod'. Did you mean 'sigmoid'?"),
+    (C, "unknown initializer", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["model"]["layers"][1].update(kernel_initializer="he")))], 2, "model.layers.1.kernel_initializer: unknown initializer 'he'"),
+    (C, "unknown data source", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["data"].update(source="parquet")))], 2, "data.source: unknown data source 'parquet'"),
+    (C, "missing source", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["data"].pop("source")))], 2, "data: missing 'source'"),
+    (C, "unknown schedule", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["training"].update(schedule="cosin")))], 2, "training.schedule: unknown schedule 'cosin'. Did you mean 'cosine'?"),
+    (C, "early stopping typo", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["training"].update(early_stopping={"patiense": 2})))], 2, "training.early_stopping.patiense: unknown option"),
+    (C, "monitor without val", lambda w, t: ["train", str(config_file(w, t, change=lambda c: (c["training"].update(early_stopping={}), c["data"].update(validation_split=0.0))))], 2, "training.early_stopping.monitor: val_loss needs validation data"),
+    (C, "loss/output mismatch", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["model"]["layers"][2].update(units=4)))], 2, "loss: the last layer has 4 outputs but the data has 3 classes"),
+    (C, "dense on images", lambda w, t: ["summary", str(config_file(w, t, change=lambda c: c["model"]["layers"].pop(0)))], 2, "model.layers.0: dense: dense expects flat inputs"),
+    (C, "bad run name", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c.update(name="../../etc")))], 2, "name: '../../etc' cannot name a run folder"),
+    (C, "bad --seed", lambda w, t: ["train", str(w.config_path), "--seed", "-3"], 2, "--seed: must be a non-negative integer"),
+    (C, "bad eval split", lambda w, t: ["eval", str(w.last), "--split", "tset"], 2, "--split: expected test, val or train, got 'tset'. Did you mean 'test'?"),
+    (C, "unknown component kind", lambda w, t: ["components", "layerz"], 2, "unknown component kind 'layerz'"),
+    (C, "resume and weights", lambda w, t: ["train", str(w.config_path), "--resume", str(w.last), "--weights", str(w.last)], 2, "use --resume (continue a run) or --weights"),
+    (C, "resume with another config", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["optimizer"].update(learning_rate=0.02))), "--resume", str(w.last)], 2, "optimizer: differs from the config in"),
+    # --set overrides
+    ("override", "no equals", lambda w, t: ["train", str(w.config_path), "--set", "training.epochs"], 2, "--set training.epochs: expected KEY=VALUE"),
+    ("override", "unknown key", lambda w, t: ["train", str(w.config_path), "--set", "training.epoch=3"], 2, "--set training.epoch=3: training.epoch: unknown option 'epoch'. Did you mean 'epochs'?"),
+    ("override", "unknown section", lambda w, t: ["train", str(w.config_path), "--set", "trainig.epochs=3"], 2, "unknown section 'trainig'. Did you mean 'training'?"),
+    ("override", "index out of range", lambda w, t: ["train", str(w.config_path), "--set", "model.layers.9.units=3"], 2, "model.layers: index 9 is out of range (the list has 3 items)"),
+    ("override", "not an index", lambda w, t: ["train", str(w.config_path), "--set", "model.layers.first.units=3"], 2, "'first' is not a list index"),
+    ("override", "into a scalar", lambda w, t: ["train", str(w.config_path), "--set", "seed.value=3"], 2, "seed: is int, not a section"),
+    ("override", "bad yaml", lambda w, t: ["train", str(w.config_path), "--set", "training.epochs=[3"], 2, "--set training.epochs=[3: training.epochs: cannot read the value"),
+    ("override", "wrong type", lambda w, t: ["train", str(w.config_path), "--set", "training.batch_size=big"], 2, "--set training.batch_size=big: training.batch_size: expected an integer"),
+    ("override", "alias in value", lambda w, t: ["train", str(w.config_path), "--set", "training=&a {epochs: 1}"], 2, "anchors (&name) are not allowed"),
+    # IDX data
+    ("data", "idx folder missing", lambda w, t: ["train", str(w.config_path), "--set", f"data.path={t}/nowhere"], 2, "nowhere: no such folder"),
+    ("data", "idx path is a file", lambda w, t: ["train", str(w.config_path), "--set", f"data.path={w.table}"], 2, "expected a folder of IDX files"),
+    ("data", "idx labels missing", idx_case(lambda f: (f / "train-labels-idx1-ubyte").unlink()), 2, "missing train-labels-idx1-ubyte"),
+    ("data", "idx wrong magic", idx_case(lambda f: _rewrite(f / "train-images-idx3-ubyte", lambda b: b"PK" + b[2:])), 2, "not an IDX file (magic number"),
+    ("data", "idx truncated", idx_case(lambda f: _rewrite(f / "train-images-idx3-ubyte", lambda b: b[:-7])), 2, "truncated: header says 60×8×8"),
+    ("data", "idx trailing data", idx_case(lambda f: _rewrite(f / "train-labels-idx1-ubyte", lambda b: b + b"x")), 2, "the file has more data"),
+    ("data", "idx counts disagree", idx_case(lambda f: write_idx(f / "train-labels-idx1-ubyte", np.zeros(59, np.uint8), gz=False)), 2, "60 images but train-labels-idx1-ubyte has 59 labels"),
+    ("data", "idx corrupt gzip", idx_case(lambda f: _rewrite(f / "train-labels-idx1-ubyte", lambda b: GZIP_MAGIC + bytes(range(40)))), 2, "corrupt gzip data"),
+    ("data", "idx labels are images", idx_case(lambda f: write_idx(f / "train-labels-idx1-ubyte", np.zeros((60, 2), np.uint8), gz=False)), 2, "expected a vector of integer labels"),
+    ("data", "idx one class", idx_case(lambda f: write_idx(f / "train-labels-idx1-ubyte", np.zeros(60, np.uint8), gz=False)), 2, "hold a single class"),
+    ("data", "idx test class unknown", idx_case(lambda f: write_idx(f / "t10k-labels-idx1-ubyte", np.full(12, 7, np.uint8), gz=False)), 2, "label 7 is not one of the classes"),
+    ("data", "idx empty file", idx_case(lambda f: _rewrite(f / "train-images-idx3-ubyte", lambda b: b"")), 2, "magic number empty file"),
+    # CSV data
+    ("data", "csv missing", lambda w, t: ["train", str(w.csv_config_path), "--set", f"data.path={t}/none.csv"], 2, "none.csv: no such file"),
+    ("data", "csv ragged row", lambda w, t: csv_args(w, t, "a,b,label\n1,2,0\n3,4\n5,6,1\n"), 2, "t.csv:3: expected 3 columns as in the header, got 2"),
+    ("data", "csv non-numeric", lambda w, t: csv_args(w, t, "a,b,label\n1,2,0\n3,abc,1\n"), 2, "t.csv:3: column 'b': value 'abc' is not a finite number"),
+    ("data", "csv missing value", lambda w, t: csv_args(w, t, "a,b,label\n1,2,0\n3,,1\n"), 2, "t.csv:3: column 'b': value is missing"),
+    ("data", "csv missing label", lambda w, t: csv_args(w, t, "a,b,label\n1,2,0\n3,4,\n"), 2, "t.csv:3: column 'label': class label is missing"),
+    ("data", "csv no target column", lambda w, t: csv_args(w, t, "a,b,y\n1,2,0\n3,4,1\n"), 2, "no column named 'label'"),
+    ("data", "csv one class", lambda w, t: csv_args(w, t, "a,b,label\n" + "1,2,0\n" * 20), 2, "holds a single class"),
+    ("data", "csv too few rows", lambda w, t: csv_args(w, t, "a,b,label\n1,2,0\n3,4,1\n"), 2, "test_split=0.2 of 2 rows holds out none"),
+    ("data", "csv header only", lambda w, t: csv_args(w, t, "a,b,label\n"), 2, "has a header but no data rows"),
+    ("data", "csv no header", lambda w, t: csv_args(w, t, "1,2,0\n3,4,1\n"), 2, "the first row is all numbers"),
+    ("data", "csv empty", lambda w, t: csv_args(w, t, ""), 2, "t.csv: empty file"),
+    ("data", "csv binary", lambda w, t: ["train", str(w.csv_config_path), "--set", f"data.path={bytes_file(t, 'b.csv', gzip.compress(b'a,label'))}"], 2, "b.csv:"),
+    ("data", "csv duplicate header", lambda w, t: csv_args(w, t, "a,a,label\n1,2,0\n"), 2, "column 'a' appears twice"),
+    ("data", "csv overflow", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},1e300,{i % 2}\n" for i in range(40))), 2, "column 'b': values too large to standardise"),
+    ("data", "csv float32 overflow", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i}e39,{i % 2}\n" for i in range(40)), standardize="false"), 2, "value is too large for float32"),
+    ("data", "csv wrong feature count for checkpoint", lambda w, t: ["eval", str(w.last), "--data-path", str(w.table)], 2, "expected a folder of IDX files"),
+    # checkpoints, on every load path
+    ("checkpoint", "eval missing", eval_of(lambda w, t: t / "none.npz"), 2, "none.npz: no such file"),
+    ("checkpoint", "eval a directory", eval_of(lambda w, t: t), 2, "not a file"),
+    ("checkpoint", "eval not a zip", eval_of(lambda w, t: csv_file(t, "hello")), 2, "not a readable .npz/zip archive"),
+    ("checkpoint", "eval empty zip", eval_of(lambda w, t: raw_npz(t, {})), 2, "no __nncli__ member"),
+    ("checkpoint", "eval truncated", eval_of(lambda w, t: bytes_file(t, "cut.npz", w.last.read_bytes()[:3000])), 2, "cut.npz:"),
+    ("checkpoint", "eval bit flip", eval_of(lambda w, t: bytes_file(t, "flip.npz", _flip(w.last.read_bytes()))), 2, "corrupt"),
+    ("checkpoint", "eval unknown member", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(), "evil/x.npy": npy([1.0])})), 2, "unexpected member 'evil/x.npy'"),
+    ("checkpoint", "eval non-npy member", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(), "param/x.py": b"import os"})), 2, "unexpected member 'param/x.py'"),
+    ("checkpoint", "eval duplicate member", eval_of(lambda w, t: _duplicate(t)), 2, "appears twice"),
+    ("checkpoint", "eval object array", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(), "param/0.dense/W.npy": npy(np.array([{}], object))})), 2, "only plain numeric arrays are allowed"),
+    ("checkpoint", "eval structured array", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(), "param/0.dense/W.npy": npy(np.zeros(2, "i4,f4"))})), 2, "only plain numeric arrays are allowed"),
+    ("checkpoint", "eval big-endian", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(), "param/0.dense/W.npy": npy(np.zeros(2, ">f4"))})), 2, "is big-endian"),
+    ("checkpoint", "eval complex", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(), "param/0.dense/W.npy": npy(np.zeros(2, complex))})), 2, "dtype complex128"),
+    ("checkpoint", "eval header lies", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(), "param/0.dense/W.npy": npy(np.zeros((4, 4), np.float32))[:-16]})), 2, "param/0.dense/W: expected 64 bytes of data, found 48"),
+    ("checkpoint", "eval zip bomb", eval_of(lambda w, t: _bomb(t)), 2, "refusing a zip bomb"),
+    ("checkpoint", "eval meta not json", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": npy(np.array("{oops"))})), 2, "__nncli__ is not valid JSON"),
+    ("checkpoint", "eval meta not text", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": npy(np.zeros(3))})), 2, "__nncli__ has dtype float64; expected text"),
+    ("checkpoint", "eval wrong format", eval_of(lambda w, t: checkpoint_copy(w, t, change_meta=set_meta("config", {}))), 2, "embedded config is invalid"),
+    ("checkpoint", "eval future version", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(version=7)})), 2, "format version 7 is newer than this nncli reads"),
+    ("checkpoint", "eval other format", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(format="keras")})), 2, "format is 'keras', not 'nncli-checkpoint'"),
+    ("checkpoint", "eval bad input shape", eval_of(lambda w, t: checkpoint_copy(w, t, change_meta=set_meta("input_shape", [-1]))), 2, "input_shape [-1] is not a list of positive integers"),
+    ("checkpoint", "eval unknown component", eval_of(lambda w, t: checkpoint_copy(w, t, change_meta=lambda m: m["config"]["model"]["layers"][1].update(type="os.system"))), 2, "unknown layer 'os.system'"),
+    ("checkpoint", "eval shape mismatch", eval_of(lambda w, t: checkpoint_copy(w, t, change_meta=lambda m: m["config"]["model"]["layers"][1].update(units=9))), 2, "param/1.dense/W has shape (64, 8), the config's model needs (64, 9)"),
+    ("checkpoint", "eval missing weights", eval_of(lambda w, t: checkpoint_copy(w, t, change_arrays=lambda a: a.pop("param/2.dense/b"))), 2, "missing param/2.dense/b"),
+    ("checkpoint", "eval nan weights", eval_of(lambda w, t: checkpoint_copy(w, t, change_arrays=lambda a: a["param/1.dense/W"].__setitem__((0, 0), np.nan))), 2, "param/1.dense/W holds non-finite values"),
+    ("checkpoint", "eval integer weights", eval_of(lambda w, t: checkpoint_copy(w, t, change_arrays=lambda a: a.update({"param/2.dense/b": np.zeros(3, np.int32)}))), 2, "has dtype int32, expected floats"),
+    ("checkpoint", "resume bad order", resume_of(lambda w, t: checkpoint_copy(w, t, change_meta=lambda m: m["train_state"].update(batch=2), change_arrays=lambda a: a.update({"train/order": np.zeros(5, np.int64)}))), 2, "cannot resume from it: the epoch's sample order is not a permutation"),
+    ("checkpoint", "resume nan optimizer state", resume_of(lambda w, t: checkpoint_copy(w, t, change_arrays=lambda a: a["optim/m"].__setitem__(0, np.inf))), 2, "cannot resume from it: optim/m must be finite"),
+    ("checkpoint", "resume bad rng", resume_of(lambda w, t: checkpoint_copy(w, t, change_meta=lambda m: m["rng"].update(shuffle={"bit_generator": "MT19937"}))), 2, "random generator state is not a PCG64 state"),
+    ("checkpoint", "resume history mismatch", resume_of(lambda w, t: checkpoint_copy(w, t, change_meta=lambda m: m["train_state"]["history"].pop())), 2, "cannot resume from it: history has 1 rows for epoch 2"),
+    ("checkpoint", "resume missing state", resume_of(lambda w, t: checkpoint_copy(w, t, change_meta=lambda m: m.pop("rng"))), 2, "cannot resume from it: missing 'rng'"),
+    ("checkpoint", "resume zip bomb", resume_of(lambda w, t: _bomb(t)), 2, "refusing a zip bomb"),
+    ("checkpoint", "weights truncated", weights_of(lambda w, t: bytes_file(t, "cut.npz", w.last.read_bytes()[:-100])), 2, "cut.npz:"),
+    ("checkpoint", "weights wrong architecture", lambda w, t: ["train", str(w.config_path), "--weights", str(w.last), "--set", "model.layers.1.units=5", "--out", str(t / "new")], 2, "has shape (64, 8), the config's model needs (64, 5)"),
+    ("checkpoint", "weights nan", weights_of(lambda w, t: checkpoint_copy(w, t, change_arrays=lambda a: a["param/2.dense/W"].__setitem__((0, 0), np.inf))), 2, "holds non-finite values"),
+    ("checkpoint", "weights from other data", lambda w, t: ["train", str(w.csv_config_path), "--weights", str(w.last), "--out", str(t / "new")], 2, "trained on inputs of shape (8, 8, 1), this data has (3,)"),
+    ("checkpoint", "ensemble of different splits", lambda w, t: ["eval", str(w.last), str(checkpoint_copy(w, t, change_meta=lambda m: m["config"].update(seed=5))), "--split", "val"], 2, "an ensemble needs the same split"),
+    # filesystem
+    ("filesystem", "out under a file", lambda w, t: ["train", str(w.config_path), "--out", str(w.table / "run")], 2, "cannot write"),
+    ("filesystem", "eval data moved", lambda w, t: ["eval", str(w.last), "--data-path", str(t / "gone")], 2, "gone: no such folder"),
+    ("filesystem", "plot missing run", lambda w, t: ["plot", str(t / "none")], 2, "none: no such run folder or history.csv"),
+    ("filesystem", "plot not a history", lambda w, t: ["plot", str(w.table)], 2, "not an nncli history.csv"),
+    # numerical
+    ("numerical", "diverging learning rate", lambda w, t: ["train", str(w.config_path), "--set", "optimizer={type: sgd, learning_rate: 1e30}", "--out", str(t / "boom")], 1, "training diverged at epoch 1, batch"),
+    ("numerical", "diverging with momentum", lambda w, t: ["train", str(w.config_path), "--set", "optimizer={type: momentum, learning_rate: 1e25}", "--out", str(t / "boom")], 1, "training diverged at epoch 1"),
+    ("numerical", "diverging full batch", lambda w, t: ["train", str(w.csv_config_path), "--set", "optimizer.learning_rate=1e300", "--out", str(t / "boom")], 1, "training diverged at epoch"),
+]
+
+
+def _flip(data: bytes) -> bytes:
+    flipped = bytearray(data)
+    flipped[data.index(b"param/1.dense/W.npy") + 300] ^= 0xFF
+    return bytes(flipped)
+
+
+def _duplicate(tmp: Path) -> Path:
+    path = tmp / "dup.npz"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("__nncli__.npy", meta_member())
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            z.writestr("__nncli__.npy", meta_member())
+    return path
+
+
+def _bomb(tmp: Path) -> Path:
+    path = tmp / "bomb.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("__nncli__.npy", meta_member())
+        z.writestr("param/0.dense/W.npy", npy(np.zeros(5_000_000, np.float32)))
+    return path
+
+
+@pytest.mark.parametrize("group,name,build,status,fragment", CASES, ids=[f"{c[0]}: {c[1]}" for c in CASES])
+def test_bad_input_and_faults(world, tmp_path, monkeypatch, group, name, build, status, fragment):
+    monkeypatch.chdir(world.root)
+    scratch = tmp_path / "case"
+    scratch.mkdir()
+    args = build(world, scratch)
+    before = snapshot(world.root, scratch)
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == status, f"{args}\n{result.output}"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) >= 1 and lines[-1].startswith("error: "), result.stderr
+    assert fragment in lines[-1], lines[-1]
+    assert "Traceback" not in result.output
+    if status == 2:
+        assert len(lines) == 1, result.stderr
+    assert snapshot(world.root, scratch) == before, "a failed run changed files that existed before it"
+    assert not (world.root / "runs").exists()
+
+
+def test_the_table_is_large_and_covers_every_group():
+    groups = {c[0] for c in CASES}
+    assert len(CASES) >= 80 and {"config", "override", "data", "checkpoint", "filesystem", "numerical"} <= groups
+
+
+# -- faults that need the process's environment changed -------------------------------------
+@pytest.mark.parametrize("code,reason", [(errno.ENOSPC, "no space left on device"), (errno.EROFS, "read-only file system")])
+def test_a_full_or_read_only_disk_keeps_the_last_good_checkpoint(world, tmp_path, monkeypatch, code, reason):
+    run = nncli.train(world.config, out=tmp_path / "run")
+    good = run.final_checkpoint.read_bytes()
+    real_replace = os.replace
+
+    def failing_replace(src, dst):
+        if str(dst).endswith("last.npz"):
+            raise OSError(code, os.strerror(code))
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    config = write_config(tmp_path / "longer.yaml", {**world.config, "training": {**world.config["training"], "epochs": 4}})
+    result = CliRunner().invoke(app, ["train", str(config), "--resume", str(run.final_checkpoint)])
+    assert result.exit_code == 1
+    assert result.stderr.strip() == f"error: {run.final_checkpoint}: cannot write ({reason}); the previous version is intact"
+    assert run.final_checkpoint.read_bytes() == good
+    assert not list(run.final_checkpoint.parent.glob("*.tmp"))
+    read_checkpoint(run.final_checkpoint)
+
+
+def test_divergence_after_a_good_epoch_keeps_that_checkpoint(world, tmp_path):
+    from nncli.training import Callback
+
+    class PoisonAfterFirstEpoch(Callback):
+        def on_epoch_end(self, trainer, row):
+            trainer.model.theta[:] = 1e30  # the next step's loss overflows
+
+    config = {**world.config, "training": {**world.config["training"], "epochs": 3}}
+    with pytest.raises(nncli.NncliError) as err:
+        nncli.train(config, out=tmp_path / "run", callbacks=[PoisonAfterFirstEpoch()])
+    assert err.value.exit_code == 1
+    message = str(err.value)
+    assert "training diverged at epoch 2, batch 1" in message
+    assert f"the last good checkpoint is {tmp_path / 'run' / 'checkpoints' / 'last.npz'}" in message
+    assert read_checkpoint(tmp_path / "run" / "checkpoints" / "last.npz").meta["epoch"] == 1

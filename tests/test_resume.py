@@ -1,0 +1,163 @@
+"""Exact resume: interrupted anywhere (in-process or by a real signal), a resumed run matches an uninterrupted one bit for bit."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from helpers import make_digits, mlp_config, write_config
+
+import nncli
+from nncli.checkpoint import read_checkpoint
+from nncli.errors import TrainingInterrupted
+from nncli.training import Callback
+
+
+class InterruptAt(Callback):
+    """Raise a stop request, as a signal handler would, after the given update."""
+
+    def __init__(self, step: int, signum=signal.SIGINT):
+        self.step, self.signum = step, signum
+
+    def on_batch_end(self, trainer):
+        if trainer.state.step == self.step:
+            trainer.stop._handle(self.signum, None)
+
+
+def history(run_dir):
+    lines = (run_dir / "history.csv").read_text().splitlines()
+    return [",".join(line.split(",")[:-1]) for line in lines]  # drop `seconds`
+
+
+def params(checkpoint):
+    arrays = read_checkpoint(checkpoint).arrays
+    return {k: v for k, v in arrays.items() if k.startswith(("param/", "state/", "optim/"))}
+
+
+def assert_same_run(a, b):
+    assert history(a.run_dir) == history(b.run_dir)
+    pa, pb = params(a.final_checkpoint), params(b.final_checkpoint)
+    assert pa.keys() == pb.keys()
+    for key in pa:
+        np.testing.assert_array_equal(pa[key], pb[key], err_msg=key)
+
+
+def minibatch_config(digits, epochs=3):
+    """Mini-batch Adam with a schedule, augmentation and early stopping: every kind of state a run keeps."""
+    config = mlp_config(digits, epochs=epochs, batch_size=20,
+                        schedule={"type": "warmup", "epochs": 1, "then": {"type": "reduce_on_plateau", "patience": 1}},
+                        early_stopping={"patience": 5})
+    config["data"]["augment"] = {"shift": 1.0, "rotation": 5}
+    return config
+
+
+def interrupted_then_resumed(config, tmp_path, steps, signum=signal.SIGINT):
+    """Run, stopping after each of `steps` in turn and resuming from last.npz, until done."""
+    out = tmp_path / "resumed"
+    resume = None
+    for step in steps:
+        with pytest.raises(TrainingInterrupted) as err:
+            nncli.train(config, out=None if resume else out, resume=resume, callbacks=[InterruptAt(step, signum)])
+        assert err.value.exit_code == 128 + signum
+        resume = err.value.checkpoint
+        assert "--resume" in str(err.value) and resume in str(err.value)
+    return nncli.train(config, resume=resume)
+
+
+@pytest.mark.parametrize("steps", [[3], [10], [7, 15], [1, 2, 25]], ids=["mid-epoch", "epoch-boundary", "twice", "three-times"])
+def test_minibatch_resume_is_bitwise_identical(tmp_path, digits, steps):
+    config = minibatch_config(digits)  # 192 training samples / 20 = 10 batches per epoch
+    straight = nncli.train(config, out=tmp_path / "straight")
+    assert straight.state.step == 30
+    assert_same_run(straight, interrupted_then_resumed(config, tmp_path, steps))
+
+
+def test_sigterm_exit_code(tmp_path, digits):
+    config = minibatch_config(digits)
+    with pytest.raises(TrainingInterrupted) as err:
+        nncli.train(config, out=tmp_path / "r", callbacks=[InterruptAt(4, signal.SIGTERM)])
+    assert err.value.exit_code == 143 and "SIGTERM" in str(err.value)
+
+
+def test_full_batch_resume_is_bitwise_identical(tmp_path, digits):
+    config = mlp_config(digits, epochs=6)
+    config["optimizer"] = {"type": "gd", "learning_rate": 0.5}
+    straight = nncli.train(config, out=tmp_path / "straight")
+    assert_same_run(straight, interrupted_then_resumed(config, tmp_path, [2, 4]))
+
+
+def test_resume_can_extend_a_finished_run(tmp_path, digits):
+    config = mlp_config(digits, epochs=4)
+    straight = nncli.train(config, out=tmp_path / "straight")
+    short = nncli.train(mlp_config(digits, epochs=2), out=tmp_path / "short")
+    assert_same_run(straight, nncli.train(config, resume=short.final_checkpoint))
+
+
+# -- real signals to a real process -------------------------------------------------
+def _start(config_path, out, *extra):
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen(
+        [sys.executable, "-m", "nncli", "train", str(config_path), "--out", str(out), "--quiet", *extra],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+
+
+def _wait_for_epochs(out, count, proc, timeout=60):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        path = out / "history.csv"
+        if path.exists() and len(path.read_text().splitlines()) > count:
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended early: {proc.communicate()}")
+        time.sleep(0.02)
+    raise AssertionError("training did not progress")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_signal_to_a_training_process_saves_and_resumes_exactly(tmp_path, signum):
+    data = make_digits(tmp_path / "data", n_train=1500, n_test=50)
+    config = mlp_config(data, epochs=400, batch_size=8, schedule={"type": "step", "step_size": 2, "gamma": 0.7})
+    config["data"]["augment"] = {"shift": 1.0}
+    path = write_config(tmp_path / "c.yaml", config)
+    out = tmp_path / "run"
+    proc = _start(path, out)
+    _wait_for_epochs(out, 1, proc)
+    time.sleep(0.05)  # somewhere inside an epoch, most likely
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 128 + signum, stderr
+    message = stderr.strip().splitlines()[-1]
+    assert message.startswith("error: interrupted by") and "--resume" in message and "Traceback" not in stderr
+    checkpoint = out / "checkpoints" / "last.npz"
+    state = read_checkpoint(checkpoint).meta["train_state"]
+    stop_epoch = state["epoch"] + 2
+    # finish a couple of epochs past the interruption and compare with a straight run of that length
+    resumed = subprocess.run(
+        [sys.executable, "-m", "nncli", "train", str(path), "--resume", str(checkpoint), "-q", "--set", f"training.epochs={stop_epoch}"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    config["training"]["epochs"] = stop_epoch
+    straight = nncli.train(config, out=tmp_path / "straight")
+    assert history(out) == history(straight.run_dir)
+    for key, value in params(straight.final_checkpoint).items():
+        np.testing.assert_array_equal(value, params(checkpoint)[key], err_msg=key)
+
+
+def test_a_second_ctrl_c_during_the_save_does_not_corrupt_it(tmp_path):
+    data = make_digits(tmp_path / "data", n_train=1500, n_test=50)
+    path = write_config(tmp_path / "c.yaml", mlp_config(data, epochs=400, batch_size=8))
+    out = tmp_path / "run"
+    proc = _start(path, out)
+    _wait_for_epochs(out, 1, proc)
+    for _ in range(5):  # a burst of Ctrl-C
+        proc.send_signal(signal.SIGINT)
+        time.sleep(0.002)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    read_checkpoint(out / "checkpoints" / "last.npz")  # loads and verifies
+    assert not list((out / "checkpoints").glob("*.tmp"))

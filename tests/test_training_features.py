@@ -1,0 +1,159 @@
+"""Trainer features: schedules in history, early stopping, clipping, augmentation, gradient views, seeds, plots."""
+
+import csv
+
+import numpy as np
+import pytest
+from helpers import mlp_config
+from typer.testing import CliRunner
+
+import nncli
+from nncli.checkpoint import read_checkpoint
+from nncli.cli import app
+from nncli.data.augment import Augment
+from nncli.errors import ConfigError
+
+
+def rows(run_dir, name="history.csv"):
+    with open(run_dir / name, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_history_records_the_scheduled_rate(tmp_path, digits):
+    config = mlp_config(digits, epochs=4, schedule={"type": "step", "step_size": 2, "gamma": 0.5})
+    run = nncli.train(config, out=tmp_path / "r").run_dir
+    assert [float(r["learning_rate"]) for r in rows(run)] == [0.01, 0.01, 0.005, 0.005]
+
+
+def test_the_scheduled_rate_is_the_one_used(tmp_path, digits):
+    # a schedule that zeroes the rate after epoch 1 must freeze the weights
+    config = mlp_config(digits, epochs=3, schedule={"type": "step", "step_size": 1, "gamma": 1e-30})
+    config["optimizer"] = {"type": "sgd", "learning_rate": 0.1}
+    one = nncli.train({**config, "training": {**config["training"], "epochs": 2}}, out=tmp_path / "a")
+    three = nncli.train(config, out=tmp_path / "b")
+    a = read_checkpoint(one.final_checkpoint).arrays["param/1.dense/W"]
+    b = read_checkpoint(three.final_checkpoint).arrays["param/1.dense/W"]
+    np.testing.assert_allclose(a, b, atol=1e-6)
+
+
+def test_early_stopping_restores_and_saves_the_best_weights(tmp_path, digits):
+    config = mlp_config(digits, epochs=30, early_stopping={"monitor": "val_loss", "patience": 2})
+    config["optimizer"]["learning_rate"] = 0.05
+    result = nncli.train(config, out=tmp_path / "r")
+    s = result.state
+    assert s.stop_reason.startswith("early stopping: val_loss did not improve for 2 epochs")
+    history = rows(result.run_dir)
+    assert len(history) == s.monitor_epoch + 2 < 30
+    best = min(history, key=lambda r: float(r["val_loss"]))
+    assert int(best["epoch"]) == s.monitor_epoch == s.best_epoch
+    report = nncli.evaluate([result.final_checkpoint], split="val")
+    assert report.models[0].evaluation.loss == pytest.approx(float(best["val_loss"]), rel=1e-6)
+
+
+def test_early_stopping_on_validation_needs_validation_data(tmp_path, digits):
+    config = mlp_config(digits, early_stopping={"patience": 2})
+    config["data"]["validation_split"] = 0.0
+    with pytest.raises(ConfigError, match="training.early_stopping.monitor: val_loss needs validation data"):
+        nncli.train(config, out=tmp_path / "r")
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize("clip", [{"clip_norm": 1e-3}, {"clip_value": 1e-5}])
+def test_clipping_bounds_the_update(tmp_path, digits, clip):
+    config = mlp_config(digits, epochs=1, dtype="float64", **clip)
+    config["optimizer"] = {"type": "sgd", "learning_rate": 1.0}
+    # the same run with a vanishing rate leaves the initial weights
+    start = nncli.train({**config, "optimizer": {"type": "sgd", "learning_rate": 1e-300}}, out=tmp_path / "s")
+    run = nncli.train(config, out=tmp_path / "r")
+    before = read_checkpoint(start.final_checkpoint).arrays
+    after = read_checkpoint(run.final_checkpoint).arrays
+    theta0 = np.concatenate([before[k].ravel() for k in sorted(before) if k.startswith("param/")])
+    theta1 = np.concatenate([after[k].ravel() for k in sorted(after) if k.startswith("param/")])
+    steps = run.state.step
+    if "clip_norm" in clip:
+        assert np.linalg.norm(theta1 - theta0) <= steps * 1e-3 * (1 + 1e-9)
+    else:
+        assert np.abs(theta1 - theta0).max() <= steps * 1e-5 * (1 + 1e-9)
+    assert np.abs(theta1 - theta0).max() > 0
+
+
+def test_augmentation_is_vectorised_seeded_and_exact_for_integer_shifts():
+    x = np.zeros((3, 7, 7, 1), np.float32)
+    x[:, 3, 3, 0] = 1.0
+    aug = Augment(crop_padding=2)
+    a = aug(x, np.random.default_rng(0))
+    b = aug(x, np.random.default_rng(0))
+    np.testing.assert_array_equal(a, b)
+    assert a.dtype == np.float32 and a.shape == x.shape
+    for img in a[..., 0]:  # an integer shift moves the dot without blurring it
+        assert img.sum() == pytest.approx(1.0) and img.max() == pytest.approx(1.0)
+    flipped = Augment(flip_horizontal=True)(np.arange(4, dtype=np.float32).reshape(1, 1, 4, 1).repeat(64, 0), np.random.default_rng(1))
+    assert {tuple(r) for r in flipped[:, 0, :, 0]} == {(0, 1, 2, 3), (3, 2, 1, 0)}
+    assert not Augment().active
+
+
+def test_rotation_keeps_the_centre_and_mass():
+    x = np.zeros((50, 9, 9, 1))
+    x[:, 4, 2:7, 0] = 1.0  # a horizontal bar through the centre
+    out = Augment(rotation=90)(x, np.random.default_rng(0))
+    np.testing.assert_allclose(out[:, 4, 4, 0], 1.0, atol=1e-9)
+    assert out.sum(axis=(1, 2, 3)) == pytest.approx(np.full(50, 5.0), rel=0.35)
+
+
+def test_augmented_training_changes_the_batches_but_not_evaluation(tmp_path, digits):
+    plain = nncli.train(mlp_config(digits, epochs=1), out=tmp_path / "p")
+    config = mlp_config(digits, epochs=1)
+    config["data"]["augment"] = {"shift": 1.0, "rotation": 10}
+    aug = nncli.train(config, out=tmp_path / "a")
+    assert plain.history[0]["train_loss"] != aug.history[0]["train_loss"]
+    again = nncli.train(config, out=tmp_path / "b")
+    assert aug.history[0]["train_loss"] == again.history[0]["train_loss"]
+
+
+def test_gradient_log_writes_rows_per_layer_and_epoch(tmp_path, digits):
+    config = mlp_config(digits, epochs=2, log_gradients=True)
+    run = nncli.train(config, out=tmp_path / "r").run_dir
+    grad_rows = rows(run, "gradients.csv")
+    assert [(r["epoch"], r["layer"]) for r in grad_rows] == [("1", "1.dense"), ("1", "2.dense"), ("2", "1.dense"), ("2", "2.dense")]
+    assert all(float(r["grad_norm"]) > 0 for r in grad_rows)
+    assert 0 < float(grad_rows[0]["zero_fraction"]) < 1  # relu: some exact zeros
+    assert grad_rows[1]["zero_fraction"] == ""  # logits layer has no activation
+    assert (run / "gradients.png").stat().st_size > 1000
+
+
+def test_deep_sigmoid_gradients_vanish_compared_with_relu(tmp_path, digits):
+    def first_layer_norm(activation):
+        config = mlp_config(digits, epochs=1, log_gradients=True)
+        config["model"]["layers"] = [{"type": "flatten"}] + [
+            {"type": "dense", "units": 16, "activation": activation} for _ in range(6)
+        ] + [{"type": "dense", "units": 3}]
+        config["optimizer"] = {"type": "sgd", "learning_rate": 0.01}
+        run = nncli.train(config, out=tmp_path / activation).run_dir
+        return float(rows(run, "gradients.csv")[0]["grad_norm"])
+
+    assert first_layer_norm("sigmoid") < first_layer_norm("relu") / 100
+
+
+def test_seeds_train_copies_for_an_ensemble(tmp_path, mlp_yaml):
+    result = CliRunner().invoke(app, ["train", str(mlp_yaml), "--seeds", "3", "--out", str(tmp_path / "ens"), "-q"])
+    assert result.exit_code == 0, result.output
+    paths = result.stdout.strip().splitlines()[-3:]
+    assert paths == [str(tmp_path / "ens" / f"seed-{s}" / "checkpoints" / "last.npz") for s in range(3)]
+    assert "nncli eval" in result.stderr
+    report = nncli.evaluate(paths)
+    assert report.ensemble is not None and len(report.models) == 3
+    seeds = [read_checkpoint(p).config["seed"] for p in paths]
+    assert seeds == [0, 1, 2]
+
+
+def test_plot_overlays_runs_and_never_overwrites(tmp_path, digits):
+    a = nncli.train(mlp_config(digits, epochs=2), out=tmp_path / "a").run_dir
+    b = nncli.train(mlp_config(digits, epochs=2), out=tmp_path / "b").run_dir
+    runner = CliRunner()
+    first = runner.invoke(app, ["plot", str(a), str(b), "--out", str(tmp_path / "cmp.png")])
+    second = runner.invoke(app, ["plot", str(a), "--out", str(tmp_path / "cmp.png")])
+    assert first.exit_code == 0 and second.exit_code == 0, first.output + second.output
+    assert first.stdout.strip() == str(tmp_path / "cmp.png")
+    assert second.stdout.strip() == str(tmp_path / "cmp-2.png")
+    bad = runner.invoke(app, ["plot", str(tmp_path / "nothing")])
+    assert bad.exit_code == 2 and bad.stderr.startswith("error:")
