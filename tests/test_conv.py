@@ -340,3 +340,16 @@ def test_mnist_cnn_reaches_99_percent_test_accuracy_in_5_epochs(tmp_path):
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.splitlines()[0])
     assert report["n"] == 10_000 and report["accuracy"] >= 0.99, report["accuracy"]
+
+
+def test_activation_statistics_see_the_relu_the_pool_applies():
+    from nncli.diagnostics import activation_statistics
+
+    fused = Sequential.from_specs(FUSED, (9, 8, 2), np.float64)
+    plain = Sequential.from_specs(UNFUSED, (9, 8, 2), np.float64)
+    fused.initialize(np.random.default_rng(0))
+    plain.theta[...] = fused.theta
+    x = np.random.default_rng(1).normal(size=(6, 9, 8, 2))
+    mine, theirs = activation_statistics(fused, x), activation_statistics(plain, x)
+    assert mine[0] == theirs[1] and mine[2] == theirs[4]  # conv0's ReLU is layer 1 of the unfused stack
+    assert 0.2 < mine[0][0] < 0.8  # a real fraction of ReLU zeros, not the pre-activation's
