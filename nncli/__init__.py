@@ -9,7 +9,7 @@ The Python API mirrors the commands:
 
 __version__ = "0.1.0"
 
-from .api import components, evaluate, summarize, train  # noqa: E402
+from .api import compare_optimizers, components, evaluate, summarize, train  # noqa: E402
 from .checkpoint import read_checkpoint  # noqa: E402
 from .errors import NncliError  # noqa: E402
 from .experiment import load_experiment  # noqa: E402
@@ -19,6 +19,7 @@ __all__ = [
     "NncliError",
     "Sequential",
     "__version__",
+    "compare_optimizers",
     "components",
     "evaluate",
     "load_experiment",

@@ -5,6 +5,7 @@ The CLI is a thin layer over these; they are equally usable from Python:
     import nncli
     result = nncli.train("configs/pima_logistic.yaml", overrides=["training.epochs=5"])
     report = nncli.evaluate([result.final_checkpoint])
+    comparison = nncli.compare_optimizers("configs/pima.yaml", seeds=5)
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import Checkpoint, read_checkpoint
+from .compare import CURVE_COLUMNS, RUN_COLUMNS, SUMMARY_COLUMNS, Comparison, OptimizerSummary, csv_text, curve_rows, json_rows
+from .compare import compare as run_comparison
+from .config import dump_yaml
 from .data import DATA_SOURCES, Dataset
 from .diagnostics import GradientLog
 from .errors import CheckpointError, ConfigError, DataError, DivergedError, TrainingInterrupted
 from .experiment import SECTIONS, Experiment, load_experiment
-from .files import new_run_folder
+from .files import atomic_write_text, new_run_folder
 from .initializers import INITIALIZERS
 from .layers import ACTIVATIONS, LAYERS
 from .losses import LOSSES
@@ -101,6 +105,7 @@ def train(
     if resume is not None and weights is not None:
         raise ConfigError("use --resume (continue a run) or --weights (new run from its weights), not both", location="train")
     experiment = load_experiment(config, overrides, seed)
+    experiment.check_optimizer_sizes([(experiment.optimizer_spec, ("optimizer",))])  # before any data is read
     resumed = read_checkpoint(resume) if resume is not None else None
     if resumed is not None:
         _check_resumable(experiment, resumed)
@@ -217,6 +222,63 @@ def plot_runs(runs: Sequence[str | Path], out: str | Path = "plot.png") -> Path:
         n += 1
     plot_history(histories, [Path(r).name if Path(r).is_dir() else Path(r).parent.name for r in runs], target)
     return target
+
+
+# -- compare-optimizers ----------------------------------------------------------
+@dataclass
+class ComparisonResult:
+    out_dir: Path
+    comparison: Comparison
+    experiment: Experiment
+
+    @property
+    def rows(self) -> list[OptimizerSummary]:
+        return self.comparison.rows
+
+    def to_json(self) -> list[dict]:
+        """summary.csv's rows, one JSON object per optimizer (the `--json` output)."""
+        return json_rows(self.comparison.rows)
+
+
+def compare_optimizers(
+    config: str | Path | dict,
+    overrides: Sequence[str] = (),
+    out: str | Path | None = None,
+    seeds: int = 1,
+    on_run_end=None,
+) -> ComparisonResult:
+    """Run every optimizer in the config's compare: section from the same initial weights; write the results.
+
+    With seeds = N, everything is repeated for seeds seed, seed+1, ..., seed+N-1
+    (each a new data split and initialisation) and the summary holds means and
+    standard deviations. Files in the out folder (default runs/<name>-compare,
+    never an earlier one): summary.csv, runs.csv (one row per optimizer and
+    seed), curves.csv, curves.png and config.yaml (the resolved config).
+    `on_run_end(run)` is called after each optimizer run.
+    """
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"must be a positive integer, got {seeds!r}", location="--seeds")
+    experiment = load_experiment(config, overrides)
+    if experiment.compare is None:
+        raise ConfigError(
+            "missing: add a compare: section listing the optimizers, e.g. compare: {optimizers: [{type: gd}, {type: newton}]}",
+            ("compare",),
+            experiment.doc.locate(("compare",)),
+        )
+    plan = experiment.compare.runs()
+    experiment.check_optimizer_sizes([(spec, path) for _, spec, path in plan])  # before any data is read
+    comparison = run_comparison(experiment, [experiment.seed + i for i in range(seeds)], on_run_end)
+
+    out_dir = new_run_folder(out if out is not None else Path("runs") / f"{experiment.name}-compare")
+    atomic_write_text(out_dir / "config.yaml", dump_yaml(experiment.resolved()))
+    atomic_write_text(out_dir / "summary.csv", csv_text(SUMMARY_COLUMNS, [r.row() for r in comparison.rows]))
+    atomic_write_text(out_dir / "runs.csv", csv_text(RUN_COLUMNS, [r.row() for r in comparison.runs]))
+    atomic_write_text(out_dir / "curves.csv", csv_text(CURVE_COLUMNS, curve_rows(comparison.runs)))
+    from .plots import plot_curves
+
+    title = f"{experiment.name}: {comparison.num_params} parameters, {comparison.n_train} training rows"
+    plot_curves(comparison.runs, out_dir / "curves.png", title)
+    return ComparisonResult(out_dir, comparison, experiment)
 
 
 # -- eval ----------------------------------------------------------------------

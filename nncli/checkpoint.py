@@ -126,8 +126,10 @@ def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) ->
                 shape, fortran, dtype = np.lib.format.read_array_header_2_0(f, max_header_size=10_000)
             else:
                 raise ValueError(f"npy version {version}")
-        except (ValueError, OSError, SyntaxError, EOFError) as exc:
-            raise _fail(path, f"member {name} is not a valid .npy array ({exc})") from None
+        except zipfile.BadZipFile as exc:
+            raise _fail(path, f"member {name} is corrupt ({exc})") from None
+        except Exception as exc:  # numpy's header parser raises ValueError, SyntaxError, TokenError, ...
+            raise _fail(path, f"member {name} is not a valid .npy array ({type(exc).__name__})") from None
         key = name[: -len(".npy")]
         if dtype.hasobject or dtype.fields is not None or dtype.subdtype is not None:
             raise _fail(path, f"{key} has a {dtype} dtype; only plain numeric arrays are allowed")

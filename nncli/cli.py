@@ -87,6 +87,25 @@ def eval_(
         console.stdout.print(table)
 
 
+@app.command("compare-optimizers")
+def compare_optimizers(
+    config: Path = typer.Argument(..., help="YAML experiment config with a compare: section."),
+    set_: Optional[list[str]] = SetOption,
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default runs/<name>-compare; never overwritten)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary rows as one JSON list instead of tables."),
+    seeds: int = typer.Option(1, "--seeds", help="Repeat over N seeds (splits and initialisations); report mean ± sd."),
+):
+    """Run the config's optimizers from the same initial weights: loss curves, iterations, evaluations, time, accuracy."""
+    with cli_errors():
+        result = api.compare_optimizers(config, set_ or [], out=out, seeds=seeds, on_run_end=console.compare_progress(seeds))
+    if as_json:
+        typer.echo(json.dumps(result.to_json()))
+        return
+    console.stdout.print(console.comparison_table(result))
+    for line in console.comparison_notes(result):
+        console.stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command()
 def plot(
     runs: list[Path] = typer.Argument(..., help="Run folders (or their history.csv files) to overlay."),

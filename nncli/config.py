@@ -22,7 +22,7 @@ import yaml
 from yaml.events import AliasEvent
 
 from .errors import ConfigError, Path_, dotted
-from .registry import did_you_mean
+from .registry import did_you_mean, quoted
 
 MAX_BYTES = 1 << 20  # 1 MiB: a config is a page of text, not a data set
 MAX_DEPTH = 32  # nesting levels
@@ -151,7 +151,7 @@ def _to_python(node: yaml.Node, path: tuple, marks: dict[tuple, str] | None, sou
                     raise ConfigError(f"key {key_node.value!r} must be a string", path)
                 if key in result:
                     where = f"{source}:{key_node.start_mark.line + 1}"
-                    raise ConfigError(f"duplicate key '{key}'", (*path, key), where)
+                    raise ConfigError(f"duplicate key {quoted(key)}", (*path, key), where)
                 if marks is not None:
                     marks[(*path, key)] = f"{source}:{key_node.start_mark.line + 1}"
                 result[key] = _to_python(value_node, (*path, key), marks, source)
@@ -245,7 +245,7 @@ def apply_overrides(doc: Document, overrides: Iterable[str]) -> None:
             last = depth == len(names) - 1
             if isinstance(node, list):
                 if not re.fullmatch(r"-?[0-9]+", name):
-                    raise ConfigError(f"'{name}' is not a list index", parts, origin)
+                    raise ConfigError(f"{quoted(name)} is not a list index", parts, origin)
                 index = int(name)
                 if not -len(node) <= index < len(node):
                     raise ConfigError(f"index {index} is out of range (the list has {len(node)} items)", parts, origin)
@@ -266,11 +266,11 @@ def apply_overrides(doc: Document, overrides: Iterable[str]) -> None:
                 else:
                     if parts == [name] and name not in TOP_LEVEL_KEYS:
                         hint = did_you_mean(name, TOP_LEVEL_KEYS)
-                        raise ConfigError(f"unknown section '{name}'.{hint}", parts, origin)
+                        raise ConfigError(f"unknown section {quoted(name)}.{hint}", parts, origin)
                     node[name] = {}
                     node = node[name]
             else:
-                raise ConfigError(f"cannot set '{name}' inside a {type(node).__name__}", parts, origin)
+                raise ConfigError(f"cannot set {quoted(name)} inside a {type(node).__name__}", parts, origin)
         prefix = tuple(parts)
         for mark in [m for m in doc.marks if m[: len(prefix)] == prefix]:
             del doc.marks[mark]

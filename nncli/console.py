@@ -13,7 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .api import EvalReport, ModelSummary, TrainResult
+from .api import ComparisonResult, EvalReport, ModelSummary, TrainResult
+from .compare import RunResult
 from .registry import REQUIRED, ComponentInfo
 from .training import Callback, Trainer
 
@@ -212,3 +213,103 @@ def _yaml_value(value) -> str:
     if isinstance(value, bool):
         return "true" if value else "false"
     return str(value)
+
+
+# -- compare-optimizers --------------------------------------------------------------
+STOP_REASONS = {
+    "gradient_tolerance": "max|∇f| ≤ tol",
+    "change_tolerance": "|Δf| ≤ tol",
+    "max_iterations": "iteration budget",
+    "diverged": "diverged",
+}
+
+
+def _stop(reason: str) -> str:
+    parts = [p.strip() for p in reason.split(",")]
+    return ", ".join(
+        " ".join([STOP_REASONS.get(p.split(" ×")[0], p.split(" ×")[0]), *(["×" + p.split(" ×")[1]] if " ×" in p else [])])
+        for p in parts
+    )
+
+
+def compare_progress(seeds: int = 1, console: Console = stderr):
+    """`on_run_end` for api.compare_optimizers: one plain line per finished run, on stderr."""
+
+    def report(run: RunResult) -> None:
+        seed = f"seed {run.seed}  " if seeds > 1 else ""
+        console.print(
+            f"{seed}{run.optimizer:<12} {run.iterations:>6} iterations  loss {run.final_loss:.10f}  "
+            f"{run.seconds:.3f}s  {_stop(run.stop_reason)}",
+            markup=False,
+            highlight=False,
+        )
+
+    return report
+
+
+def _pm(mean, sd, fmt, sd_fmt=None) -> str:
+    if mean is None or (isinstance(mean, float) and math.isnan(mean)):
+        return "-"
+    text = fmt(mean)
+    return text if sd is None else f"{text} ± {(sd_fmt or fmt)(sd)}"
+
+
+def _count(value) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,.1f}"
+
+
+def comparison_table(result: ComparisonResult) -> Table:
+    c = result.comparison
+    seeds = len(c.seeds)
+    title = (
+        f"{c.name}: {c.num_params:,} parameters, {c.n_train} training / {c.n_test} test rows, "
+        f"every optimizer from the same initial weights"
+        + (f"; mean ± sd over {seeds} seeds" if seeds > 1 else "")
+    )
+    table = Table(title=title, title_justify="left")
+    for name in ("optimizer", "final loss", "gap to best", "train acc", "test acc", "iterations", "epochs", "f evals", "g evals", "seconds", "stopped by"):
+        table.add_column(name, justify="left" if name in ("optimizer", "stopped by") else "right")
+    previous = None
+    for row in c.rows:
+        if previous is not None and row.second_order != previous:
+            table.add_section()
+        previous = row.second_order
+        table.add_row(
+            row.optimizer,
+            _pm(row.final_loss, row.final_loss_sd, lambda v: f"{v:.8f}", lambda v: f"{v:.2g}"),
+            f"{c.gap(row.optimizer):.1e}",
+            _pm(row.train_accuracy, row.train_accuracy_sd, _pct),
+            _pm(row.test_accuracy, row.test_accuracy_sd, _pct),
+            _pm(row.iterations, row.iterations_sd, _count),
+            f"{row.epochs:,.1f}",
+            _count(row.function_evaluations),
+            _count(row.gradient_evaluations),
+            _pm(row.seconds, row.seconds_sd, lambda v: f"{v:.3f}"),
+            _stop(row.stop_reason),
+        )
+    return table
+
+
+def comparison_notes(result: ComparisonResult) -> list[str]:
+    """Context printed under the table: baseline, agreement of the second-order methods, what the columns mean."""
+    c = result.comparison
+    notes = []
+    train_acc = [b.train_accuracy for b in c.baselines]
+    test_acc = [b.test_accuracy for b in c.baselines if b.test_accuracy is not None]
+    labels = sorted({str(b.label) for b in c.baselines})
+    test = f", test {_pct(sum(test_acc) / len(test_acc))}" if test_acc else ""
+    notes.append(f"majority-class baseline (always predict {' / '.join(labels)}): train {_pct(sum(train_acc) / len(train_acc))}{test}")
+    spread = c.second_order_spread
+    if spread is not None:
+        names = ", ".join(r.optimizer for r in c.rows if r.second_order)
+        notes.append(f"second-order methods ({names}) agree on the final loss to {spread:.1e}")
+    s = c.settings
+    batch = s.batch_size or result.experiment.training.batch_size
+    notes.append(
+        f"iteration = one full-batch step, or one mini-batch update (batch {batch}); budget {s.max_iterations:,}; "
+        f"gap to best = final loss minus the lowest final loss of any optimizer; f/g evals = objective calls whose "
+        f"loss/gradient the method used (mini-batch calls for mini-batch methods); epochs = data passes they cost; "
+        f"seconds = the method's own work"
+    )
+    notes.append(f"wrote {result.out_dir}/summary.csv, runs.csv, curves.csv, curves.png")
+    return notes

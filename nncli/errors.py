@@ -13,7 +13,7 @@ Path_ = Sequence[str | int]
 
 def dotted(path: Path_) -> str:
     """("model", "layers", 1, "units") -> "model.layers.1.units"."""
-    return ".".join(str(part) for part in path)
+    return ".".join(str(part) if str(part).isprintable() else repr(str(part)) for part in path)
 
 
 class NncliError(Exception):

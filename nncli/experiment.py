@@ -10,6 +10,7 @@ gives the same experiment (resolve(resolve(c)) == resolve(c)).
 
 from __future__ import annotations
 
+import inspect
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,8 +24,8 @@ from .errors import ConfigError
 from .layers import LAYERS
 from .losses import LOSSES, Loss
 from .model import Sequential
-from .optimizers import OPTIMIZERS
-from .registry import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, check_options, to_plain
+from .optimizers import OPTIMIZERS, Minimizer
+from .registry import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, check_options, quoted, to_plain
 from .schedules import Schedule_
 
 
@@ -80,6 +81,86 @@ class TrainingConfig:
     log_gradients: bool = False
 
 
+@dataclass(frozen=True)
+class CompareConfig:
+    """Settings for `nncli compare-optimizers` (the `compare:` section).
+
+    Every optimizer starts from the same initial weights and is judged on the
+    same objective, the training loss over the whole training set. An
+    iteration is one outer iteration of a full-batch method (gd and the
+    minimisers) and one update, i.e. one mini-batch, of the others. After each
+    iteration a run stops on the first of: a non-finite loss (diverged), the
+    gradient rule max|∇f| <= tolerance_grad, the change rule |f_k - f_k+1| <=
+    tolerance_change·max(1, |f_k|) (mini-batch methods: once per epoch, between
+    the losses at epoch ends, as their update-to-update change is noise),
+    max_iterations. A minimiser (newton, bfgs, dfp, lbfgs, cg) applies the
+    rules itself with its own tolerance_grad and tolerance_change options: set
+    in its spec they win, left out they take this section's values.
+
+    Options:
+    optimizers: optimizer specs, {type: NAME, ...options}, each optionally with a label (default: the type)
+    max_iterations: budget per optimizer: outer iterations (full batch) or updates (mini-batch)
+    tolerance_grad: stop when ‖∇f‖∞ over the training set <= this (a minimiser's own setting wins)
+    tolerance_change: stop when the training loss changes by <= this, relative to max(1, loss) (a minimiser's own setting wins)
+    batch_size: samples per update for mini-batch methods; null = training.batch_size
+    """
+
+    optimizers: list
+    max_iterations: PositiveInt = 1000
+    tolerance_grad: NonNegativeFloat = 1e-6
+    tolerance_change: NonNegativeFloat = 1e-9
+    batch_size: PositiveInt | None = None
+
+    def runs(self) -> list[tuple[str, dict, tuple]]:
+        """(label, optimizer spec, key path) per optimizer, in order."""
+        out = []
+        for i, spec in enumerate(self.optimizers):
+            spec = dict(spec)
+            label = spec.pop("label", None) or spec["type"]
+            out.append((label, spec, ("compare", "optimizers", i)))
+        return out
+
+
+_SHARED_TOLERANCES = ("tolerance_grad", "tolerance_change")
+
+
+def _compare_section(raw: dict) -> CompareConfig:
+    """Validate the compare: section; every optimizer spec is built once by the registry (path compare.optimizers.i)."""
+    options = check_options(CompareConfig, raw, ("compare",))
+    if not options["optimizers"]:
+        raise ConfigError("list at least one optimizer, e.g. [{type: gd}, {type: newton}]", ("compare", "optimizers"))
+    specs, labels = [], []
+    for i, spec in enumerate(options["optimizers"]):
+        path = ("compare", "optimizers", i)
+        spec = {"type": spec} if isinstance(spec, str) else spec
+        if not isinstance(spec, dict):
+            raise ConfigError("expected an optimizer name or a mapping with 'type'", path)
+        spec = dict(spec)
+        label = spec.pop("label", None)
+        if label is not None and (not isinstance(label, str) or not label.strip()):
+            raise ConfigError(f"expected a non-empty string, got {label!r}", (*path, "label"))
+        if "type" in spec and isinstance(spec["type"], str) and spec["type"] in OPTIMIZERS:
+            accepted = inspect.signature(OPTIMIZERS.get(spec["type"])).parameters
+            for key in _SHARED_TOLERANCES:  # the section's stopping rule, unless the spec sets its own
+                if key in accepted and key not in spec:
+                    spec[key] = options[key]
+        resolved = OPTIMIZERS.create(spec, path).spec
+        specs.append(resolved)
+        labels.append(label)
+    # duplicates without labels get a number: adam, adam-2, ...
+    taken: dict[str, int] = {}
+    out = []
+    for label, spec, i in zip(labels, specs, range(len(specs))):
+        name = label or spec["type"]
+        taken[name] = taken.get(name, 0) + 1
+        if taken[name] > 1:
+            if label is not None:
+                raise ConfigError(f"label '{label}' is used twice; labels name the rows of the comparison", ("compare", "optimizers", i, "label"))
+            name = f"{name}-{taken[name]}"
+        out.append({**({"label": name} if name != spec["type"] else {}), **spec})
+    return CompareConfig(**{**options, "optimizers": out})
+
+
 def _model_section(layers: list[Annotated[object, LAYERS]], input_shape: tuple[PositiveInt, ...] | None = None):
     """The `model:` section.
 
@@ -109,12 +190,12 @@ def _top_level(
     loss: cross_entropy | binary_cross_entropy | mse
     optimizer: {type: adam, learning_rate: ...}
     training: epochs, batch size, ...
-    compare: settings for `nncli compare-optimizers`
+    compare: settings for `nncli compare-optimizers`: optimizers, max_iterations, tolerances, batch_size
     """
 
 
 # The fixed parts of a config, for `nncli components section` and the README reference.
-SECTIONS = {"(top level)": _top_level, "model": _model_section, "training": TrainingConfig}
+SECTIONS = {"(top level)": _top_level, "model": _model_section, "training": TrainingConfig, "compare": CompareConfig}
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -129,7 +210,7 @@ class Experiment:
     loss: Loss
     optimizer_spec: dict
     training: TrainingConfig
-    compare: dict | None
+    compare: CompareConfig | None
     doc: Document  # where values came from, for locating errors found later
 
     # -- building -------------------------------------------------------------
@@ -171,6 +252,24 @@ class Experiment:
         with self.doc.errors_located():
             return OPTIMIZERS.create(spec if spec is not None else self.optimizer_spec, path)
 
+    def check_optimizer_sizes(self, specs: list[tuple[dict, tuple]]) -> None:
+        """Refuse optimizers whose dense P×P matrices would not fit this model, from shapes alone (no data loaded).
+
+        `specs` holds (optimizer spec, key path) pairs; the error names the path and the memory needed.
+        """
+        with self.doc.errors_located():
+            built = [(OPTIMIZERS.create(spec, path), path) for spec, path in specs]
+        if not any(getattr(opt, "max_parameters", None) is not None for opt, _ in built):
+            return  # nothing to check: skip reading the data headers
+        model = self.build_model()
+        with self.doc.errors_located():
+            for opt, path in built:
+                try:
+                    if hasattr(opt, "check_size"):
+                        opt.check_size(model.num_params)
+                except ConfigError as exc:
+                    raise exc.under(path) from None
+
     def seeds(self, purpose: str) -> np.random.SeedSequence:
         """Independent, reproducible seed streams per purpose (adding a purpose never shifts the others)."""
         key = {"data": 0, "init": 1, "shuffle": 2, "layers": 3, "augment": 4}[purpose]
@@ -196,6 +295,21 @@ class Experiment:
         return out
 
 
+def _refuse_mini_batch_settings(name: str, training: TrainingConfig, data) -> None:
+    """Full-batch minimisers choose their own steps on the exact objective: settings that would be silently ignored are errors."""
+    ignored = [
+        (("training", "schedule"), training.schedule.spec["type"] != "constant", "a learning-rate schedule"),
+        (("training", "clip_norm"), training.clip_norm is not None, "gradient clipping"),
+        (("training", "clip_value"), training.clip_value is not None, "gradient clipping"),
+        (("data", "augment"), getattr(data, "augment", None) is not None, "augmentation (the objective is the fixed training set)"),
+    ]
+    for path, present, what in ignored:
+        if present:
+            raise ConfigError(
+                f"{name} is a full-batch minimiser that picks its steps by line search; it cannot use {what}", path
+            )
+
+
 def from_document(doc: Document, seed: int | None = None, name: str | None = None) -> Experiment:
     """Validate a config document into an Experiment; every ConfigError names file, line and key path."""
     with doc.errors_located():
@@ -203,13 +317,15 @@ def from_document(doc: Document, seed: int | None = None, name: str | None = Non
         run_name = top["name"] or name or "experiment"
         if not _NAME.match(run_name):
             raise ConfigError(
-                f"'{run_name}' cannot name a run folder; use letters, digits, '.', '_' and '-'", ("name",)
+                f"{quoted(run_name)} cannot name a run folder; use letters, digits, '.', '_' and '-'", ("name",)
             )
         model = check_options(_model_section, top["model"], ("model",))
         if not model["layers"]:
             raise ConfigError("the model needs at least one layer", ("model", "layers"))
         training = TrainingConfig(**check_options(TrainingConfig, top["training"] or {}, ("training",)))
-        compare = top["compare"]
+        if isinstance(top["optimizer"], Minimizer):
+            _refuse_mini_batch_settings(top["optimizer"].spec["type"], training, top["data"])
+        compare = _compare_section(top["compare"]) if top["compare"] is not None else None
     return Experiment(
         name=run_name,
         seed=top["seed"] if seed is None else seed,

@@ -48,6 +48,56 @@ def plot_history(histories: list[list[dict]], labels: list[str], path: Path) -> 
     _save(fig, path)
 
 
+def plot_curves(runs, path: Path, title: str = "") -> None:
+    """compare-optimizers: loss against iteration, and the gap to the best loss against iteration and seconds.
+
+    One colour per optimizer; second-order methods (few iterations) are dashed with markers.
+    The gap f(θ_k) - f_best, with f_best the lowest final loss of any optimizer on
+    that seed, shows the rates (linear, superlinear, quadratic) on log scales;
+    gaps at or below 1e-16 (the best run's end) are drawn at 1e-16. With several
+    seeds, every seed's curve is drawn, the first one labelled.
+    """
+    import numpy as np
+
+    plt = _pyplot()
+    fig, (ax_loss, ax_gap, ax_time) = plt.subplots(1, 3, figsize=(17, 4.8))
+    best = {}
+    for r in runs:
+        if np.isfinite(r.final_loss):
+            best[r.seed] = min(best.get(r.seed, np.inf), r.final_loss)
+    labels = list(dict.fromkeys(r.optimizer for r in runs))
+    palette = [*plt.get_cmap("tab10").colors, "black", "gold", "lime", "navy"]  # no pale shades: faint lines are extra seeds
+    for i, label in enumerate(labels):
+        colour = palette[i % len(palette)]
+        mine = [r for r in runs if r.optimizer == label]
+        for j, r in enumerate(mine):
+            losses = np.array(r.losses, dtype=np.float64)
+            iterations = np.arange(len(losses))
+            gap = np.maximum(losses - best.get(r.seed, np.nan), 1e-16)
+            style = {"color": colour, "alpha": 1.0 if j == 0 else 0.35, "linewidth": 1.4}
+            if r.second_order:
+                style.update(marker="o", markersize=3, linestyle="--")
+            name = label if j == 0 else None
+            ax_loss.plot(iterations, losses, label=name, **style)
+            ax_gap.plot(iterations, gap, label=name, **style)
+            times = np.array(r.times, dtype=np.float64)
+            shown = times > 0  # log axis: the untimed starting point of mini-batch runs is left out
+            ax_time.plot(times[shown], gap[shown], label=name, **style)
+    ax_loss.set(xlabel="iteration", ylabel="training loss f(θ)", title="Loss")
+    ax_gap.set(xlabel="iteration", ylabel="f(θ) − best f", title="Gap to the best loss found")
+    ax_time.set(xlabel="seconds (method's own work)", ylabel="f(θ) − best f", title="Gap against time")
+    for ax in (ax_loss, ax_gap):
+        ax.set_xscale("symlog", linthresh=1.0)
+    ax_time.set_xscale("log")
+    for ax in (ax_loss, ax_gap, ax_time):
+        ax.set_yscale("log")
+        ax.grid(alpha=0.3, which="both")
+    ax_gap.legend(fontsize="small", ncol=2)
+    if title:
+        fig.suptitle(title)
+    _save(fig, path)
+
+
 def _integer_ticks():
     from matplotlib.ticker import MaxNLocator
 

@@ -68,6 +68,11 @@ def normalize(name: str) -> str:
     return name.strip().lower().replace("-", "_")
 
 
+def quoted(text: object) -> str:
+    """A user-supplied name for a message: in quotes, control characters escaped (messages are one line)."""
+    return repr(str(text))
+
+
 def did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
     """' Did you mean 'x'?' when a close match exists, else ''."""
     matches = difflib.get_close_matches(str(word), list(choices), n=1, cutoff=0.6)
@@ -113,7 +118,7 @@ class Registry:
         if key not in self._entries:
             hint = did_you_mean(key, self._canonical)
             raise ConfigError(
-                f"unknown {self.kind} '{name}'.{hint} Known: {', '.join(self.names())}", path
+                f"unknown {self.kind} {quoted(name)}.{hint} Known: {', '.join(self.names())}", path
             )
         return self._entries[key]
 
@@ -254,7 +259,7 @@ def check_options(target: Any, options: dict, path: Path_ = (), owner: str = "")
         if key not in names:
             hint = did_you_mean(str(key), names)
             known = f" Options: {', '.join(names)}" if names and not hint else ""
-            raise ConfigError(f"{where}unknown option '{key}'.{hint}{known}", (*path, key))
+            raise ConfigError(f"{where}unknown option {quoted(key)}.{hint}{known}", (*path, key))
     kwargs = {}
     for p in params:
         if p.name in options:

@@ -103,6 +103,22 @@ class StopSignals:
         return signal.Signals(self.signum).name if self.signum else ""
 
 
+def full_batch_objective(model: Sequential, loss: Loss, x: np.ndarray, y: np.ndarray):
+    """θ -> (f(θ), ∇f(θ)): the training loss over all of (x, y) and its gradient (a fresh array).
+
+    This is the objective full-batch minimisers and their line searches see:
+    `model.loss_and_grad`, so anything the model adds to the loss is included.
+    """
+    x = x.astype(model.dtype, copy=False)
+
+    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        model.theta[...] = theta
+        value, grad = model.loss_and_grad(loss, x, y)
+        return value, grad.copy()
+
+    return objective
+
+
 def _f(x) -> float:
     return float(x)
 
@@ -140,7 +156,7 @@ class Trainer:
         self.batch_size = n if full else min(config.batch_size, n)
         self.batches_per_epoch = 1 if isinstance(optimizer, Minimizer) else math.ceil(n / self.batch_size)
         self._x_buffers: dict[int, np.ndarray] = {}
-        self._objective_x = self._objective_y = None
+        self._objective = None
         self._current: tuple[float, np.ndarray] | None = None  # minimisers: (f, ∇f) at θ
         self._theta_before = np.empty_like(model.theta)  # θ before the latest update, to undo a diverging one
 
@@ -243,8 +259,8 @@ class Trainer:
         s.step += 1
         s.batch = 0
         s.evaluations += result.evaluations
-        if result.converged:
-            s.stop_reason = result.converged
+        if result.stop_reason:
+            s.stop_reason = result.stop_reason
         for cb in self.callbacks:
             cb.on_batch_end(self)
         train = evaluate(self.model, self.loss, self.data.train, self.data.num_classes, self.config.eval_batch_size)
@@ -253,12 +269,9 @@ class Trainer:
 
     def objective(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """f(θ) and ∇f(θ) on the whole training set, evaluation of the objective a minimiser sees."""
-        if self._objective_x is None:
-            self._objective_x = self.data.train.x.astype(self.model.dtype, copy=False)
-            self._objective_y = self.data.train.y
-        self.model.theta[...] = theta
-        value, grad = self.model.loss_and_grad(self.loss, self._objective_x, self._objective_y)
-        return value, grad.copy()
+        if self._objective is None:
+            self._objective = full_batch_objective(self.model, self.loss, self.data.train.x, self.data.train.y)
+        return self._objective(theta)
 
     def _end_epoch(self, train_loss: float, train_accuracy: float, lr: float, seconds: float) -> None:
         s = self.state

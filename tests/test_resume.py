@@ -161,3 +161,18 @@ def test_a_second_ctrl_c_during_the_save_does_not_corrupt_it(tmp_path):
     assert proc.returncode == 130, stderr
     read_checkpoint(out / "checkpoints" / "last.npz")  # loads and verifies
     assert not list((out / "checkpoints").glob("*.tmp"))
+
+
+@pytest.mark.parametrize("minimiser", ["bfgs", "lbfgs", "cg", "newton"])
+def test_second_order_resume_is_bitwise_identical(tmp_path, table, minimiser):
+    config = {
+        "name": "tab", "seed": 0,
+        "data": {"source": "csv", "path": str(table), "target": "label", "validation_split": 0.2},
+        "model": {"layers": [{"type": "dense", "units": 4, "activation": "tanh"}, {"type": "dense", "units": 1}]},
+        "loss": "binary_cross_entropy",
+        "optimizer": {"type": minimiser, "tolerance_grad": 0.0, "tolerance_change": 0.0},
+        "training": {"epochs": 8, "dtype": "float64"},
+    }
+    straight = nncli.train(config, out=tmp_path / "straight")
+    assert straight.state.step == 8
+    assert_same_run(straight, interrupted_then_resumed(config, tmp_path, [3, 5]))

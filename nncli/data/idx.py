@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import zlib
 from pathlib import Path
 
@@ -65,7 +66,7 @@ def read_idx_header(path: Path) -> tuple[np.dtype, tuple[int, ...]]:
 def read_idx(path: Path) -> np.ndarray:
     """The array stored in an IDX file; magic number, dimensions and length validated."""
     dtype, dims, start = _header(path, _open_bytes(path, 4 + 4 * 4))
-    expected = int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    expected = math.prod(dims) * dtype.itemsize  # Python ints: four 32-bit dimensions overflow int64
     if expected > _MAX_BYTES:
         raise DataError(f"{path}: header claims {dims}, {expected} bytes; refusing")
     data = _open_bytes(path, start + expected)
@@ -74,7 +75,7 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"{path}: truncated: header says {'×'.join(map(str, dims))} ({expected} bytes), file has {body}")
     if body > expected:
         raise DataError(f"{path}: {'×'.join(map(str, dims))} should take {expected} bytes, the file has more data")
-    return np.frombuffer(data, dtype, count=int(np.prod(dims)), offset=start).reshape(dims)
+    return np.frombuffer(data, dtype, count=math.prod(dims), offset=start).reshape(dims)
 
 
 def _find(folder: Path, name: str) -> Path | None:

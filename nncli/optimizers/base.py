@@ -46,24 +46,73 @@ class Optimizer:
         self.t = int(state["t"])
 
 
+# Why a full-batch run stopped (StepResult.stop_reason, TrainState.stop_reason, compare's stop column).
+GRADIENT_TOLERANCE = "gradient_tolerance"  # ‖∇f‖∞ <= tolerance_grad: converged
+CHANGE_TOLERANCE = "change_tolerance"  # |f_k - f_k+1| <= tolerance_change·max(1, |f_k|): converged
+LINE_SEARCH_FAILED = "line_search_failed"  # no step lowered f, even along -∇f (the status follows in brackets)
+MAX_ITERATIONS = "max_iterations"  # the iteration budget ran out (set by the caller, not the method)
+DIVERGED = "diverged"  # a non-finite loss or gradient (set by the caller)
+CONVERGED = (GRADIENT_TOLERANCE, CHANGE_TOLERANCE)
+
+
+def convergence(f_old: float | None, f_new: float, grad: np.ndarray, tolerance_grad: float, tolerance_change: float) -> str | None:
+    """The stopping rule every full-batch method (and compare-optimizers) applies after an iteration.
+
+    Gradient: max|∇f(θ_new)| <= tolerance_grad (the ∞-norm, as scipy's BFGS
+    `gtol` and torch's L-BFGS `tolerance_grad`). Change: the loss moved by at
+    most tolerance_change relative to max(1, |f_old|) (scipy's L-BFGS-B
+    `ftol` form). Returns the rule that fired, gradient first, or None.
+    """
+    if float(np.max(np.abs(grad), initial=0.0)) <= tolerance_grad:
+        return GRADIENT_TOLERANCE
+    if f_old is not None and abs(f_old - f_new) <= tolerance_change * max(1.0, abs(f_old)):
+        return CHANGE_TOLERANCE
+    return None
+
+
 @dataclass
 class StepResult:
-    """One outer iteration of a Minimizer."""
+    """One outer iteration of a Minimizer.
+
+    Every objective call computes the loss and the gradient together; the two
+    counts say which of them the method used. Line-search trials use both;
+    Newton's finite-difference Hessian columns use only the gradient.
+    """
 
     theta: np.ndarray
     loss: float
     grad: np.ndarray
-    evaluations: int  # objective calls (loss and gradient) spent in this iteration
-    converged: str | None = None  # the stopping rule that fired, if one did
+    function_evaluations: int  # objective calls whose loss the method used (line-search trials)
+    gradient_evaluations: int  # all objective calls this iteration (each returns a gradient)
+    stop_reason: str | None = None  # the stopping rule that fired (see convergence()), or a failure
     step_size: float | None = None  # the line search's accepted step length, if any
+
+    @property
+    def evaluations(self) -> int:
+        """Objective calls (loss and gradient) spent in this iteration."""
+        return self.gradient_evaluations
+
+    @property
+    def converged(self) -> bool:
+        return self.stop_reason in CONVERGED
 
 
 class Minimizer:
-    """Full-batch method over the flat parameter vector (Newton, quasi-Newton, CG)."""
+    """Full-batch method over the flat parameter vector (Newton, quasi-Newton, CG).
+
+    `step(objective, theta, loss, grad)` takes one outer iteration from θ,
+    where (loss, grad) = objective(θ), and returns the new point with its
+    loss and gradient (so the caller never re-evaluates) in a StepResult.
+    Methods that hold a dense P×P matrix refuse large models in
+    `check_size(P)`, which callers run before loading any data.
+    """
 
     registered_name = "minimizer"
     spec: dict
     full_batch = True
+
+    def check_size(self, num_params: int) -> None:
+        """Raise ConfigError (no key path) when this method cannot handle a model with num_params parameters."""
 
     def step(self, objective: Objective, theta: np.ndarray, loss: float, grad: np.ndarray) -> StepResult:
         raise NotImplementedError
