@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 MIN_HALF = 8  # samples per half below which one thread is faster
+MAX_CHUNK = 1024  # larger batches (full-batch objectives) go through in chunks: a conv net's work arrays are ~1 MB per sample
 
 try:  # threadpoolctl sets BLAS to one thread per half while both halves run
     from threadpoolctl import ThreadpoolController
@@ -72,6 +73,7 @@ class BatchSplitter:
         self._executor: ThreadPoolExecutor | None = None
         self._losses: dict[int, tuple[object, object]] = {}  # id(loss) -> (loss, the replica's copy)
         self._outputs: dict[tuple, np.ndarray] = {}  # evaluation outputs of both halves
+        self._total: np.ndarray | None = None  # gradient sum over the chunks of a large batch
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -88,6 +90,34 @@ class BatchSplitter:
         return entry[1]
 
     def train_step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        """Mean loss and correct predictions over the batch; model.grad = ∇ of the mean loss."""
+        n = len(x)
+        if n <= MAX_CHUNK:
+            return self._halves(loss, x, y)
+        # Memory bounded by the chunk, not the batch: Σ_chunks (size/n)·∇(chunk mean loss).
+        grad = self.model.grad
+        if self._total is None:
+            self._total = np.empty_like(grad)
+        total = self._total
+        value, correct = 0.0, 0
+        for start in range(0, n, MAX_CHUNK):
+            xs, ys = x[start : start + MAX_CHUNK], y[start : start + MAX_CHUNK]
+            if len(xs) >= 2 * MIN_HALF:
+                v, c = self._halves(loss, xs, ys)
+            else:
+                v, c = self.model.single_train_step(loss, xs, ys)
+            weight = len(xs) / n
+            value += weight * v
+            correct += c
+            grad *= weight
+            if start == 0:
+                total[...] = grad
+            else:
+                total += grad
+        grad[...] = total
+        return value, correct
+
+    def _halves(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
         n = len(x)
         n1 = n - n // 2  # the first half takes the odd sample
         other = self._loss_copy(loss)
@@ -104,19 +134,23 @@ class BatchSplitter:
         return w1 * value1 + w2 * value2, correct1 + correct2
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Evaluation-mode outputs of both halves, gathered into one reused array."""
+        """Evaluation-mode outputs, both halves of each chunk in parallel, gathered into one reused array."""
         n = len(x)
-        n1 = n - n // 2
-        with _blas_controller().limit(limits=1, user_api="blas"):
-            future = self._pool().submit(self.replica.single_forward, x[n1:], False)
-            first = self.model.single_forward(x[:n1], False)
-            second = future.result()
-        out = self._outputs.get((n, first.dtype))
+        key = (n, self.model.dtype)
+        out = self._outputs.get(key)
         if out is None:
             self._outputs.clear()  # keep one shape: outputs are small
-            out = self._outputs[(n, first.dtype)] = np.empty((n, *first.shape[1:]), first.dtype)
-        out[:n1] = first
-        out[n1:] = second
+            out = self._outputs[key] = np.empty((n, *self.model.output_shape), self.model.dtype)
+        for start in range(0, n, MAX_CHUNK):
+            xs = x[start : start + MAX_CHUNK]
+            if len(xs) < 2 * MIN_HALF:
+                out[start : start + len(xs)] = self.model.single_forward(xs, False)
+                continue
+            n1 = len(xs) - len(xs) // 2
+            with _blas_controller().limit(limits=1, user_api="blas"):
+                future = self._pool().submit(self.replica.single_forward, xs[n1:], False)
+                out[start : start + n1] = self.model.single_forward(xs[:n1], False)
+                out[start + n1 : start + len(xs)] = future.result()
         return out
 
     def close(self) -> None:

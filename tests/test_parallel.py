@@ -121,3 +121,19 @@ def test_training_a_conv_net_twice_gives_the_same_history(tmp_path, digits):
     assert runs[0].history[-1]["val_accuracy"] > 0.8  # it learns the toy task
     report = nncli.evaluate([runs[0].final_checkpoint])
     assert report.models[0].evaluation.accuracy > 0.8
+
+
+def test_batches_larger_than_a_chunk_give_the_whole_batch_gradient(monkeypatch):
+    """Full-batch objectives of conv nets go through in chunks, so memory is bounded by the chunk."""
+    monkeypatch.setattr(parallel, "MAX_CHUNK", 20)
+    x, y = data(53)  # chunks of 20, 20 and 13 (the last one too small to split)
+    chunked, whole = cnn(), cnn(split=False)
+    loss_a, loss_b = LOSSES.create("cross_entropy"), LOSSES.create("cross_entropy")
+    value_a, grad_a = chunked.loss_and_grad(loss_a, x, y)
+    value_b, grad_b = whole.loss_and_grad(loss_b, x, y)
+    assert value_a == pytest.approx(value_b, rel=1e-12)
+    np.testing.assert_allclose(grad_a, grad_b, rtol=1e-10, atol=1e-13)
+    assert chunked.train_step(loss_a, x, y)[1] == whole.train_step(loss_b, x, y)[1]
+    np.testing.assert_allclose(chunked.forward(x), whole.forward(x), rtol=1e-12, atol=1e-14)
+    sizes = [buf.shape[0] for buf in chunked.layers[0]._buffers["z"].values()]
+    assert sizes and max(sizes) <= 20  # work arrays are sized by the chunk (or its halves), never the batch
