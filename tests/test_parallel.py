@@ -137,3 +137,17 @@ def test_batches_larger_than_a_chunk_give_the_whole_batch_gradient(monkeypatch):
     np.testing.assert_allclose(chunked.forward(x), whole.forward(x), rtol=1e-12, atol=1e-14)
     sizes = [buf.shape[0] for buf in chunked.layers[0]._buffers["z"].values()]
     assert sizes and max(sizes) <= 20  # work arrays are sized by the chunk (or its halves), never the batch
+
+
+def test_conv_net_resume_is_bitwise_identical(tmp_path, digits):
+    from test_resume import assert_same_run, interrupted_then_resumed
+
+    config = {
+        "name": "tiny_cnn",
+        "data": {"source": "idx", "path": str(digits), "validation_split": 0.2},
+        "model": {"layers": CNN[:2] + [{"type": "flatten"}, {"type": "dense", "units": 3}]},
+        "optimizer": {"type": "adam", "learning_rate": 0.01},
+        "training": {"epochs": 2, "batch_size": 40, "schedule": "cosine"},  # 192 samples: 4 split batches + 1 of 32
+    }
+    straight = nncli.train(config, out=tmp_path / "straight")
+    assert_same_run(straight, interrupted_then_resumed(config, tmp_path, [3, 6]))
