@@ -33,7 +33,10 @@ def activation_statistics(model: Sequential, x: np.ndarray) -> dict[int, tuple[f
         x = layer.forward(x, training=False)
         act = layer if isinstance(layer, Activation) else layer.children.get("act")
         if isinstance(act, Activation):
-            stats[i] = (float(np.mean(x == 0)), act.saturation(x))
+            y = x
+            if getattr(layer, "activation_deferred", False):  # conv ReLU fused into the next max-pool: apply it here
+                y = act.forward(x, training=False)
+            stats[i] = (float(np.mean(y == 0)), act.saturation(y))
     return stats
 
 

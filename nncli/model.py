@@ -14,11 +14,13 @@ penalty lists are empty and cost nothing.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
+from . import parallel
 from .errors import ConfigError
 from .layers import LAYERS, Layer, ShapeError
 from .regularizers import L2
@@ -55,6 +57,8 @@ class Sequential:
             layer.output_shape = shape
             layer.needs_input_grad = i > 0
         self.output_shape = shape
+        for layer, following in zip(self.layers, self.layers[1:]):
+            layer.fuse_next(following)  # exact rewrites only, e.g. conv ReLU applied after the max-pool
 
         # One flat vector for θ and one for ∇θ; layers get views (never rebinding them).
         self._slots: list[tuple[int, str, slice, tuple[int, ...]]] = []
@@ -66,14 +70,9 @@ class Sequential:
                 offset += size
         self.theta = np.zeros(offset, self.dtype)
         self.grad = np.zeros(offset, self.dtype)
-        for i, layer in enumerate(self.layers):
-            mine = [(n, s, shp) for j, n, s, shp in self._slots if j == i]
-            state = {n: np.zeros(shp, self.dtype) for n, shp in layer.all_state_shapes().items()}
-            layer.bind(
-                {n: self.theta[s].reshape(shp) for n, s, shp in mine},
-                {n: self.grad[s].reshape(shp) for n, s, shp in mine},
-                state,
-            )
+        self._bind([{n: np.zeros(shp, self.dtype) for n, shp in layer.all_state_shapes().items()} for layer in self.layers])
+        self._splitter = None  # parallel.BatchSplitter, made on the first train_step of a conv net
+        self._split_checked = False
 
         # Regularisation. Weight penalties: (slice of θ, regularizer) for every penalised kernel.
         # Activity penalties: layer index -> regularizer, on that layer's output of the last forward.
@@ -97,6 +96,25 @@ class Sequential:
         self._outputs: dict[int, np.ndarray] = {}  # activity-regularised layers' latest outputs
         # Random layers (dropout, rrelu) work from the start; the trainer reseeds them from the run seed.
         self.seed_layers(np.random.SeedSequence(0))
+
+    def _bind(self, states: list[dict]) -> None:
+        """Hand every layer its views of θ and ∇θ (and its state arrays)."""
+        for i, layer in enumerate(self.layers):
+            mine = [(n, s, shp) for j, n, s, shp in self._slots if j == i]
+            layer.bind(
+                {n: self.theta[s].reshape(shp) for n, s, shp in mine},
+                {n: self.grad[s].reshape(shp) for n, s, shp in mine},
+                states[i],
+            )
+
+    def replica(self) -> Sequential:
+        """The same layers rebuilt from their specs, sharing this model's θ (and state) but with their own ∇θ and buffers."""
+        fresh = [LAYERS.create(layer.spec) if hasattr(layer, "spec") else copy.deepcopy(layer) for layer in self.layers]
+        twin = Sequential(fresh, self.input_shape, self.dtype)
+        twin.theta = self.theta
+        twin._split_checked = True  # the replica itself never splits
+        twin._bind([_all_state(layer) for layer in self.layers])
+        return twin
 
     @classmethod
     def from_specs(
@@ -154,7 +172,17 @@ class Sequential:
 
     # -- computation ----------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """x: (N, *input_shape) -> (N, *output_shape); the result is a work buffer, valid until the next call."""
+        """x: (N, *input_shape) -> (N, *output_shape); the result is a work buffer, valid until the next call.
+
+        Evaluation batches of conv nets are split across two threads, like training batches.
+        """
+        splitter = self._batch_splitter(len(x))
+        if splitter is not None and not training:
+            return splitter.forward(x)
+        return self.single_forward(x, training)
+
+    def single_forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
+        """forward in the calling thread, on the whole batch."""
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
         for i, layer in enumerate(self.layers):
@@ -162,6 +190,16 @@ class Sequential:
             if i in self._activity:
                 self._outputs[i] = x
         return x
+
+    def _batch_splitter(self, n: int):
+        """The BatchSplitter when this model splits batches of n samples across threads, else None."""
+        if not self._split_checked:
+            self._split_checked = True
+            if parallel.can_split(self):
+                self._splitter = parallel.BatchSplitter(self)
+        if self._splitter is not None and self._splitter.applies(n):
+            return self._splitter
+        return None
 
     def backward(self, grad_out: np.ndarray) -> None:
         """Back-propagate dL/d(outputs) of the last training forward; fills `grad` (activity penalties included)."""
@@ -202,20 +240,26 @@ class Sequential:
 
         The objective is the batch's mean loss plus every penalty (activity
         penalties of this batch, weight penalties at θ); `grad` is its gradient.
+        Conv nets split the batch across two threads (see parallel.py); the
+        result is the same gradient, up to float rounding, and deterministic.
         """
-        value, correct = self.single_train_step(loss, x, y)
+        splitter = self._batch_splitter(len(x))
+        if splitter is not None:
+            value, correct = splitter.train_step(loss, x, y)
+        else:
+            value, correct = self.single_train_step(loss, x, y)
         if self._penalties:
             value += self.penalty()
             self.add_penalty_gradient()
         return value, correct
 
     def single_train_step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-        """The per-sample part of train_step: mean loss plus activity penalties, and their gradient.
+        """The per-sample part of train_step, in the calling thread: mean loss plus activity penalties, and their gradient.
 
         Weight penalties are left to train_step, which adds them once per batch:
         a caller that splits a batch combines these parts weighted by size.
         """
-        outputs = self.forward(x, training=True)
+        outputs = self.single_forward(x, training=True)
         value = loss.forward(outputs, y)
         correct = int(np.count_nonzero(loss.predictions(outputs) == y))
         if self._activity:
@@ -249,6 +293,8 @@ class Sequential:
         for layer in self.layers:
             layer.release_buffers()
         self._outputs.clear()  # they are layer buffers
+        if self._splitter is not None:
+            self._splitter.replica.release_buffers()
 
     # -- description ----------------------------------------------------------
     def summary_rows(self) -> list[SummaryRow]:

@@ -18,6 +18,26 @@ CASES = {
         ({"type": "dense", "units": 3, "activation": {"type": "leaky_relu", "alpha": 0.2}}, (4,)),
     ],
     "flatten": [({"type": "flatten"}, (2, 3, 2))],
+    "reshape": [({"type": "reshape", "target_shape": [3, -1]}, (6,)), ({"type": "reshape", "target_shape": [2, 2, 1]}, (2, 2))],
+    "conv2d": [
+        ({"type": "conv2d", "filters": 2, "kernel_size": [3, 2], "activation": "tanh"}, (5, 4, 3)),
+        ({"type": "conv2d", "filters": 3, "kernel_size": 3, "strides": 2, "padding": "same"}, (5, 6, 2)),
+        ({"type": "conv2d", "filters": 2, "kernel_size": [2, 3], "strides": [2, 1], "use_bias": False}, (5, 5, 2)),
+        # one input channel takes the transposed-im2col path (bias folded into the GEMM)
+        ({"type": "conv2d", "filters": 2, "kernel_size": 3, "activation": "sigmoid"}, (4, 5, 1)),
+        ({"type": "conv2d", "filters": 2, "kernel_size": 2, "strides": [1, 2], "padding": "same", "use_bias": False}, (4, 5, 1)),
+    ],
+    "maxpool2d": [
+        ({"type": "maxpool2d"}, (5, 6, 2)),
+        ({"type": "maxpool2d", "pool_size": 3, "strides": 2, "padding": "same"}, (5, 6, 2)),
+        ({"type": "maxpool2d", "pool_size": [2, 3], "strides": [1, 2]}, (4, 7, 1)),
+    ],
+    "avgpool2d": [
+        ({"type": "avgpool2d"}, (5, 5, 2)),
+        ({"type": "avgpool2d", "pool_size": 3, "strides": 2, "padding": "same"}, (5, 6, 2)),
+        ({"type": "avgpool2d", "pool_size": 2, "strides": 1}, (3, 4, 1)),
+    ],
+    "global_avgpool2d": [({"type": "global_avgpool2d"}, (3, 4, 2))],
     "linear": [({"type": "linear"}, (4,))],
     "sigmoid": [({"type": "sigmoid"}, (6,))],
     "tanh": [({"type": "tanh"}, (6,))],

@@ -33,6 +33,7 @@ class Activation(Layer):
     """Base class: y = f(x) elementwise; backward from the cached output where possible."""
 
     from_output = True  # backward needs only y, so forward may write y over its input (out=x)
+    independent_samples = True
     relu_family = False  # ReLU-like: He initialisation suits the layer before it
 
     def build(self, input_shape):

@@ -42,6 +42,8 @@ class Layer:
     activity_regularizer = None  # a Regularizer on this layer's output, applied by the model
     spec: dict  # resolved options, set by the registry
     has_randomness = False  # draws random numbers in forward (dropout, rrelu): gets its own Generator
+    independent_samples = False  # each sample's output and gradient depend on that sample alone (so a batch may be split)
+    compute_bound = False  # enough work per sample that two threads on half-batches beat one threaded BLAS call (conv)
 
     def __init__(self) -> None:
         self.input_shape: Shape = ()
@@ -74,6 +76,9 @@ class Layer:
     def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
         """dL/d(output) -> dL/d(input) (None when not needs_input_grad); writes self.grads."""
         raise NotImplementedError
+
+    def fuse_next(self, layer: Layer) -> None:
+        """Called by Sequential with the layer that follows; may hand it work that is cheaper there. Default: none."""
 
     # -- helpers --------------------------------------------------------------
     def set_regularizers(self, kernel_regularizer=None, activity_regularizer=None) -> None:

@@ -31,6 +31,8 @@ class Dense(Layer):
     activity_regularizer: penalty on the layer's output (per-sample mean), e.g. {type: l1, l1: 1e-4} for sparse activations
     """
 
+    independent_samples = True
+
     def __init__(
         self,
         units: PositiveInt,

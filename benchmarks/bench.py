@@ -1,0 +1,454 @@
+"""Time nncli against PyTorch on the same network: training epochs, inference, and where nncli's time goes.
+
+    python benchmarks/bench.py                                  # the CNN and the MLP configs that exist
+    python benchmarks/bench.py configs/mnist_cnn.yaml --steps 200 --rounds 7
+    python benchmarks/bench.py configs/mnist_cnn.yaml --profile --no-torch
+
+For each config the network is built once in nncli and once in PyTorch (from
+the nncli layer list: conv2d, pooling, flatten, reshape, dense, activations),
+with the same batch size, float32, optimizer and thread count. Training is
+timed in rounds that alternate the two frameworks, so that load from other
+processes hits both alike; each round is one epoch, or `--steps` steps scaled
+up to an epoch. The medians over rounds and the ratio nncli/PyTorch are
+printed. Inference is timed the same way (images/s over the test set at the
+config's eval_batch_size). `--profile` times each nncli layer's forward and
+backward pass over some training steps.
+
+The nncli step below mirrors Trainer._epoch: gather the batch by index into a
+reused buffer, Sequential.train_step, the finiteness check, the optimizer
+step. The PyTorch step is the usual loop with loss.item() and the accuracy
+count, which nncli computes too. PyTorch is optional and never a test
+dependency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from threadpoolctl import threadpool_limits  # noqa: E402
+
+from nncli.experiment import load_experiment  # noqa: E402
+
+torch = None  # imported by main() unless --no-torch; PyTorch is optional
+
+
+def import_torch() -> bool:
+    global torch
+    try:
+        import torch as module
+    except ImportError:
+        return False
+    torch = module
+    return True
+
+DEFAULT_CONFIGS = ["configs/mnist_cnn.yaml", "configs/mnist_mlp.yaml", "configs/mnist_relu_mlp.yaml"]
+
+
+# -- nncli ---------------------------------------------------------------------------------
+class NncliRun:
+    """An nncli model, optimizer and data, stepping like Trainer._epoch."""
+
+    def __init__(self, experiment, dataset, seed=0):
+        self.experiment, self.data = experiment, dataset
+        self.model = experiment.build_model(dataset.input_shape, dataset.num_classes)
+        self.model.initialize(np.random.default_rng(experiment.seeds("init")))
+        self.loss = experiment.loss
+        self.optimizer = experiment.make_optimizer()
+        self.batch_size = min(experiment.training.batch_size, len(dataset.train))
+        self.rng = np.random.default_rng(seed)
+        self.order = self.rng.permutation(len(dataset.train))
+        self.position = 0
+        self.buffers: dict[int, np.ndarray] = {}
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.data.train) / self.batch_size)
+
+    def steps(self, n: int) -> float:
+        """Run n training steps (wrapping around epochs); return the wall time in seconds."""
+        model, loss, opt, x_all, y_all = self.model, self.loss, self.optimizer, self.data.train.x, self.data.train.y
+        lr = float(opt.learning_rate)
+        started = time.perf_counter()
+        for _ in range(n):
+            if self.position >= len(self.order):
+                self.order, self.position = self.rng.permutation(len(self.order)), 0
+            idx = self.order[self.position : self.position + self.batch_size]
+            self.position += self.batch_size
+            buf = self.buffers.get(len(idx))
+            if buf is None:
+                buf = self.buffers[len(idx)] = np.empty((len(idx), *x_all.shape[1:]), model.dtype)
+            np.take(x_all, idx, axis=0, out=buf)
+            value, _ = model.train_step(loss, buf, y_all[idx])
+            if not (math.isfinite(value) and np.isfinite(model.grad).all()):
+                raise RuntimeError("nncli diverged")
+            opt.step(model.theta, model.grad, lr)
+        return time.perf_counter() - started
+
+    def epoch(self) -> float:
+        self.position = len(self.order)  # start a fresh shuffled epoch
+        return self.steps(self.steps_per_epoch)
+
+    def infer(self, x: np.ndarray, batch: int) -> float:
+        started = time.perf_counter()
+        for start in range(0, len(x), batch):
+            self.loss.predictions(self.model.forward(x[start : start + batch], training=False))
+        return time.perf_counter() - started
+
+
+# -- PyTorch -------------------------------------------------------------------------------
+class Unsupported(Exception):
+    pass
+
+
+def torch_activation(spec):
+    if spec is None:
+        return None
+    name, options = (spec, {}) if isinstance(spec, str) else (spec["type"], spec)
+    table = {
+        "relu": lambda: torch.nn.ReLU(),
+        "sigmoid": lambda: torch.nn.Sigmoid(),
+        "tanh": lambda: torch.nn.Tanh(),
+        "leaky_relu": lambda: torch.nn.LeakyReLU(options.get("alpha", 0.01)),
+        "softmax": lambda: torch.nn.Softmax(dim=-1),
+        "linear": lambda: torch.nn.Identity(),
+    }
+    if name not in table:
+        raise Unsupported(f"activation {name}")
+    return table[name]()
+
+
+def tf_pads(layer) -> tuple[int, int, int, int]:
+    """(left, right, top, bottom) padding of an nncli conv/pool layer, for torch.nn.functional.pad order."""
+    H, W = layer.input_shape[:2]
+    ph, pw = layer._padded
+    return layer._left, pw - W - layer._left, layer._top, ph - H - layer._top
+
+
+def torch_model(model, nhwc_flatten=False):
+    """A torch.nn.Sequential computing the same function as the nncli model (NCHW inside)."""
+    nn, mods = torch.nn, []
+
+    class NhwcFlatten(nn.Module):
+        """Flatten in NHWC order, so weights copied from nncli line up (only used by --check)."""
+
+        def forward(self, x):
+            return torch.flatten(x.permute(0, 2, 3, 1), 1)
+
+    class ToNchw(nn.Module):
+        """reshape to an NHWC image, as nncli does, then to PyTorch's NCHW."""
+
+        def __init__(self, shape):
+            super().__init__()
+            self.shape = shape
+
+        def forward(self, x):
+            return x.reshape(x.shape[0], *self.shape).permute(0, 3, 1, 2)
+
+    for layer in model.layers:
+        name, spec = layer.name, layer.spec
+        if name == "conv2d":
+            pads = tf_pads(layer)
+            if any(pads):
+                mods.append(nn.ZeroPad2d(pads))
+            mods.append(nn.Conv2d(layer.input_shape[2], layer.filters, layer.kernel_size, layer.strides, bias=layer.use_bias))
+            act = torch_activation(spec["activation"])
+        elif name in ("maxpool2d", "avgpool2d"):
+            pads = tf_pads(layer)
+            if any(pads):
+                mods.append(nn.ConstantPad2d(pads, -math.inf if name == "maxpool2d" else 0.0))
+            pool = nn.MaxPool2d if name == "maxpool2d" else nn.AvgPool2d
+            mods.append(pool(layer.pool_size, layer.strides))
+            act = None
+        elif name == "global_avgpool2d":
+            mods += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
+            act = None
+        elif name == "flatten":
+            mods.append(NhwcFlatten() if nhwc_flatten and len(layer.input_shape) == 3 else nn.Flatten())
+            act = None
+        elif name == "reshape":
+            if len(layer.output_shape) != 3:
+                raise Unsupported("reshape to a non-image shape")
+            mods.append(ToNchw(layer.output_shape))
+            act = None
+        elif name == "dense":
+            mods.append(nn.Linear(layer.input_shape[0], layer.units, bias=layer.use_bias))
+            act = torch_activation(spec["activation"])
+        else:
+            act = torch_activation(spec)
+        if act is not None:
+            mods.append(act)
+    return nn.Sequential(*mods)
+
+
+def torch_optimizer(spec, params):
+    kind, lr = spec["type"], spec.get("learning_rate")
+    if kind == "adam":
+        return torch.optim.Adam(params, lr, betas=(spec["beta_1"], spec["beta_2"]), eps=spec["epsilon"])
+    if kind == "adamw":
+        return torch.optim.AdamW(params, lr, betas=(spec["beta_1"], spec["beta_2"]), eps=spec["epsilon"], weight_decay=spec["weight_decay"])
+    if kind == "sgd":
+        return torch.optim.SGD(params, lr)
+    if kind in ("momentum", "nesterov"):
+        return torch.optim.SGD(params, lr, momentum=spec["momentum"], nesterov=kind == "nesterov")
+    raise Unsupported(f"optimizer {kind}")
+
+
+def torch_loss(name):
+    if name == "cross_entropy":
+        return torch.nn.CrossEntropyLoss()
+    raise Unsupported(f"loss {name}")
+
+
+def copy_weights(model, net):
+    """nncli θ -> torch parameters (conv W (kh, kw, in, out) -> (out, in, kh, kw); dense W (in, out) -> (out, in))."""
+    targets = [m for m in net if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
+    sources = [layer for layer in model.layers if layer.name in ("conv2d", "dense")]
+    with torch.no_grad():
+        for layer, mod in zip(sources, targets):
+            W = layer.params["W"]
+            mod.weight.copy_(torch.from_numpy(W.transpose(3, 2, 0, 1).copy() if W.ndim == 4 else W.T.copy()))
+            if layer.use_bias:
+                mod.bias.copy_(torch.from_numpy(layer.params["b"].copy()))
+    return list(zip(sources, targets))
+
+
+class TorchRun:
+    def __init__(self, nn_run: NncliRun, seed=0):
+        exp = nn_run.experiment
+        self.net = torch_model(nn_run.model)
+        self.loss = torch_loss(exp.loss.spec["type"])
+        self.optimizer = torch_optimizer(exp.optimizer_spec, self.net.parameters())
+        self.batch_size = nn_run.batch_size
+        self.steps_per_epoch = nn_run.steps_per_epoch
+        self.x = self._nchw(nn_run.data.train.x)
+        self.y = torch.from_numpy(nn_run.data.train.y.astype(np.int64))
+        self.rng = np.random.default_rng(seed)
+        self.order, self.position = torch.from_numpy(self.rng.permutation(len(self.y))), 0
+
+    @staticmethod
+    def _nchw(x):
+        t = torch.from_numpy(np.ascontiguousarray(x))
+        return t.permute(0, 3, 1, 2).contiguous() if t.ndim == 4 else t
+
+    def steps(self, n: int) -> float:
+        net, loss_fn, opt, bs = self.net, self.loss, self.optimizer, self.batch_size
+        net.train()
+        started = time.perf_counter()
+        for _ in range(n):
+            if self.position >= len(self.order):
+                self.order, self.position = torch.from_numpy(self.rng.permutation(len(self.y))), 0
+            idx = self.order[self.position : self.position + bs]
+            self.position += bs
+            xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
+            out = net(xb)
+            loss = loss_fn(out, yb)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            value, _ = loss.item(), int((out.argmax(1) == yb).sum())
+            if not math.isfinite(value):
+                raise RuntimeError("pytorch diverged")
+        return time.perf_counter() - started
+
+    def epoch(self) -> float:
+        self.position = len(self.order)
+        return self.steps(self.steps_per_epoch)
+
+    def infer(self, x, batch: int) -> float:
+        self.net.eval()
+        started = time.perf_counter()
+        with torch.inference_mode():
+            for start in range(0, len(x), batch):
+                self.net(x[start : start + batch]).argmax(1)
+        return time.perf_counter() - started
+
+
+def check_against_torch(nn_run: NncliRun) -> str:
+    """Loss and worst relative gradient difference on one training batch, same weights in both."""
+    model = nn_run.model
+    net = torch_model(model, nhwc_flatten=True)
+    pairs = copy_weights(model, net)
+    x, y = nn_run.data.train.x[: nn_run.batch_size], nn_run.data.train.y[: nn_run.batch_size]
+    value, _ = model.train_step(nn_run.loss, np.ascontiguousarray(x, model.dtype), y)
+    out = net(TorchRun._nchw(x))
+    loss = torch_loss(nn_run.experiment.loss.spec["type"])(out, torch.from_numpy(y.astype(np.int64)))
+    loss.backward()
+    worst = 0.0
+    for layer, mod in pairs:
+        g = layer.grads["W"]
+        tg = mod.weight.grad.numpy()
+        tg = tg.transpose(2, 3, 1, 0) if g.ndim == 4 else tg.T
+        worst = max(worst, float(np.max(np.abs(g - tg)) / max(1e-12, np.max(np.abs(tg)))))
+        if layer.use_bias:
+            tb = mod.bias.grad.numpy()
+            worst = max(worst, float(np.max(np.abs(layer.grads["b"] - tb)) / max(1e-12, np.max(np.abs(tb)))))
+    return f"check: loss nncli {value:.6f} pytorch {loss.item():.6f}; worst relative gradient difference {worst:.1e}"
+
+
+# -- profile -------------------------------------------------------------------------------
+def profile(nn_run: NncliRun, steps: int) -> None:
+    """Per-layer forward/backward wall time over `steps` training steps (the calling thread's half when split)."""
+    model = nn_run.model
+    times: dict[str, float] = defaultdict(float)
+    saved = []
+
+    def timed(obj, attr, key):
+        original = getattr(obj, attr)
+
+        def wrapper(*args, **kwargs):
+            t = time.perf_counter()
+            result = original(*args, **kwargs)
+            times[key] += time.perf_counter() - t
+            return result
+
+        saved.append((obj, attr))
+        setattr(obj, attr, wrapper)
+
+    for i, layer in enumerate(model.layers):
+        timed(layer, "forward", (i, "forward"))
+        timed(layer, "backward", (i, "backward"))
+    timed(nn_run.loss, "forward", ("loss", "forward"))
+    timed(nn_run.loss, "backward", ("loss", "backward"))
+    timed(nn_run.optimizer, "step", ("optimizer", "step"))
+    nn_run.steps(5)
+    times.clear()
+    total = nn_run.steps(steps)
+    for obj, attr in saved:
+        delattr(obj, attr)  # back to the class's method
+    split = model._splitter is not None and model._splitter.applies(nn_run.batch_size)
+    ms = lambda s: 1e3 * s / steps  # noqa: E731
+    print(f"  profile over {steps} steps: {ms(total):.2f} ms/step" + (
+        f" (batch split in two threads: per-layer times are the main thread's half of {nn_run.batch_size - nn_run.batch_size // 2} samples, "
+        "the other half runs alongside)" if split else ""))
+    print(f"    {'layer':34s} {'forward':>9s} {'backward':>9s} {'share':>6s}")
+    accounted = 0.0
+    for i, layer in enumerate(model.layers):
+        f, b = times[(i, "forward")], times[(i, "backward")]
+        accounted += f + b
+        print(f"    {f'{i} {layer.describe()}':34s} {ms(f):8.3f}m {ms(b):8.3f}m {100 * (f + b) / total:5.1f}%")
+    for key in ("loss", "optimizer"):
+        f = sum(v for (k, _), v in times.items() if k == key)
+        accounted += f
+        print(f"    {key:34s} {ms(f):8.3f}m {'':9s} {100 * f / total:5.1f}%")
+    rest = total - accounted
+    print(f"    {'other (gather, split/combine, checks)':34s} {ms(rest):8.3f}m {'':9s} {100 * rest / total:5.1f}%")
+    print("    (m = milliseconds per step)")
+
+
+# -- driver --------------------------------------------------------------------------------
+def median(values):
+    return statistics.median(values)
+
+
+def bench_config(path: str, args) -> None:
+    overrides = list(args.set or [])
+    if args.batch_size:
+        overrides.append(f"training.batch_size={args.batch_size}")
+    if args.data_path:
+        overrides.append(f"data.path={args.data_path}")
+    experiment = load_experiment(path, overrides)
+    dataset = experiment.data.load(experiment.seeds("data"))
+    nn_run = NncliRun(experiment, dataset)
+    model = nn_run.model
+    print(
+        f"{path}: {model.num_params:,} params, batch {nn_run.batch_size}, {nn_run.steps_per_epoch} steps/epoch "
+        f"({len(dataset.train):,} samples), {args.threads} threads, {model.dtype}, {experiment.optimizer_spec['type']}",
+        flush=True,
+    )
+    t_run = None
+    if torch is not None and not args.no_torch:
+        try:
+            t_run = TorchRun(nn_run)
+        except Unsupported as exc:
+            print(f"  pytorch: skipped ({exc} has no mapping here)")
+    if args.check and t_run is not None:
+        print("  " + check_against_torch(nn_run))
+
+    # warm up: work buffers, caches, lazy initialisation
+    nn_run.steps(5)
+    if t_run is not None:
+        t_run.steps(5)
+    runs = [("nncli", nn_run)] + ([("pytorch", t_run)] if t_run is not None else [])
+    per_epoch = {name: [] for name, _ in runs}
+    for r in range(args.rounds):
+        line = []
+        for name, run in runs if r % 2 == 0 else runs[::-1]:  # alternate who goes first
+            seconds = run.steps(args.steps) * run.steps_per_epoch / args.steps if args.steps else run.epoch()
+            per_epoch[name].append(seconds)
+            line.append(f"{name} {seconds:.2f}")
+        print(f"  round {r + 1}: s/epoch  " + "  ".join(sorted(line)), flush=True)
+    what = f"{args.steps} steps × {args.rounds} rounds, scaled to an epoch" if args.steps else f"{args.rounds} epochs"
+    a = median(per_epoch["nncli"])
+    text = f"  train: nncli {a:.2f} s/epoch"
+    if t_run is not None:
+        b = median(per_epoch["pytorch"])
+        text += f"  pytorch {b:.2f} s/epoch  ratio nncli/pytorch {a / b:.2f}"
+    print(text + f"  (medians of {what})", flush=True)
+
+    # inference over the test set, alternating
+    test = dataset.test if dataset.test is not None else dataset.train
+    batch = experiment.training.eval_batch_size
+    x = np.ascontiguousarray(test.x, model.dtype)
+    tx = TorchRun._nchw(x) if t_run is not None else None
+    nn_run.infer(x[:batch], batch)
+    if t_run is not None:
+        t_run.infer(tx[:batch], batch)
+    rates = {name: [] for name, _ in runs}
+    for r in range(args.rounds):
+        rates["nncli"].append(len(x) / nn_run.infer(x, batch))
+        if t_run is not None:
+            rates["pytorch"].append(len(x) / t_run.infer(tx, batch))
+    a = median(rates["nncli"])
+    text = f"  infer: nncli {a:,.0f} img/s"
+    if t_run is not None:
+        b = median(rates["pytorch"])
+        text += f"  pytorch {b:,.0f} img/s  ratio nncli/pytorch {a / b:.2f}"
+    print(text + f"  (batch {batch}, {len(x):,} test images, medians of {args.rounds})", flush=True)
+
+    if args.profile:
+        profile(nn_run, args.profile_steps or min(200, 2 * nn_run.steps_per_epoch))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("configs", nargs="*", help="nncli configs (default: the CNN and MLP configs that exist)")
+    parser.add_argument("--steps", type=int, default=0, help="time this many steps per round instead of whole epochs")
+    parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
+    parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="BLAS / PyTorch threads")
+    parser.add_argument("--batch-size", type=int, default=0, help="override training.batch_size")
+    parser.add_argument("--data-path", default=None, help="override data.path")
+    parser.add_argument("--set", action="append", help="any config override KEY=VALUE (repeatable)")
+    parser.add_argument("--profile", action="store_true", help="print where nncli's time goes, per layer")
+    parser.add_argument("--profile-steps", type=int, default=0, help="steps to profile (default 200)")
+    parser.add_argument("--check", action="store_true", help="compare loss and gradients with PyTorch on one batch")
+    parser.add_argument("--no-torch", action="store_true", help="time nncli only")
+    args = parser.parse_args(argv)
+    os.chdir(REPO)  # configs name data paths relative to the repository
+    configs = args.configs or [c for c in DEFAULT_CONFIGS if (REPO / c).exists()]
+    if not args.no_torch and import_torch():
+        torch.set_num_threads(args.threads)
+    print(
+        f"numpy {np.__version__}, " + (f"torch {torch.__version__}" if torch is not None else "no torch")
+        + f", {args.threads} threads, load average {os.getloadavg()[0]:.2f}",
+        flush=True,
+    )
+    with threadpool_limits(args.threads, user_api="blas"):
+        for path in configs:
+            bench_config(path, args)
+    print(f"load average at the end {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,160 @@
+"""Split a conv net's batches across two Python threads.
+
+NumPy releases the GIL inside BLAS and ufunc loops, so two threads, each
+running single-threaded BLAS on half a batch, keep two cores busy through the
+im2col copies, pooling and elementwise work that multi-threaded BLAS leaves
+serial (28 → 22 s per MNIST epoch for the seed CNN in PERFORMANCE.md). Small
+MLPs get slower this way, so only models with a compute-bound layer (conv2d)
+do it, for training steps and for evaluation-mode forward passes.
+
+The second half runs on a replica: the same layers rebuilt from their specs,
+whose parameters are views of the model's θ and whose gradients, caches and
+work buffers are its own. The model's own layers do the first half. The
+gradients are combined weighted by sub-batch size, so the result is the
+gradient of the mean loss over the whole batch. Whether and where a batch is
+split depends on the model and the batch size only, never on the machine's
+core count, so a seed gives the same history on every run.
+
+NOTE: the BLAS thread limit is process-wide; two models training at once in
+different threads of one process would fight over it (results stay correct).
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+MIN_HALF = 8  # samples per half below which one thread is faster
+MAX_CHUNK = 1024  # larger batches (full-batch objectives) go through in chunks: a conv net's work arrays are ~1 MB per sample
+
+try:  # threadpoolctl sets BLAS to one thread per half while both halves run
+    from threadpoolctl import ThreadpoolController
+except ImportError:  # pragma: no cover - a declared dependency
+    ThreadpoolController = None
+
+_controller = None
+_controller_lock = threading.Lock()
+
+
+def _blas_controller():
+    global _controller
+    with _controller_lock:
+        if _controller is None:
+            _controller = ThreadpoolController()
+    return _controller
+
+
+def can_split(model) -> bool:
+    """Worth and safe to split: a compute-bound layer, and every layer's samples independent, stateless, deterministic."""
+    layers = [layer for top in model.layers for layer in _walk(top)]
+    return (
+        ThreadpoolController is not None
+        and not model.activity_regularized  # activity penalties read the outputs of the whole batch
+        and any(layer.compute_bound for layer in layers)
+        and all(layer.independent_samples and not layer.has_randomness for layer in layers)
+        and not any(layer.all_state_shapes() for layer in model.layers)
+    )
+
+
+def _walk(layer):
+    yield layer
+    for child in layer.children.values():
+        yield from _walk(child)
+
+
+class BatchSplitter:
+    """Runs Sequential.train_step as two half-batch steps in parallel and combines them exactly."""
+
+    def __init__(self, model):
+        self.model = model
+        self.replica = model.replica()
+        self._executor: ThreadPoolExecutor | None = None
+        self._losses: dict[int, tuple[object, object]] = {}  # id(loss) -> (loss, the replica's copy)
+        self._outputs: dict[tuple, np.ndarray] = {}  # evaluation outputs of both halves
+        self._total: np.ndarray | None = None  # gradient sum over the chunks of a large batch
+
+    def _pool(self) -> ThreadPoolExecutor:
+        if self._executor is None:
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nncli-half-batch")
+        return self._executor
+
+    def applies(self, n: int) -> bool:
+        return n >= 2 * MIN_HALF
+
+    def _loss_copy(self, loss):
+        entry = self._losses.get(id(loss))
+        if entry is None or entry[0] is not loss:
+            entry = self._losses[id(loss)] = (loss, copy.deepcopy(loss))
+        return entry[1]
+
+    def train_step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        """Mean loss and correct predictions over the batch; model.grad = ∇ of the mean loss."""
+        n = len(x)
+        if n <= MAX_CHUNK:
+            return self._halves(loss, x, y)
+        # Memory bounded by the chunk, not the batch: Σ_chunks (size/n)·∇(chunk mean loss).
+        grad = self.model.grad
+        if self._total is None:
+            self._total = np.empty_like(grad)
+        total = self._total
+        value, correct = 0.0, 0
+        for start in range(0, n, MAX_CHUNK):
+            xs, ys = x[start : start + MAX_CHUNK], y[start : start + MAX_CHUNK]
+            if len(xs) >= 2 * MIN_HALF:
+                v, c = self._halves(loss, xs, ys)
+            else:
+                v, c = self.model.single_train_step(loss, xs, ys)
+            weight = len(xs) / n
+            value += weight * v
+            correct += c
+            grad *= weight
+            if start == 0:
+                total[...] = grad
+            else:
+                total += grad
+        grad[...] = total
+        return value, correct
+
+    def _halves(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        n = len(x)
+        n1 = n - n // 2  # the first half takes the odd sample
+        other = self._loss_copy(loss)
+        with _blas_controller().limit(limits=1, user_api="blas"):
+            future = self._pool().submit(self.replica.single_train_step, other, x[n1:], y[n1:])
+            value1, correct1 = self.model.single_train_step(loss, x[:n1], y[:n1])
+            value2, correct2 = future.result()
+        # ∇ of the whole batch's mean loss: sub-batch means weighted by their sizes
+        w1, w2 = n1 / n, (n - n1) / n
+        grad, other_grad = self.model.grad, self.replica.grad
+        grad *= w1
+        other_grad *= w2
+        grad += other_grad
+        return w1 * value1 + w2 * value2, correct1 + correct2
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Evaluation-mode outputs, both halves of each chunk in parallel, gathered into one reused array."""
+        n = len(x)
+        key = (n, self.model.dtype)
+        out = self._outputs.get(key)
+        if out is None:
+            self._outputs.clear()  # keep one shape: outputs are small
+            out = self._outputs[key] = np.empty((n, *self.model.output_shape), self.model.dtype)
+        for start in range(0, n, MAX_CHUNK):
+            xs = x[start : start + MAX_CHUNK]
+            if len(xs) < 2 * MIN_HALF:
+                out[start : start + len(xs)] = self.model.single_forward(xs, False)
+                continue
+            n1 = len(xs) - len(xs) // 2
+            with _blas_controller().limit(limits=1, user_api="blas"):
+                future = self._pool().submit(self.replica.single_forward, xs[n1:], False)
+                out[start : start + n1] = self.model.single_forward(xs[:n1], False)
+                out[start + n1 : start + len(xs)] = future.result()
+        return out
+
+    def close(self) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None

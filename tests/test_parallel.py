@@ -1,0 +1,153 @@
+"""Conv-net batches split across two threads: same gradients and outputs as one thread, deterministic."""
+
+import numpy as np
+import pytest
+from helpers import write_config
+
+import nncli
+from nncli import parallel
+from nncli.layers import LAYERS, Layer
+from nncli.losses import LOSSES
+from nncli.model import Sequential
+
+CNN = [
+    {"type": "conv2d", "filters": 4, "kernel_size": 3, "activation": "relu"},
+    {"type": "maxpool2d"},
+    {"type": "conv2d", "filters": 3, "kernel_size": 2, "padding": "same", "activation": "tanh"},
+    {"type": "flatten"},
+    {"type": "dense", "units": 5, "activation": "relu"},
+    {"type": "dense", "units": 3},
+]
+
+
+def cnn(dtype=np.float64, split=True, seed=0):
+    model = Sequential.from_specs(CNN, (8, 8, 1), dtype)
+    model.initialize(np.random.default_rng(seed))
+    if not split:
+        model._split_checked = True  # never make a splitter: the one-thread reference
+    return model
+
+
+def data(n, dtype=np.float64):
+    rng = np.random.default_rng(1)
+    return rng.normal(size=(n, 8, 8, 1)).astype(dtype), rng.integers(0, 3, n)
+
+
+@pytest.mark.parametrize("n", [16, 21, 40])
+def test_split_step_equals_the_whole_batch_step(n):
+    x, y = data(n)
+    split, whole = cnn(), cnn(split=False)
+    loss_a, loss_b = LOSSES.create("cross_entropy"), LOSSES.create("cross_entropy")
+    value_a, correct_a = split.train_step(loss_a, x, y)
+    value_b, correct_b = whole.train_step(loss_b, x, y)
+    assert split._splitter is not None and whole._splitter is None
+    assert correct_a == correct_b
+    assert value_a == pytest.approx(value_b, rel=1e-12)
+    np.testing.assert_allclose(split.grad, whole.grad, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(split.forward(x), whole.forward(x), rtol=1e-12, atol=1e-14)
+
+
+def test_replica_shares_theta_but_not_gradients_or_buffers():
+    model = cnn()
+    model.train_step(LOSSES.create("cross_entropy"), *data(20))
+    twin = model._splitter.replica
+    assert twin.theta is model.theta and twin.grad is not model.grad
+    for mine, theirs in zip(model.layers, twin.layers):
+        assert mine is not theirs
+        for k in mine.params:
+            assert np.shares_memory(theirs.params[k], model.theta)
+            assert not np.shares_memory(theirs.grads[k], model.grad)
+    model.theta[:] = 0.25  # an optimizer step seen by both
+    assert (twin.layers[0].params["W"] == 0.25).all()
+
+
+def test_split_is_deterministic_in_float32():
+    x, y = data(64, np.float32)
+    grads = []
+    for _ in range(2):
+        model = cnn(np.float32)
+        for _ in range(3):
+            model.train_step(LOSSES.create("cross_entropy"), x, y)
+            model.theta -= 0.01 * model.grad
+        grads.append(model.grad.copy())
+    np.testing.assert_array_equal(grads[0], grads[1])
+
+
+def test_only_conv_nets_with_large_enough_batches_split():
+    mlp = Sequential.from_specs([{"type": "flatten"}, {"type": "dense", "units": 3}], (8, 8, 1))
+    assert not parallel.can_split(mlp)
+    model = cnn()
+    assert parallel.can_split(model)
+    model.train_step(LOSSES.create("cross_entropy"), *data(2 * parallel.MIN_HALF - 1))
+    assert not model._splitter.applies(2 * parallel.MIN_HALF - 1) and model._splitter.applies(2 * parallel.MIN_HALF)
+
+
+class _Noisy(Layer):
+    """Stands in for dropout: draws random numbers, so its replica would need a Generator of its own."""
+
+    has_randomness = True
+    independent_samples = True
+
+    def build(self, input_shape):
+        return input_shape
+
+
+class _BatchStatistic(Layer):
+    """Stands in for batch norm: samples are not independent."""
+
+    def build(self, input_shape):
+        return input_shape
+
+
+@pytest.mark.parametrize("extra", [_Noisy, _BatchStatistic])
+def test_random_or_batch_dependent_layers_are_never_split(extra):
+    model = Sequential([LAYERS.create(CNN[0]), extra(), LAYERS.create("flatten")], (8, 8, 1))
+    assert not parallel.can_split(model)
+
+
+def test_training_a_conv_net_twice_gives_the_same_history(tmp_path, digits):
+    config = {
+        "name": "tiny_cnn",
+        "seed": 3,
+        "data": {"source": "idx", "path": str(digits), "validation_split": 0.2},
+        "model": {"layers": CNN[:2] + [{"type": "flatten"}, {"type": "dense", "units": 3}]},
+        "optimizer": {"type": "adam", "learning_rate": 0.01},
+        "training": {"epochs": 3, "batch_size": 32},
+    }
+    path = write_config(tmp_path / "cnn.yaml", config)
+    runs = [nncli.train(path, out=tmp_path / f"run{i}") for i in range(2)]
+    strip = lambda history: [{k: v for k, v in row.items() if k != "seconds"} for row in history]  # noqa: E731
+    assert strip(runs[0].history) == strip(runs[1].history)
+    assert runs[0].history[-1]["val_accuracy"] > 0.8  # it learns the toy task
+    report = nncli.evaluate([runs[0].final_checkpoint])
+    assert report.models[0].evaluation.accuracy > 0.8
+
+
+def test_batches_larger_than_a_chunk_give_the_whole_batch_gradient(monkeypatch):
+    """Full-batch objectives of conv nets go through in chunks, so memory is bounded by the chunk."""
+    monkeypatch.setattr(parallel, "MAX_CHUNK", 20)
+    x, y = data(53)  # chunks of 20, 20 and 13 (the last one too small to split)
+    chunked, whole = cnn(), cnn(split=False)
+    loss_a, loss_b = LOSSES.create("cross_entropy"), LOSSES.create("cross_entropy")
+    value_a, grad_a = chunked.loss_and_grad(loss_a, x, y)
+    value_b, grad_b = whole.loss_and_grad(loss_b, x, y)
+    assert value_a == pytest.approx(value_b, rel=1e-12)
+    np.testing.assert_allclose(grad_a, grad_b, rtol=1e-10, atol=1e-13)
+    assert chunked.train_step(loss_a, x, y)[1] == whole.train_step(loss_b, x, y)[1]
+    np.testing.assert_allclose(chunked.forward(x), whole.forward(x), rtol=1e-12, atol=1e-14)
+    sizes = [buf.shape[0] for buf in chunked.layers[0]._buffers["z"].values()]
+    assert sizes and max(sizes) <= 20  # work arrays are sized by the chunk (or its halves), never the batch
+
+
+def test_conv_net_resume_is_bitwise_identical(tmp_path, digits):
+    from test_resume import assert_same_run, interrupted_then_resumed
+
+    config = {
+        "name": "tiny_cnn",
+        "data": {"source": "idx", "path": str(digits), "validation_split": 0.2},
+        "model": {"layers": CNN[:2] + [{"type": "flatten"}, {"type": "dense", "units": 3}]},
+        "optimizer": {"type": "adam", "learning_rate": 0.01},
+        "training": {"epochs": 2, "batch_size": 40, "schedule": "cosine"},  # 192 samples: 4 split batches + 1 of 32
+    }
+    straight = nncli.train(config, out=tmp_path / "straight")
+    assert_same_run(straight, interrupted_then_resumed(config, tmp_path, [3, 6]))
