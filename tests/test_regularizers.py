@@ -103,18 +103,44 @@ WITH_LAYERS = [  # the penalties next to the issue-5 layers, random ones include
 ]
 
 
-@pytest.mark.parametrize("specs", [SPECS, WITH_LAYERS], ids=["dense", "with new layers"])
-def test_train_step_gradient_includes_every_penalty(specs):
+CONV = [  # penalties on conv kernels and outputs, next to pooling, batchnorm and dropout
+    {"type": "conv2d", "filters": 3, "kernel_size": 3, "padding": "same", "activation": "tanh",
+     "kernel_regularizer": {"type": "l2", "l2": 0.05}, "activity_regularizer": {"type": "l1", "l1": 0.02}},
+    {"type": "maxpool2d", "pool_size": 2},
+    {"type": "batchnorm", "momentum": 0.9},
+    {"type": "conv2d", "filters": 2, "kernel_size": 2, "activation": "elu", "kernel_regularizer": {"type": "l1", "l1": 0.02}},
+    {"type": "dropout", "rate": 0.25},
+    "flatten",
+    {"type": "dense", "units": 3},
+]
+SPLIT_CONV = [  # no state, no randomness, no activity penalty: batches are split across threads
+    {"type": "conv2d", "filters": 3, "kernel_size": 3, "activation": "relu", "kernel_regularizer": {"type": "l2", "l2": 0.05}},
+    {"type": "maxpool2d", "pool_size": 2},
+    "flatten",
+    {"type": "dense", "units": 3, "kernel_regularizer": {"type": "l1_l2", "l1": 0.01, "l2": 0.02}},
+]
+GRADIENT_CASES = {
+    "dense": (SPECS, (6,), 7),
+    "with new layers": (WITH_LAYERS, (6,), 7),
+    "conv": (CONV, (6, 6, 1), 5),
+    "conv, batch split": (SPLIT_CONV, (6, 6, 2), 20),
+}
+
+
+@pytest.mark.parametrize("specs, input_shape, n", GRADIENT_CASES.values(), ids=GRADIENT_CASES)
+def test_train_step_gradient_includes_every_penalty(specs, input_shape, n):
     """∇θ of train_step (kernel and activity regularizers, weight decay) against finite differences of its value."""
-    model, loss = regularized_model(specs=specs), LOSSES.create("cross_entropy")
-    x, y = batch()
+    model, loss = regularized_model(specs=specs, input_shape=input_shape), LOSSES.create("cross_entropy")
+    rng = np.random.default_rng(2)
+    x, y = rng.normal(size=(n, *input_shape)), rng.integers(0, 3, n)
+    assert (model._batch_splitter(n) is not None) == (specs is SPLIT_CONV)
 
     def objective():
         model.seed_layers(np.random.SeedSequence(7))  # the same dropout mask and rrelu slopes every time
         return model.train_step(loss, x, y)[0]
 
     objective()
-    assert min(np.abs(out).min() for out in model._outputs.values()) > 1e-3  # |y| is smooth where sampled
+    assert min((np.abs(out).min() for out in model._outputs.values()), default=1.0) > 1e-5  # |y| is smooth where sampled (EPS steps move it far less)
     analytic = model.grad.copy()
     numeric = numeric_grad(objective, model.theta)
     assert rel_error(analytic, numeric) < 1e-6
@@ -259,3 +285,22 @@ def test_kernels_of_child_layers_are_penalised_too():
     model.theta[...] = np.random.default_rng(0).normal(size=model.theta.shape)
     W = dict(model.named_params())["0.layer/inner.W"]
     assert model.penalty() == pytest.approx(0.5 * np.abs(W).sum() + 0.1 * (W**2).sum(), rel=1e-12)
+
+
+def test_activity_penalty_on_a_conv_keeps_the_batch_whole_and_the_relu_in_place():
+    """The penalty reads the conv's own activated output over the whole batch: no half-batch threads, no ReLU moved into the pool."""
+    specs = [
+        {"type": "conv2d", "filters": 2, "kernel_size": 3, "activation": "relu", "activity_regularizer": {"type": "l1", "l1": 0.1}},
+        {"type": "maxpool2d"},
+        "flatten",
+        {"type": "dense", "units": 3},
+    ]
+    model = regularized_model(weight_decay=0.0, specs=specs, input_shape=(6, 6, 1))
+    assert model._batch_splitter(32) is None
+    assert not model.layers[0].activation_deferred
+    x = np.random.default_rng(3).normal(size=(32, 6, 6, 1))
+    model.forward(x, training=True)
+    assert model.activity_penalty() == pytest.approx(0.1 * np.abs(model._outputs[0]).sum() / 32)
+    assert (model._outputs[0] >= 0).all() and (model._outputs[0] == 0).any()  # the ReLU was applied in the conv
+    plain = regularized_model(weight_decay=0.0, specs=[{**specs[0], "activity_regularizer": None}, *specs[1:]], input_shape=(6, 6, 1))
+    assert plain._batch_splitter(32) is not None and plain.layers[0].activation_deferred
