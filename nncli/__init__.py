@@ -9,7 +9,7 @@ The Python API mirrors the commands:
 
 __version__ = "0.1.0"
 
-from .api import compare_optimizers, components, evaluate, summarize, train  # noqa: E402
+from .api import compare_optimizers, components, evaluate, plot_runs, summarize, train, train_seeds  # noqa: E402
 from .checkpoint import read_checkpoint  # noqa: E402
 from .errors import NncliError  # noqa: E402
 from .experiment import load_experiment  # noqa: E402
@@ -23,7 +23,9 @@ __all__ = [
     "components",
     "evaluate",
     "load_experiment",
+    "plot_runs",
     "read_checkpoint",
     "summarize",
     "train",
+    "train_seeds",
 ]

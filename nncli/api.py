@@ -313,6 +313,13 @@ class EvalReport:
     models: list[ModelReport]
     ensemble: ModelReport | None = None  # mean of predicted probabilities (several checkpoints)
     vote: ModelReport | None = None  # majority vote of predicted classes
+    note: str | None = None  # why there is no ensemble, when there are several models
+
+    @property
+    def accuracy_spread(self) -> tuple[float, float]:
+        """Mean and sample standard deviation of the models' accuracies (sd 0 for one model)."""
+        accuracies = [m.evaluation.accuracy for m in self.models]
+        return float(np.mean(accuracies)), float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0
 
     def to_json(self) -> list[dict]:
         """One object per checkpoint, then one for the ensemble (with the vote's figures inside)."""
@@ -362,10 +369,12 @@ def evaluate(
     report = EvalReport(reports)
     if len(loaded) > 1:
         first = labels[0]
-        if any(len(y) != len(first) or not np.array_equal(y, first) for y in labels[1:]) or any(
-            r.classes != reports[0].classes for r in reports
-        ):
-            raise CheckpointError("these checkpoints were trained on different data or splits; an ensemble needs the same split")
+        if any(r.classes != reports[0].classes for r in reports):
+            raise CheckpointError("these checkpoints were trained on data with different classes; they cannot be compared or combined")
+        if any(len(y) != len(first) or not np.array_equal(y, first) for y in labels[1:]):
+            # e.g. `train --seeds` on CSV data: every seed draws its own test split
+            report.note = f"each checkpoint has its own {split} split (split by its seed): no ensemble, only the mean of the models"
+            return report
         mean, vote = ensemble([r.evaluation.probabilities for r in reports], first, len(reports[0].classes))
         baseline = reports[0].baseline
         report.ensemble = ModelReport("ensemble (mean)", split, reports[0].classes, mean, baseline)

@@ -64,7 +64,7 @@ def train(
     for result in results:
         console.stdout.print(console.train_summary(result))
     if len(results) > 1:
-        console.stderr.print("evaluate them and their ensemble with: nncli eval " + " ".join(str(r.final_checkpoint) for r in results))
+        console.stderr.print("evaluate them (and their ensemble, when they share a test split) with: nncli eval " + " ".join(str(r.final_checkpoint) for r in results))
     for result in results:
         typer.echo(str(result.final_checkpoint))
 

@@ -147,6 +147,12 @@ def eval_tables(report: EvalReport) -> list[Table]:
         overview.add_column(col, justify="left" if col == "model" else "right")
     for r in all_reports:
         overview.add_row(r.name, str(r.evaluation.n), _num(r.evaluation.loss), _pct(r.evaluation.accuracy), _pct(r.baseline))
+    if len(report.models) > 1:
+        mean, sd = report.accuracy_spread
+        overview.caption = f"accuracy of the {len(report.models)} models: mean {_pct(mean)} ± {_pct(sd)} (sd)"
+        if report.note:
+            overview.caption += f"; {report.note}"
+        overview.caption_justify = "left"
     tables = [overview]
     for r in all_reports:
         classes = [str(c) for c in r.classes]

@@ -302,7 +302,6 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     ("checkpoint", "weights wrong architecture", lambda w, t: ["train", str(w.config_path), "--weights", str(w.last), "--set", "model.layers.1.units=5", "--out", str(t / "new")], 2, "has shape (64, 8), the config's model needs (64, 5)"),
     ("checkpoint", "weights nan", weights_of(lambda w, t: checkpoint_copy(w, t, change_arrays=lambda a: a["param/2.dense/W"].__setitem__((0, 0), np.inf))), 2, "holds non-finite values"),
     ("checkpoint", "weights from other data", lambda w, t: ["train", str(w.csv_config_path), "--weights", str(w.last), "--out", str(t / "new")], 2, "trained on inputs of shape (8, 8, 1), this data has (3,)"),
-    ("checkpoint", "ensemble of different splits", lambda w, t: ["eval", str(w.last), str(checkpoint_copy(w, t, change_meta=lambda m: m["config"].update(seed=5))), "--split", "val"], 2, "an ensemble needs the same split"),
     # filesystem
     ("filesystem", "out under a file", lambda w, t: ["train", str(w.config_path), "--out", str(w.table / "run")], 2, "cannot write"),
     ("filesystem", "eval data moved", lambda w, t: ["eval", str(w.last), "--data-path", str(t / "gone")], 2, "gone: no such folder"),

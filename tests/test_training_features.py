@@ -157,3 +157,27 @@ def test_plot_overlays_runs_and_never_overwrites(tmp_path, digits):
     assert second.stdout.strip() == str(tmp_path / "cmp-2.png")
     bad = runner.invoke(app, ["plot", str(tmp_path / "nothing")])
     assert bad.exit_code == 2 and bad.stderr.startswith("error:")
+
+
+def test_seeded_csv_runs_have_their_own_test_splits_so_eval_reports_their_mean(tmp_path, table):
+    """`train --seeds` on CSV data splits by each seed: eval gives every model and their mean ± sd, no ensemble."""
+    config = {
+        "name": "table", "seed": 0,
+        "data": {"source": "csv", "path": str(table), "target": "label", "test_split": 0.25},
+        "model": {"layers": [{"type": "dense", "units": 1}]},
+        "loss": "binary_cross_entropy",
+        "training": {"epochs": 3, "batch_size": 16},
+    }
+    paths = [r.final_checkpoint for r in nncli.train_seeds(config, 3, out=tmp_path / "seeds")]
+    report = nncli.evaluate(paths)
+    assert report.ensemble is None and report.vote is None and "own test split" in report.note
+    accuracies = [m.evaluation.accuracy for m in report.models]
+    assert len(set(accuracies)) > 1 or len({tuple(m.evaluation.confusion.ravel()) for m in report.models}) > 1
+    mean, sd = report.accuracy_spread
+    assert mean == pytest.approx(np.mean(accuracies)) and sd == pytest.approx(np.std(accuracies, ddof=1))
+    result = CliRunner().invoke(app, ["eval", *map(str, paths)], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    assert f"accuracy of the 3 models: mean {100 * mean:.2f}% ± {100 * sd:.2f}% (sd)" in result.stdout
+    assert "ensemble" not in result.stdout.split("models:")[0]
+    same = nncli.evaluate([paths[0], paths[0]])  # one split: an ensemble, and the spread of identical models is 0
+    assert same.ensemble is not None and same.note is None and same.accuracy_spread[1] == 0.0
