@@ -14,12 +14,12 @@ from typing import Literal
 
 import numpy as np
 
-from ..initializers import INITIALIZERS, Initializer
+from ..initializers import Initializer
 from ..registry import PositiveInt
 from ..regularizers import Regularizer_
-from .activations import ACTIVATIONS, Activation_, ReLU
-from .base import LAYERS, Layer, ShapeError, fans
-from .dense import default_kernel_initializer
+from .activations import Activation_, ReLU
+from .base import LAYERS, Layer, ShapeError
+from .dense import KernelLayer
 
 Padding = Literal["valid", "same"]
 
@@ -71,7 +71,7 @@ def pad_into(x: np.ndarray, buf: np.ndarray, top: int, left: int, fill: float) -
 
 # -- the layer ----------------------------------------------------------------------
 @LAYERS.register("conv2d", "convolution2d")
-class Conv2D(Layer):
+class Conv2D(KernelLayer):
     """2-D convolution (cross-correlation, as Keras) over NHWC images; W (kh, kw, in, filters), b (filters,).
 
     Options:
@@ -108,24 +108,8 @@ class Conv2D(Layer):
         self.kernel_size = tuple(kernel_size)
         self.strides = tuple(strides)
         self.padding = padding
-        self.activation = ACTIVATIONS.create(activation) if activation is not None else None
-        if self.activation is not None:
-            self.children["act"] = self.activation
-        self.use_bias = use_bias
-        self.kernel_initializer = (
-            INITIALIZERS.create(kernel_initializer)
-            if kernel_initializer is not None
-            else default_kernel_initializer(self.activation)
-        )
-        self.bias_initializer = INITIALIZERS.create(bias_initializer)
-        self.set_regularizers(kernel_regularizer, activity_regularizer)
+        self.setup_kernel(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer, activity_regularizer)
         self.activation_deferred = False  # set by fuse_next: the next max-pool applies our ReLU
-
-    @classmethod
-    def resolve_options(cls, options: dict) -> dict:
-        if options["kernel_initializer"] is None:
-            options = {**options, "kernel_initializer": default_kernel_initializer(options["activation"])}
-        return options
 
     def build(self, input_shape):
         check_image("conv2d", input_shape)
@@ -150,14 +134,6 @@ class Conv2D(Layer):
         if self.activation is not None:
             self.activation.build((oh, ow, self.filters))
         return (oh, ow, self.filters)
-
-    def initialize(self, rng):
-        W = self.params["W"]
-        W[...] = self.kernel_initializer(W.shape, *fans(W.shape), rng)
-        if self.use_bias:
-            b = self.params["b"]
-            b[...] = self.bias_initializer(b.shape, *fans(W.shape), rng)
-        super().initialize(rng)
 
     def fuse_next(self, layer: Layer) -> None:
         """ReLU then max-pool equals max-pool then ReLU (gradients too): let the pool apply it on 4× fewer values."""

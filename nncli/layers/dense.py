@@ -17,8 +17,43 @@ def default_kernel_initializer(activation) -> object:
     return INITIALIZERS.create(name)
 
 
+class KernelLayer(Layer):
+    """What dense and conv2d share: a kernel W, an optional bias b, an optional fused
+    activation, their initialisers and the kernel and activity regularizers."""
+
+    def setup_kernel(
+        self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer, activity_regularizer
+    ) -> None:
+        """One call in the constructor, with the options of the same names."""
+        self.activation = ACTIVATIONS.create(activation) if activation is not None else None
+        if self.activation is not None:
+            self.children["act"] = self.activation
+        self.use_bias = use_bias
+        self.kernel_initializer = (
+            INITIALIZERS.create(kernel_initializer)
+            if kernel_initializer is not None
+            else default_kernel_initializer(self.activation)
+        )
+        self.bias_initializer = INITIALIZERS.create(bias_initializer)
+        self.set_regularizers(kernel_regularizer, activity_regularizer)
+
+    @classmethod
+    def resolve_options(cls, options: dict) -> dict:
+        if options["kernel_initializer"] is None:
+            options = {**options, "kernel_initializer": default_kernel_initializer(options["activation"])}
+        return options
+
+    def initialize(self, rng):
+        W = self.params["W"]
+        W[...] = self.kernel_initializer(W.shape, *fans(W.shape), rng)
+        if self.use_bias:
+            b = self.params["b"]
+            b[...] = self.bias_initializer(b.shape, *fans(W.shape), rng)
+        super().initialize(rng)
+
+
 @LAYERS.register("dense", "fully_connected")
-class Dense(Layer):
+class Dense(KernelLayer):
     """Fully connected layer: y = activation(x @ W + b), W (in, units), b (units,).
 
     Options:
@@ -45,23 +80,7 @@ class Dense(Layer):
     ):
         super().__init__()
         self.units = units
-        self.activation = ACTIVATIONS.create(activation) if activation is not None else None
-        if self.activation is not None:
-            self.children["act"] = self.activation
-        self.use_bias = use_bias
-        self.kernel_initializer = (
-            INITIALIZERS.create(kernel_initializer)
-            if kernel_initializer is not None
-            else default_kernel_initializer(self.activation)
-        )
-        self.bias_initializer = INITIALIZERS.create(bias_initializer)
-        self.set_regularizers(kernel_regularizer, activity_regularizer)
-
-    @classmethod
-    def resolve_options(cls, options: dict) -> dict:
-        if options["kernel_initializer"] is None:
-            options = {**options, "kernel_initializer": default_kernel_initializer(options["activation"])}
-        return options
+        self.setup_kernel(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer, activity_regularizer)
 
     def build(self, input_shape):
         if len(input_shape) != 1:
@@ -74,14 +93,6 @@ class Dense(Layer):
         if self.activation is not None:
             self.activation.build((self.units,))
         return (self.units,)
-
-    def initialize(self, rng):
-        W = self.params["W"]
-        W[...] = self.kernel_initializer(W.shape, *fans(W.shape), rng)
-        if self.use_bias:
-            b = self.params["b"]
-            b[...] = self.bias_initializer(b.shape, *fans(W.shape), rng)
-        super().initialize(rng)
 
     def forward(self, x, training=False):
         """x: (N, in) -> (N, units)."""
