@@ -45,12 +45,22 @@ def assert_same_run(a, b):
         np.testing.assert_array_equal(pa[key], pb[key], err_msg=key)
 
 
+RANDOM_LAYERS = [  # dropout and rrelu draw random numbers every batch; batchnorm keeps running statistics
+    {"type": "flatten"},
+    {"type": "dense", "units": 8, "activation": "rrelu"},
+    {"type": "batchnorm"},
+    {"type": "dropout", "rate": 0.3},
+    {"type": "dense", "units": 3},
+]
+
+
 def minibatch_config(digits, epochs=3):
-    """Mini-batch Adam with a schedule, augmentation and early stopping: every kind of state a run keeps."""
+    """Mini-batch Adam with a schedule, augmentation, early stopping, dropout, rrelu and batchnorm: every kind of state a run keeps."""
     config = mlp_config(digits, epochs=epochs, batch_size=20,
                         schedule={"type": "warmup", "epochs": 1, "then": {"type": "reduce_on_plateau", "patience": 1}},
                         early_stopping={"patience": 5})
     config["data"]["augment"] = {"shift": 1.0, "rotation": 5}
+    config["model"]["layers"] = RANDOM_LAYERS
     return config
 
 
@@ -122,6 +132,7 @@ def test_signal_to_a_training_process_saves_and_resumes_exactly(tmp_path, signum
     data = make_digits(tmp_path / "data", n_train=1500, n_test=50)
     config = mlp_config(data, epochs=400, batch_size=8, schedule={"type": "step", "step_size": 2, "gamma": 0.7})
     config["data"]["augment"] = {"shift": 1.0}
+    config["model"]["layers"] = RANDOM_LAYERS
     path = write_config(tmp_path / "c.yaml", config)
     out = tmp_path / "run"
     proc = _start(path, out)
