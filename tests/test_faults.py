@@ -1,8 +1,9 @@
 """Bad input and faults, one table: each case runs the CLI and checks the exit status, the one-line
 `error:` message, and that nothing that existed before (an earlier run, the data, the configs) changed.
 
-Groups: config, override, data (idx, csv), checkpoint, filesystem, numerical. Signals are exercised
-against real processes in test_resume.py and test_kill.py.
+Groups: config, override, data (idx, csv), checkpoint, filesystem, signal, numerical. The signal
+cases deliver real SIGINT / SIGTERM to this process while the CLI trains; exact resume after a
+signal is checked against real subprocesses in test_resume.py and test_kill.py.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ import gzip
 import hashlib
 import json
 import os
+import shutil
+import signal
+import threading
+import time
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,6 +76,37 @@ def snapshot(root: Path, skip: Path) -> dict[str, str]:
 
 
 # -- helpers for building cases ---------------------------------------------------
+LONG = ["--set", "training.epochs=5000"]  # still training when the signal comes (it stops the run)
+
+
+def signal_during(args: Callable, history: Callable, signum: int, times: int = 1, rows: int = 1) -> Callable:
+    """Run `args`; once `history(tmp)` has `rows` epochs, send `signum` to this process `times` times."""
+
+    def build(w: World, t: Path) -> list[str]:
+        argv = args(w, t)
+
+        def fire():
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:  # no signal at all (and a failed case) if training never starts
+                path = history(t)
+                if path.exists() and len(path.read_text().splitlines()) > rows:
+                    for _ in range(times):
+                        os.kill(os.getpid(), signum)
+                        time.sleep(0.002)
+                    return
+                time.sleep(0.005)
+
+        threading.Thread(target=fire, daemon=True).start()
+        return argv
+
+    return build
+
+
+def run_copy(w: World, tmp: Path) -> Path:
+    """A copy of the earlier run, to resume (and interrupt) without touching the original."""
+    return Path(shutil.copytree(w.earlier, tmp / "copy"))
+
+
 def config_file(w: World, tmp: Path, text: str | None = None, change: Callable | None = None, name="c.yaml") -> Path:
     path = tmp / name
     if text is not None:
@@ -307,6 +343,13 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     ("filesystem", "eval data moved", lambda w, t: ["eval", str(w.last), "--data-path", str(t / "gone")], 2, "gone: no such folder"),
     ("filesystem", "plot missing run", lambda w, t: ["plot", str(t / "none")], 2, "none: no such run folder or history.csv"),
     ("filesystem", "plot not a history", lambda w, t: ["plot", str(w.table)], 2, "not an nncli history.csv"),
+    # signal: Ctrl-C and SIGTERM stop at the next batch, save, say how to resume, exit 130 / 143
+    ("signal", "sigint mid-training", signal_during(lambda w, t: ["train", str(w.config_path), *LONG, "--out", str(t / "r")], lambda t: t / "r" / "history.csv", signal.SIGINT), 130, "interrupted by SIGINT"),
+    ("signal", "sigterm mid-training", signal_during(lambda w, t: ["train", str(w.config_path), *LONG, "--out", str(t / "r")], lambda t: t / "r" / "history.csv", signal.SIGTERM), 143, "interrupted by SIGTERM"),
+    ("signal", "ctrl-c burst", signal_during(lambda w, t: ["train", str(w.config_path), *LONG, "--out", str(t / "r")], lambda t: t / "r" / "history.csv", signal.SIGINT, times=5), 130, "interrupted by SIGINT"),
+    ("signal", "sigint full batch", signal_during(lambda w, t: ["train", str(w.csv_config_path), *LONG, "--out", str(t / "r")], lambda t: t / "r" / "history.csv", signal.SIGINT), 130, "interrupted by SIGINT"),
+    ("signal", "sigint while resuming", signal_during(lambda w, t: ["train", str(w.config_path), *LONG, "--resume", str(run_copy(w, t) / "checkpoints" / "last.npz")], lambda t: t / "copy" / "history.csv", signal.SIGINT, rows=3), 130, "interrupted by SIGINT"),
+    ("signal", "sigterm during --seeds", signal_during(lambda w, t: ["train", str(w.config_path), *LONG, "--seeds", "3", "--out", str(t / "s")], lambda t: t / "s" / "seed-0" / "history.csv", signal.SIGTERM), 143, "interrupted by SIGTERM"),
     # numerical
     ("numerical", "diverging learning rate", lambda w, t: ["train", str(w.config_path), "--set", "optimizer={type: sgd, learning_rate: 1e30}", "--out", str(t / "boom")], 1, "training diverged at epoch 1, batch"),
     ("numerical", "diverging with momentum", lambda w, t: ["train", str(w.config_path), "--set", "optimizer={type: momentum, learning_rate: 1e25}", "--out", str(t / "boom")], 1, "training diverged at epoch 1"),
@@ -355,13 +398,17 @@ def test_bad_input_and_faults(world, tmp_path, monkeypatch, group, name, build, 
     assert "Traceback" not in result.output
     if status == 2:
         assert len(lines) == 1, result.stderr
+    if group == "signal":  # the checkpoint it saved loads, and the message says how to continue from it
+        saved = lines[-1].split("saved ")[1].split(";")[0]
+        read_checkpoint(saved)
+        assert "--resume" in lines[-1]
     assert snapshot(world.root, scratch) == before, "a failed run changed files that existed before it"
     assert not (world.root / "runs").exists()
 
 
 def test_the_table_is_large_and_covers_every_group():
     groups = {c[0] for c in CASES}
-    assert len(CASES) >= 80 and {"config", "override", "data", "checkpoint", "filesystem", "numerical"} <= groups
+    assert len(CASES) >= 80 and {"config", "override", "data", "checkpoint", "filesystem", "signal", "numerical"} <= groups
 
 
 # -- faults that need the process's environment changed -------------------------------------
