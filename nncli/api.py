@@ -349,7 +349,7 @@ def evaluate(
         experiment = ckpt.experiment()
         if data_path is not None:
             experiment.data = experiment.data.with_path(str(data_path))
-        key = json.dumps([experiment.data.spec, experiment.seed, ckpt.meta["preprocessing"]], sort_keys=True, default=str)
+        key = json.dumps([experiment.data.spec, experiment.seeds("data").entropy, ckpt.meta["preprocessing"]], sort_keys=True, default=str)
         if key not in cache:
             cache[key] = _load_data(experiment, ckpt.meta["preprocessing"])
         dataset = cache[key]
@@ -373,7 +373,10 @@ def evaluate(
             raise CheckpointError("these checkpoints were trained on data with different classes; they cannot be compared or combined")
         if any(len(y) != len(first) or not np.array_equal(y, first) for y in labels[1:]):
             # e.g. `train --seeds` on CSV data: every seed draws its own test split
-            report.note = f"each checkpoint has its own {split} split (split by its seed): no ensemble, only the mean of the models"
+            report.note = (
+                f"each checkpoint has its own {split} split (split by its seed; data.split_seed fixes one): "
+                "no ensemble, only the mean of the models"
+            )
             return report
         mean, vote = ensemble([r.evaluation.probabilities for r in reports], first, len(reports[0].classes))
         baseline = reports[0].baseline

@@ -277,7 +277,9 @@ class Experiment:
     def seeds(self, purpose: str) -> np.random.SeedSequence:
         """Independent, reproducible seed streams per purpose (adding a purpose never shifts the others)."""
         key = {"data": 0, "init": 1, "shuffle": 2, "layers": 3, "augment": 4}[purpose]
-        return np.random.SeedSequence(self.seed, spawn_key=(key,))
+        split_seed = getattr(self.data, "split_seed", None)
+        seed = split_seed if purpose == "data" and split_seed is not None else self.seed
+        return np.random.SeedSequence(seed, spawn_key=(key,))
 
     # -- resolution -----------------------------------------------------------
     def resolved(self) -> dict:

@@ -181,3 +181,10 @@ def test_seeded_csv_runs_have_their_own_test_splits_so_eval_reports_their_mean(t
     assert "ensemble" not in result.stdout.split("models:")[0]
     same = nncli.evaluate([paths[0], paths[0]])  # one split: an ensemble, and the spread of identical models is 0
     assert same.ensemble is not None and same.note is None and same.accuracy_spread[1] == 0.0
+    # data.split_seed gives every seed the same split (and still its own initial weights): an ensemble
+    config["data"]["split_seed"] = 7
+    fixed = nncli.train_seeds(config, 3, out=tmp_path / "fixed")
+    report = nncli.evaluate([r.final_checkpoint for r in fixed])
+    assert report.ensemble is not None and report.note is None
+    weights = [read_checkpoint(r.final_checkpoint).arrays["param/0.dense/W"] for r in fixed]
+    assert not np.array_equal(weights[0], weights[1])

@@ -9,7 +9,7 @@ import math
 import numpy as np
 
 from ..errors import DataError
-from ..registry import Fraction, PositiveInt, did_you_mean
+from ..registry import Fraction, NonNegativeInt, PositiveInt, did_you_mean
 from .base import DATA_SOURCES, DataInfo, Dataset, DataSource, Split, encode_labels, existing, split_off, stratified_subset
 
 _MAX_BYTES = 256 << 20
@@ -119,6 +119,7 @@ class CsvSource(DataSource):
     standardize: scale features to zero mean, unit variance with training-part statistics
     limit: use a seeded, stratified subset of this many training rows
     delimiter: field separator
+    split_seed: seeds the splits and limit; null uses the run seed. Fix it to give every `--seeds` run one split (an ensemble)
     """
 
     def __init__(
@@ -130,6 +131,7 @@ class CsvSource(DataSource):
         standardize: bool = True,
         limit: PositiveInt | None = None,
         delimiter: str = ",",
+        split_seed: NonNegativeInt | None = None,
     ):
         if len(delimiter) != 1:
             raise ValueError(f"delimiter must be one character, got {delimiter!r}")
@@ -140,6 +142,7 @@ class CsvSource(DataSource):
         self.standardize = standardize
         self.limit = limit
         self.delimiter = delimiter
+        self.split_seed = split_seed
 
     def _parse(self) -> tuple[_Table, int, list[int]]:
         table = _Table(self.path, self.delimiter)

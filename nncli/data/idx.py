@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..registry import Fraction, PositiveInt
+from ..registry import Fraction, NonNegativeInt, PositiveInt
 from .augment import Augment
 from .base import (
     DATA_SOURCES,
@@ -118,6 +118,7 @@ class IdxSource(DataSource):
     test_images: file name; the test split is absent when the file is
     test_labels: file name
     augment: random shifts, rotations, padded crops and flips of training batches
+    split_seed: seeds the splits and limit; null uses the run seed. Fix it to give every `--seeds` run one split (an ensemble)
     """
 
     def __init__(
@@ -130,9 +131,11 @@ class IdxSource(DataSource):
         test_images: str = "t10k-images-idx3-ubyte",
         test_labels: str = "t10k-labels-idx1-ubyte",
         augment: Augment | None = None,
+        split_seed: NonNegativeInt | None = None,
     ):
         self.path = path
         self.validation_split = validation_split
+        self.split_seed = split_seed
         self.limit = limit
         self.augment = augment if augment is not None and augment.active else None
         self.files = {
