@@ -24,7 +24,7 @@ from .config import dump_yaml
 from .data import DATA_SOURCES, Dataset
 from .diagnostics import GradientLog
 from .errors import CheckpointError, ConfigError, DataError, DivergedError, TrainingInterrupted
-from .experiment import SECTIONS, Experiment, load_experiment
+from .experiment import SECTIONS, Experiment, load_experiment, refuse_training_side_effects
 from .files import atomic_write_text, new_run_folder
 from .initializers import INITIALIZERS
 from .layers import ACTIVATIONS, LAYERS
@@ -266,6 +266,10 @@ def compare_optimizers(
             "missing: add a compare: section listing the optimizers, e.g. compare: {optimizers: [{type: gd}, {type: newton}]}",
             ("compare",),
             experiment.doc.locate(("compare",)),
+        )
+    with experiment.doc.errors_located():  # every optimizer must see the same fixed objective
+        refuse_training_side_effects(
+            [LAYERS.create(spec) for spec in experiment.layer_specs], "compare-optimizers", "remove it to compare optimizers on this model"
         )
     plan = experiment.compare.runs()
     experiment.check_optimizer_sizes([(spec, path) for _, spec, path in plan])  # before any data is read

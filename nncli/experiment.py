@@ -301,6 +301,17 @@ class Experiment:
         return out
 
 
+def refuse_training_side_effects(layers, who: str, hint: str) -> None:
+    """`who` needs one fixed objective f(θ): refuse layers whose training pass is random or changes state."""
+    for i, layer in enumerate(layers):
+        effect = layer.training_side_effect()
+        if effect is not None:
+            raise ConfigError(
+                f"{layer.describe()} {effect}, so the objective {who} evaluates would change from call to call; {hint}",
+                ("model", "layers", i),
+            )
+
+
 def _refuse_mini_batch_settings(name: str, training: TrainingConfig, data) -> None:
     """Full-batch minimisers choose their own steps on the exact objective: settings that would be silently ignored are errors."""
     ignored = [
@@ -331,6 +342,9 @@ def from_document(doc: Document, seed: int | None = None, name: str | None = Non
         training = TrainingConfig(**check_options(TrainingConfig, top["training"] or {}, ("training",)))
         if isinstance(top["optimizer"], Minimizer):
             _refuse_mini_batch_settings(top["optimizer"].spec["type"], training, top["data"])
+            refuse_training_side_effects(
+                model["layers"], f"the full-batch minimiser {top['optimizer'].spec['type']}", "remove it or use a mini-batch optimizer"
+            )
         compare = _compare_section(top["compare"]) if top["compare"] is not None else None
     return Experiment(
         name=run_name,

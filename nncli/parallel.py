@@ -65,6 +65,16 @@ def _walk(layer):
         yield from _walk(child)
 
 
+def _with_errstate(settings: dict, fn):
+    """fn run under the caller's floating-point error settings: np.errstate is per thread."""
+
+    def run(*args):
+        with np.errstate(**settings):
+            return fn(*args)
+
+    return run
+
+
 class BatchSplitter:
     """Runs Sequential.train_step as two half-batch steps in parallel and combines them exactly."""
 
@@ -123,7 +133,7 @@ class BatchSplitter:
         n1 = n - n // 2  # the first half takes the odd sample
         other = self._loss_copy(loss)
         with _blas_controller().limit(limits=1, user_api="blas"):
-            future = self._pool().submit(self.replica.single_train_step, other, x[n1:], y[n1:])
+            future = self._pool().submit(_with_errstate(np.geterr(), self.replica.single_train_step), other, x[n1:], y[n1:])
             value1, correct1 = self.model.single_train_step(loss, x[:n1], y[:n1])
             value2, correct2 = future.result()
         # ∇ of the whole batch's mean loss: sub-batch means weighted by their sizes
@@ -149,7 +159,7 @@ class BatchSplitter:
                 continue
             n1 = len(xs) - len(xs) // 2
             with _blas_controller().limit(limits=1, user_api="blas"):
-                future = self._pool().submit(self.replica.single_forward, xs[n1:], False)
+                future = self._pool().submit(_with_errstate(np.geterr(), self.replica.single_forward), xs[n1:], False)
                 out[start : start + n1] = self.model.single_forward(xs[:n1], False)
                 out[start + n1 : start + len(xs)] = future.result()
         return out

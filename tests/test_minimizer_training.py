@@ -138,3 +138,44 @@ def test_minimisers_refuse_settings_they_would_ignore(digits, training, data, pa
     with pytest.raises(ConfigError) as err:
         load_experiment(config)
     assert str(err.value).startswith(f"<dict>: {path}: lbfgs is a full-batch minimiser")
+
+
+@pytest.mark.parametrize(
+    "layer,index,effect",
+    [
+        ({"type": "dropout", "rate": 0.2}, 1, "dropout(0.2) draws random numbers"),
+        ({"type": "batchnorm"}, 1, "batchnorm"),
+        ({"type": "rrelu"}, 1, "rrelu"),
+    ],
+)
+def test_minimisers_and_compare_refuse_layers_that_make_the_objective_move(tmp_path, table, layer, index, effect):
+    """A line search needs f(θ) fixed: dropout and rrelu draw new noise and batchnorm updates its statistics on every call."""
+    from nncli.errors import ConfigError
+
+    config = mlp_on_table(table, "lbfgs")
+    config["model"]["layers"].insert(index, layer)
+    with pytest.raises(ConfigError) as err:
+        nncli.train(config, out=tmp_path / "run")
+    message = str(err.value)
+    assert message.startswith(f"<dict>: model.layers.{index}: ") and effect in message and "lbfgs" in message
+    assert not (tmp_path / "run").exists()
+    config["optimizer"] = "adam"  # mini-batch training with these layers is fine ...
+    config["training"]["epochs"] = 1
+    nncli.train(config, out=tmp_path / "adam")
+    config["compare"] = {"optimizers": ["adam", "sgd"]}  # ... but compare-optimizers needs one fixed objective
+    with pytest.raises(ConfigError) as err:
+        nncli.compare_optimizers(config, out=tmp_path / "cmp")
+    assert f"model.layers.{index}: " in str(err.value) and "compare-optimizers" in str(err.value)
+    assert not (tmp_path / "cmp").exists()
+
+
+def test_an_activation_that_draws_noise_is_refused_too(table):
+    from nncli.errors import ConfigError
+    from nncli.experiment import load_experiment
+
+    config = mlp_on_table(table, "cg")
+    config["model"]["layers"][0]["activation"] = "rrelu"
+    with pytest.raises(ConfigError, match=r"model.layers.0: dense\(5, rrelu"):
+        load_experiment(config)
+    config["model"]["layers"][0]["activation"] = "prelu"  # learned, deterministic: fine
+    load_experiment(config)

@@ -151,3 +151,22 @@ def test_conv_net_resume_is_bitwise_identical(tmp_path, digits):
     }
     straight = nncli.train(config, out=tmp_path / "straight")
     assert_same_run(straight, interrupted_then_resumed(config, tmp_path, [3, 6]))
+
+
+def test_the_second_thread_keeps_the_callers_floating_point_error_settings():
+    """np.errstate is per thread: an overflow the trainer silences (to report divergence itself) stays silent in both halves."""
+    import warnings
+
+    model = Sequential.from_specs(
+        [{"type": "conv2d", "filters": 2, "kernel_size": 3, "activation": "relu"}, "flatten", {"type": "dense", "units": 3}],
+        (6, 6, 1),
+    )
+    model.theta[:] = 1e30  # products overflow float32
+    assert model._batch_splitter(32) is not None
+    x = np.ones((32, 6, 6, 1), np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = model.forward(x)
+            model.train_step(LOSSES.create("cross_entropy"), x, np.zeros(32, np.int64))
+    assert not np.isfinite(out).all()

@@ -42,6 +42,7 @@ class Layer:
     activity_regularizer = None  # a Regularizer on this layer's output, applied by the model
     spec: dict  # resolved options, set by the registry
     has_randomness = False  # draws random numbers in forward (dropout, rrelu): gets its own Generator
+    updates_state = False  # a training forward changes its state arrays (batchnorm's running statistics)
     independent_samples = False  # each sample's output and gradient depend on that sample alone (so a batch may be split)
     compute_bound = False  # enough work per sample that two threads on half-batches beat one threaded BLAS call (conv)
 
@@ -126,6 +127,14 @@ class Layer:
         for prefix, child in self.children.items():
             sub = lambda d: {k[len(prefix) + 1 :]: v for k, v in d.items() if k.startswith(prefix + ".")}  # noqa: E731
             child.bind(sub(params), sub(grads), sub(state))
+
+    def training_side_effect(self) -> str | None:
+        """Why a training-mode forward of this layer (or a child) is not a pure function of θ and x, or None."""
+        if self.random_layers():
+            return "draws random numbers in every training pass"
+        if self.updates_state or any(child.training_side_effect() for child in self.children.values()):
+            return "updates its running statistics in every training pass"
+        return None
 
     def random_layers(self) -> list[Layer]:
         """This layer and its children that draw random numbers in forward."""

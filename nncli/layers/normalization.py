@@ -28,6 +28,8 @@ class BatchNorm(Layer):
 
     kernel_names = ()
 
+    updates_state = True
+
     def __init__(self, momentum: Fraction = 0.99, epsilon: PositiveFloat = 1e-3):
         super().__init__()
         self.momentum = momentum
