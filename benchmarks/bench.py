@@ -352,6 +352,16 @@ def median(values):
     return statistics.median(values)
 
 
+def report(kind: str, values: dict[str, list[float]], unit: str, fmt: str, note: str) -> None:
+    """One summary line: nncli's median, and PyTorch's with the ratio when it ran."""
+    a = median(values["nncli"])
+    text = f"  {kind}: nncli {a:{fmt}} {unit}"
+    if "pytorch" in values:
+        b = median(values["pytorch"])
+        text += f"  pytorch {b:{fmt}} {unit}  ratio nncli/pytorch {a / b:.2f}"
+    print(f"{text}  ({note})", flush=True)
+
+
 def bench_config(path: str, args) -> None:
     overrides = list(args.set or [])
     if args.batch_size:
@@ -390,12 +400,7 @@ def bench_config(path: str, args) -> None:
             line.append(f"{name} {seconds:.2f}")
         print(f"  round {r + 1}: s/epoch  " + "  ".join(sorted(line)), flush=True)
     what = f"{args.steps} steps × {args.rounds} rounds, scaled to an epoch" if args.steps else f"{args.rounds} epochs"
-    a = median(per_epoch["nncli"])
-    text = f"  train: nncli {a:.2f} s/epoch"
-    if t_run is not None:
-        b = median(per_epoch["pytorch"])
-        text += f"  pytorch {b:.2f} s/epoch  ratio nncli/pytorch {a / b:.2f}"
-    print(text + f"  (medians of {what})", flush=True)
+    report("train", per_epoch, "s/epoch", ".2f", f"medians of {what}")
 
     # inference over the test set, alternating
     test = dataset.test if dataset.test is not None else dataset.train
@@ -405,17 +410,12 @@ def bench_config(path: str, args) -> None:
     nn_run.infer(x[:batch], batch)
     if t_run is not None:
         t_run.infer(tx[:batch], batch)
+    inputs = {"nncli": x, "pytorch": tx}
     rates = {name: [] for name, _ in runs}
     for r in range(args.rounds):
-        rates["nncli"].append(len(x) / nn_run.infer(x, batch))
-        if t_run is not None:
-            rates["pytorch"].append(len(x) / t_run.infer(tx, batch))
-    a = median(rates["nncli"])
-    text = f"  infer: nncli {a:,.0f} img/s"
-    if t_run is not None:
-        b = median(rates["pytorch"])
-        text += f"  pytorch {b:,.0f} img/s  ratio nncli/pytorch {a / b:.2f}"
-    print(text + f"  (batch {batch}, {len(x):,} test images, medians of {args.rounds})", flush=True)
+        for name, run in runs if r % 2 == 0 else runs[::-1]:  # alternate who goes first, as for training
+            rates[name].append(len(x) / run.infer(inputs[name], batch))
+    report("infer", rates, "img/s", ",.0f", f"batch {batch}, {len(x):,} test images, medians of {args.rounds}")
 
     if args.profile:
         profile(nn_run, args.profile_steps or min(200, 2 * nn_run.steps_per_epoch))
