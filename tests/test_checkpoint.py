@@ -30,12 +30,19 @@ def rewrite(src, dst, change_meta=None, change_arrays=None):
     return dst
 
 
-def test_round_trip_predicts_identically(trained, digits):
-    ckpt = read_checkpoint(trained)
-    model = ckpt.build_model()
-    again = read_checkpoint(trained).build_model()
+def test_round_trip_restores_the_trained_model(tmp_path, digits):
+    from nncli.training import Callback
+
+    class Keep(Callback):
+        def on_train_end(self, trainer):
+            self.model, self.theta = trainer.model, trainer.model.theta.copy()
+
+    keep = Keep()
+    result = nncli.train(mlp_config(digits, epochs=1), out=tmp_path / "run", callbacks=[keep])
+    loaded = read_checkpoint(result.final_checkpoint).build_model()
+    np.testing.assert_array_equal(loaded.theta, keep.theta)
     x = np.random.default_rng(0).random((5, 8, 8, 1), dtype=np.float32)
-    np.testing.assert_array_equal(model.predict(x), again.predict(x))
+    np.testing.assert_array_equal(loaded.predict(x), keep.model.predict(x))
 
 
 @pytest.mark.parametrize(
