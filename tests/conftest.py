@@ -32,3 +32,15 @@ def mlp_yaml(tmp_path, digits):
 def _run_in_tmp(tmp_path, monkeypatch):
     """Runs default to runs/<name> under the current directory: keep them out of the repository."""
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def plots():
+    """Request this fixture to draw the real loss.png (other tests get a stub: drawing costs more than the run)."""
+
+
+@pytest.fixture(autouse=True)
+def _no_plots(monkeypatch, request):
+    """Drawing a PNG with matplotlib costs more than a tiny training run; only tests that check one draw it."""
+    if "plots" not in request.fixturenames:
+        monkeypatch.setattr("nncli.plots.plot_history", lambda histories, labels, path: path.write_bytes(b"skipped"))

@@ -76,6 +76,7 @@ def snapshot(root: Path, skip: Path) -> dict[str, str]:
 
 
 # -- helpers for building cases ---------------------------------------------------
+FIRING: list[threading.Thread] = []  # signal threads of the running case: joined before it ends
 LONG = ["--set", "training.epochs=5000"]  # still training when the signal comes (it stops the run)
 
 
@@ -96,7 +97,9 @@ def signal_during(args: Callable, history: Callable, signum: int, times: int = 1
                     return
                 time.sleep(0.005)
 
-        threading.Thread(target=fire, daemon=True).start()
+        thread = threading.Thread(target=fire, daemon=True)
+        thread.start()
+        FIRING.append(thread)
         return argv
 
     return build
@@ -390,7 +393,15 @@ def test_bad_input_and_faults(world, tmp_path, monkeypatch, group, name, build, 
     scratch.mkdir()
     args = build(world, scratch)
     before = snapshot(world.root, scratch)
-    result = CliRunner().invoke(app, args)
+    stray = []  # signals of a burst that land after the CLI restored our handlers must not hit pytest
+    previous = {s: signal.signal(s, lambda n, _: stray.append(n)) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        result = CliRunner().invoke(app, args)
+        while FIRING:
+            FIRING.pop().join()
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
     assert result.exit_code == status, f"{args}\n{result.output}"
     lines = result.stderr.strip().splitlines()
     assert len(lines) >= 1 and lines[-1].startswith("error: "), result.stderr

@@ -23,7 +23,7 @@ def without_seconds(rows):
     return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
 
 
-def test_training_learns_and_writes_the_run_folder(tmp_path, digits):
+def test_training_learns_and_writes_the_run_folder(tmp_path, digits, plots):
     config = mlp_config(digits, epochs=4)
     result = nncli.train(config, out=tmp_path / "run")
     run = result.run_dir
