@@ -1,13 +1,16 @@
 """The command line through typer's CliRunner (and one real subprocess)."""
 
 import json
+import re
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from helpers import mlp_config, write_config
 from typer.testing import CliRunner
 
+import nncli
 from nncli.cli import app
 
 runner = CliRunner()
@@ -34,6 +37,8 @@ def test_train_prints_progress_lines_and_ends_with_the_checkpoint(tmp_path, mlp_
     assert [line.split()[1] for line in epoch_lines] == ["1/3", "2/3", "3/3"]
     assert "val_acc" in epoch_lines[0] and "samples/s" in epoch_lines[0]
     assert "13,002" not in result.stdout and "parameters" in result.stdout
+    params = nncli.summarize(mlp_yaml).total_params
+    assert re.search(rf"parameters\W+{params:,}\b", result.stdout), result.stdout  # the summary counts this model
 
 
 def test_non_terminal_output_is_plain_lines_even_without_quiet(tmp_path, mlp_yaml):
@@ -123,6 +128,11 @@ def test_diverged_run_exits_1(tmp_path, mlp_yaml):
 def test_python_dash_m_matches_the_script():
     result = subprocess.run([sys.executable, "-m", "nncli", "--help"], capture_output=True, text=True, timeout=60)
     assert result.returncode == 0 and "train" in result.stdout and "compare" not in result.stderr
+    script = Path(sys.executable).with_name("nncli")
+    if script.exists():  # the installed console script prints the same help (only the program name differs)
+        direct = subprocess.run([str(script), "--help"], capture_output=True, text=True, timeout=60)
+        body = lambda text: [line for line in text.splitlines() if "Usage:" not in line]  # noqa: E731
+        assert direct.returncode == 0 and body(direct.stdout) == body(result.stdout)
 
 
 def test_rich_progress_on_a_terminal(tmp_path, mlp_yaml):

@@ -303,7 +303,8 @@ def test_a_config_without_a_compare_section(tmp_path, table):
 
 def test_empty_optimizer_list(tmp_path, table):
     path = write_config(tmp_path / "c.yaml", tiny(table, optimizers=[]))
-    assert_one_error_line(invoke(path), f"error: {path}:")
+    line = assert_one_error_line(invoke(path), f"error: {path}:")
+    assert "compare.optimizers: list at least one optimizer" in line
 
 
 @pytest.mark.parametrize("value", ["0", "-2"])

@@ -111,11 +111,12 @@ def test_missing_required_option_points_at_the_layer():
 
 def test_overrides_parse_yaml_values_and_index_lists():
     doc = document_from_text(GOOD, "cfg.yaml")
-    apply_overrides(doc, ["training.epochs=7", "optimizer.learning_rate=3e-4", "model.layers.0.units=16", "model.layers.-1.units=2"])
+    apply_overrides(doc, ["training.epochs=7", "optimizer.learning_rate=3e-4", "model.layers.0.units=16", "model.layers.-1.units=5"])
     exp = from_document(doc)
     assert exp.training.epochs == 7
     assert exp.optimizer_spec["learning_rate"] == 3e-4
     assert exp.layer_specs[0]["units"] == 16
+    assert exp.layer_specs[-1]["units"] == 5
 
 
 @pytest.mark.parametrize(

@@ -143,6 +143,7 @@ def test_csv_stored_preprocessing_is_reused(table):
     first = csv(table).load(SEED)
     again = csv(table).load(SEED, preprocessing={**first.preprocessing, "mean": [0, 0, 0], "std": [1, 1, 1]})
     assert not np.allclose(again.test.x, first.test.x)  # raw features: statistics came from the stored ones
+    np.testing.assert_allclose(again.test.x, first.test.x * np.asarray(first.preprocessing["std"]) + first.preprocessing["mean"], rtol=1e-5, atol=1e-4)
 
 
 @pytest.mark.parametrize(

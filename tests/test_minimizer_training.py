@@ -85,7 +85,7 @@ def test_pima_config_trains_with_newton(monkeypatch, tmp_path):
 
 
 # -- the memory guard: checked from shapes, before any data is read ---------------------------
-def test_bfgs_on_the_mnist_mlp_fails_fast_naming_optimizer_and_memory(monkeypatch):
+def test_bfgs_on_the_mnist_mlp_fails_fast_naming_optimizer_and_memory(monkeypatch, tmp_path):
     from nncli.data.idx import IdxSource
 
     def no_loading(*args, **kwargs):
@@ -93,13 +93,14 @@ def test_bfgs_on_the_mnist_mlp_fails_fast_naming_optimizer_and_memory(monkeypatc
 
     monkeypatch.setattr(IdxSource, "load", no_loading)
     monkeypatch.chdir(REPO)
-    result = CliRunner().invoke(app, ["train", "configs/mnist_mlp.yaml", "--set", "optimizer.type=bfgs"])
+    result = CliRunner().invoke(app, ["train", "configs/mnist_mlp.yaml", "--set", "optimizer.type=bfgs", "--out", str(tmp_path / "run")])
     assert result.exit_code == 2, result.output
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "Traceback" not in result.output
     assert lines[0].startswith("error: configs/mnist_mlp.yaml:15: optimizer: bfgs needs a 13,002×13,002 float64 matrix (1.35 GB)")
     assert "use cg or lbfgs" in lines[0].lower()
     assert not Path("runs/mnist_mlp").exists() or not any(Path("runs/mnist_mlp").iterdir())
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("name", ["newton", "bfgs", "dfp"])

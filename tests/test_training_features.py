@@ -172,6 +172,7 @@ def test_seeded_csv_runs_have_their_own_test_splits_so_eval_reports_their_mean(t
     report = nncli.evaluate(paths)
     assert report.ensemble is None and report.vote is None and "own test split" in report.note
     accuracies = [m.evaluation.accuracy for m in report.models]
+    assert len(set(accuracies)) == 3  # so the spread below is not trivially 0
     assert len(set(accuracies)) > 1 or len({tuple(m.evaluation.confusion.ravel()) for m in report.models}) > 1
     mean, sd = report.accuracy_spread
     assert mean == pytest.approx(np.mean(accuracies)) and sd == pytest.approx(np.std(accuracies, ddof=1))
