@@ -43,7 +43,7 @@ from .experiment import CompareConfig, Experiment
 from .metrics import evaluate
 from .model import Sequential
 from .optimizers import Minimizer, Optimizer
-from .optimizers.base import CONVERGED, DIVERGED, GRADIENT_TOLERANCE, MAX_ITERATIONS, convergence
+from .optimizers.base import CONVERGED, DIVERGED, GRADIENT_TOLERANCE, MAX_ITERATIONS, convergence, gradient_converged
 from .training import full_batch_objective
 
 # summary.csv: the contract's columns first, in order, then the extra ones.
@@ -278,12 +278,8 @@ def _minimize(opt: Minimizer, objective, model: Sequential, rows: int, settings:
     elapsed = time.perf_counter() - clock
     theta = model.theta.copy()
     trace = _Trace(theta, [float(f)], [elapsed], 1, 1, rows)
-    tolerance_grad = getattr(opt, "tolerance_grad", settings.tolerance_grad)
     if not _finite(f, g):
         trace.stop_reason = DIVERGED
-        return trace
-    if float(np.max(np.abs(g), initial=0.0)) <= tolerance_grad:
-        trace.stop_reason = GRADIENT_TOLERANCE
         return trace
     for _ in range(settings.max_iterations):
         clock = time.perf_counter()
@@ -292,8 +288,8 @@ def _minimize(opt: Minimizer, objective, model: Sequential, rows: int, settings:
         trace.function_evaluations += result.function_evaluations
         trace.gradient_evaluations += result.gradient_evaluations
         trace.rows += rows * result.gradient_evaluations
-        if not result.step_size and result.stop_reason:  # no step taken (a failed line search): not an iteration;
-            trace.times[-1] = elapsed  # its time still counts, at the last point
+        if not result.step_size and result.stop_reason:  # no step taken (converged at the start, or a failed
+            trace.times[-1] = elapsed  # line search): not an iteration; its time still counts, at the last point
             trace.stop_reason = result.stop_reason
             return trace
         theta = np.asarray(result.theta, model.dtype)  # as the model holds it (minimisers compute in float64)
@@ -326,7 +322,7 @@ def _first_order(opt, objective, model, loss, data, batch_size, shuffle, setting
     if not _finite(f, g):
         trace.stop_reason = DIVERGED
         return trace
-    if float(np.max(np.abs(g), initial=0.0)) <= settings.tolerance_grad:
+    if gradient_converged(g, settings.tolerance_grad):
         trace.stop_reason = GRADIENT_TOLERANCE
         return trace
     order, position = None, n

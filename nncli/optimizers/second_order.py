@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import ConfigError
 from ..registry import NonNegativeFloat, PositiveFloat, PositiveInt, Range
 from . import linesearch
-from .base import LINE_SEARCH_FAILED, OPTIMIZERS, GRADIENT_TOLERANCE, Minimizer, Objective, StepResult, convergence
+from .base import GRADIENT_TOLERANCE, LINE_SEARCH_FAILED, OPTIMIZERS, Minimizer, Objective, StepResult, convergence, gradient_converged
 
 OpenUnit = Annotated[float, Range(0.0, 1.0, min_open=True, max_open=True)]  # (0, 1): line-search constants
 
@@ -115,7 +115,7 @@ class LineSearchMinimizer(Minimizer):
         x = np.array(theta, np.float64)
         g = np.array(grad, np.float64)
         f = float(loss)
-        if float(np.max(np.abs(g), initial=0.0)) <= self.tolerance_grad:
+        if gradient_converged(g, self.tolerance_grad):
             return StepResult(x, f, g, 0, 0, GRADIENT_TOLERANCE, None)
         d, spent = self.direction(objective, x, g)
         slope = float(g @ d)
