@@ -35,7 +35,12 @@ class Optimizer:
         self.t = 0  # updates taken (Adam's bias correction uses it)
 
     def step(self, theta: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        """Update theta in place from grad."""
+        """Update theta in place from grad: count the update, then apply the rule."""
+        self.t += 1
+        self._apply(theta, grad, lr)
+
+    def _apply(self, theta: np.ndarray, grad: np.ndarray, lr: float) -> None:
+        """The update rule itself (self.t already counts this update)."""
         raise NotImplementedError
 
     def state_dict(self) -> dict:
