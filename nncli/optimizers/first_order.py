@@ -50,7 +50,7 @@ class _Slotted(Optimizer):
 
 
 @OPTIMIZERS.register("sgd")
-class SGD(Optimizer):
+class SGD(_Slotted):
     """Mini-batch stochastic gradient descent: θ ← θ - lr·g.
 
     Options:
@@ -61,7 +61,8 @@ class SGD(Optimizer):
         super().__init__(learning_rate)
 
     def _apply(self, theta, grad, lr):
-        theta -= lr * grad
+        np.multiply(grad, lr, out=self._scratch)
+        theta -= self._scratch
 
 
 @OPTIMIZERS.register("gd", "gradient_descent", "batch_gd")
@@ -180,16 +181,27 @@ class Adadelta(_Slotted):
         super().__init__(learning_rate)
         self.rho, self.epsilon = rho, epsilon
 
+    def _allocate(self, theta):
+        super()._allocate(theta)
+        self._scratch2 = np.empty_like(theta)  # Δ and a temporary are needed at once
+
     def _apply(self, theta, grad, lr):
-        rho, eps, s = self.rho, self.epsilon, self._scratch
+        rho, eps, delta, s = self.rho, self.epsilon, self._scratch, self._scratch2
         Eg, Ed = self._slot["square_avg"], self._slot["delta_avg"]
         Eg *= rho
-        Eg += (1.0 - rho) * grad * grad
-        delta = np.sqrt(Ed + eps)
-        delta /= np.sqrt(Eg + eps, out=s)
+        np.multiply(grad, 1.0 - rho, out=s)
+        s *= grad
+        Eg += s
+        np.add(Ed, eps, out=delta)
+        np.sqrt(delta, out=delta)
+        np.add(Eg, eps, out=s)
+        np.sqrt(s, out=s)
+        delta /= s
         delta *= grad
         Ed *= rho
-        Ed += (1.0 - rho) * delta * delta
+        np.multiply(delta, 1.0 - rho, out=s)
+        s *= delta
+        Ed += s
         delta *= lr
         theta -= delta
 
