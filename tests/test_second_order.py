@@ -174,6 +174,38 @@ def test_first_update_starts_from_the_scaled_identity(name):
     np.testing.assert_allclose(opt.H @ y, s, rtol=1e-12)  # the secant equation
 
 
+@pytest.mark.parametrize("name", ["bfgs", "dfp"])
+def test_inverse_hessian_updates_keep_h_exactly_symmetric(name):
+    # the update formulas are sums of symmetric terms, so H needs no symmetrising after each update
+    def extended_rosenbrock(x):
+        a, b = x[0::2], x[1::2]
+        g = np.empty_like(x)
+        g[0::2], g[1::2] = -400 * a * (b - a * a) - 2 * (1 - a), 200 * (b - a * a)
+        return float(np.sum(100 * (b - a * a) ** 2 + (1 - a) ** 2)), g
+
+    opt = make(name, tolerance_grad=1e-10, tolerance_change=0.0)
+    x = np.tile([-1.2, 1.0], 5)
+    f, g = extended_rosenbrock(x)
+    for _ in range(60):
+        result = opt.step(extended_rosenbrock, x, f, g)
+        if result.stop_reason:
+            break
+        x, f, g = result.theta, result.loss, result.grad
+        np.testing.assert_array_equal(opt.H, opt.H.T)
+    assert opt.iterations > 20
+
+
+def test_dfp_restarts_from_the_scaled_identity_when_h_is_not_positive_definite():
+    s, y = np.array([1.0, 2.0, -1.0]), np.array([3.0, 1.0, 0.5])
+    fresh = make("dfp")
+    fresh.update(s, y, None, 1.0, -1.0)  # from the scaled identity
+    broken = make("dfp")
+    broken.H = -np.eye(3)  # yᵀHy < 0
+    broken.update(s, y, None, 1.0, -1.0)
+    np.testing.assert_array_equal(broken.H, fresh.H)
+    np.testing.assert_allclose(broken.H @ y, s, rtol=1e-12)
+
+
 @pytest.mark.parametrize("name", ["bfgs", "dfp", "lbfgs", "cg"])
 def test_a_failed_line_search_is_retried_once_along_steepest_descent(name):
     from nncli.optimizers.linesearch import strong_wolfe

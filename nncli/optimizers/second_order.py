@@ -160,6 +160,11 @@ def _first_step(g: np.ndarray, learning_rate: float) -> float:
     return min(1.0, 1.0 / max(float(np.sum(np.abs(g))), 1e-300)) * learning_rate
 
 
+def _scaled_identity(s: np.ndarray, y: np.ndarray, ys: float) -> np.ndarray:
+    """(yᵀs / yᵀy)·I, the starting inverse Hessian that matches the curvature along the latest step (N&W eq. 6.20)."""
+    return (ys / float(y @ y)) * np.eye(s.size)
+
+
 def _check_wolfe_constants(c1: float, c2: float) -> None:
     if not c1 < c2:
         raise ValueError(f"the line search needs c1 < c2, got c1={c1:g}, c2={c2:g}")
@@ -294,10 +299,11 @@ class _InverseHessianMethod(LineSearchMinimizer):
             self.skipped_updates += 1
             return
         if self.H is None:
-            self.H = (ys / float(y @ y)) * np.eye(s.size)
+            self.H = _scaled_identity(s, y, ys)
         self.H = self._updated(self.H, s, y, ys)
 
     def _updated(self, H: np.ndarray, s: np.ndarray, y: np.ndarray, ys: float) -> np.ndarray:
+        """The updated H; the formulas keep it exactly symmetric (each term is), so no symmetrising is needed."""
         raise NotImplementedError
 
     def reset(self):
@@ -343,8 +349,7 @@ class BFGS(_InverseHessianMethod):
         rho = 1.0 / ys
         Hy = H @ y
         # expanded form of (I - ρsyᵀ)H(I - ρysᵀ) + ρssᵀ for symmetric H
-        H = H - rho * (np.outer(Hy, s) + np.outer(s, Hy)) + (rho * rho * float(y @ Hy) + rho) * np.outer(s, s)
-        return 0.5 * (H + H.T)
+        return H - rho * (np.outer(Hy, s) + np.outer(s, Hy)) + (rho * rho * float(y @ Hy) + rho) * np.outer(s, s)
 
 
 @OPTIMIZERS.register("dfp")
@@ -380,10 +385,10 @@ class DFP(_InverseHessianMethod):
         Hy = H @ y
         yHy = float(y @ Hy)
         if not yHy > 0:  # H lost positive definiteness to rounding: start over from the scaled identity
-            H = (ys / float(y @ y)) * np.eye(s.size)
-            Hy, yHy = H @ y, float(y @ (H @ y))
-        H = H - np.outer(Hy, Hy) / yHy + np.outer(s, s) / ys
-        return 0.5 * (H + H.T)
+            H = _scaled_identity(s, y, ys)
+            Hy = H @ y
+            yHy = float(y @ Hy)
+        return H - np.outer(Hy, Hy) / yHy + np.outer(s, s) / ys
 
 
 @OPTIMIZERS.register("lbfgs", "l_bfgs")
