@@ -119,15 +119,13 @@ class LineSearchMinimizer(Minimizer):
             return StepResult(x, f, g, 0, 0, GRADIENT_TOLERANCE, None)
         d, spent = self.direction(objective, x, g)
         slope = float(g @ d)
-        steepest = False
-        if not (np.isfinite(d).all() and slope < 0):  # 3. not downhill: start again from -∇f
-            self._restart()
-            d, slope, steepest = -g, -float(g @ g), True
+        steepest = not (np.isfinite(d).all() and slope < 0)
+        if steepest:  # 3. not downhill: start again from -∇f
+            d, slope = self._steepest(g)
         line = _Line(objective, x, d)
         result = self.line_search(line, f, slope, self.initial_step(g, slope))
         if result.step <= 0 and not steepest:  # 4. retry once along -∇f
-            self._restart()
-            d, slope = -g, -float(g @ g)
+            d, slope = self._steepest(g)
             retry = _Line(objective, x, d)
             result = self.line_search(retry, f, slope, self.initial_step(g, slope))
             retry.calls += line.calls
@@ -143,9 +141,11 @@ class LineSearchMinimizer(Minimizer):
         reason = convergence(f, f_new, g_new, self.tolerance_grad, self.tolerance_change)
         return StepResult(x_new, f_new, g_new, line.calls, calls, reason, result.step)
 
-    def _restart(self) -> None:
+    def _steepest(self, g: np.ndarray) -> tuple[np.ndarray, float]:
+        """Restart: forget the memory (counted in restarts) and go along -∇f; the direction and its slope."""
         self.restarts += 1
         self.reset()
+        return -g, -float(g @ g)
 
     def state_dict(self) -> dict:
         return {"iterations": self.iterations, "restarts": self.restarts}
