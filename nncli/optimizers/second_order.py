@@ -165,11 +165,6 @@ def _scaled_identity(s: np.ndarray, y: np.ndarray, ys: float) -> np.ndarray:
     return (ys / float(y @ y)) * np.eye(s.size)
 
 
-def _check_wolfe_constants(c1: float, c2: float) -> None:
-    if not c1 < c2:
-        raise ValueError(f"the line search needs c1 < c2, got c1={c1:g}, c2={c2:g}")
-
-
 @OPTIMIZERS.register("newton", "newton_method")
 class Newton(LineSearchMinimizer):
     """Damped Newton's method: solve (H + τI)d = -∇f with a finite-difference Hessian, then backtrack (N&W §3.4).
@@ -265,27 +260,63 @@ class Newton(LineSearchMinimizer):
         self.last_shift = float(state.get("last_shift", 0.0))
 
 
-class _InverseHessianMethod(LineSearchMinimizer):
+class _WolfeMethod(LineSearchMinimizer):
+    """A method with a strong Wolfe line search (BFGS, DFP, L-BFGS, CG): holds its constants, 0 < c1 < c2 < 1."""
+
+    def __init__(self, learning_rate, tolerance_grad, tolerance_change, c1, c2):
+        if not c1 < c2:  # each is in (0, 1) by its annotation
+            raise ValueError(f"the line search needs c1 < c2, got c1={c1:g}, c2={c2:g}")
+        self.c1, self.c2 = c1, c2
+        super().__init__(learning_rate, tolerance_grad, tolerance_change)
+
+    def default_line_search(self):
+        return partial(linesearch.strong_wolfe, c1=self.c1, c2=self.c2)
+
+
+class _QuasiNewton(_WolfeMethod):
+    """BFGS, DFP, L-BFGS: learn from each pair (s, y) that passes the curvature condition; skip and count the others.
+
+    The condition yᵀs > CURVATURE_EPS·‖y‖‖s‖ keeps the inverse-Hessian
+    approximation positive definite; the strong Wolfe line search makes a
+    skip rare.
+    """
+
+    def __init__(self, learning_rate, tolerance_grad, tolerance_change, c1, c2):
+        self.skipped_updates = 0
+        super().__init__(learning_rate, tolerance_grad, tolerance_change, c1, c2)
+
+    def update(self, s, y, g_new, t, slope):
+        ys = float(y @ s)
+        if not ys > CURVATURE_EPS * float(np.linalg.norm(y) * np.linalg.norm(s)):
+            self.skipped_updates += 1
+            return
+        self._learn(s, y, ys)
+
+    def _learn(self, s: np.ndarray, y: np.ndarray, ys: float) -> None:
+        """Take in a pair that passed the curvature condition (ys = yᵀs > 0)."""
+        raise NotImplementedError
+
+    def state_dict(self):
+        return {**super().state_dict(), "skipped_updates": self.skipped_updates}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.skipped_updates = int(state.get("skipped_updates", 0))
+
+
+class _InverseHessianMethod(_QuasiNewton):
     """Quasi-Newton with a dense inverse-Hessian approximation H (N&W Algorithm 6.1): d = -H∇f.
 
     H starts as the identity; just before the first update it is rescaled to
-    (yᵀs / yᵀy)·I (N&W eq. 6.20). An update is skipped, and counted, when the
-    curvature condition fails (yᵀs <= 1e-10·‖y‖‖s‖), which keeps H positive
-    definite; the strong Wolfe line search makes that rare.
+    (yᵀs / yᵀy)·I (N&W eq. 6.20).
     """
 
     max_parameters = 5000
 
     def __init__(self, learning_rate, tolerance_grad, tolerance_change, c1, c2, max_parameters):
-        _check_wolfe_constants(c1, c2)
-        self.c1, self.c2 = c1, c2
         self.max_parameters = max_parameters
         self.H: np.ndarray | None = None  # (P, P) inverse-Hessian approximation; None = identity, not yet scaled
-        self.skipped_updates = 0
-        super().__init__(learning_rate, tolerance_grad, tolerance_change)
-
-    def default_line_search(self):
-        return partial(linesearch.strong_wolfe, c1=self.c1, c2=self.c2)
+        super().__init__(learning_rate, tolerance_grad, tolerance_change, c1, c2)
 
     def direction(self, objective, x, g):
         return (-g if self.H is None else -(self.H @ g)), 0
@@ -293,11 +324,7 @@ class _InverseHessianMethod(LineSearchMinimizer):
     def initial_step(self, g, slope):
         return _first_step(g, self.learning_rate) if self.H is None else self.learning_rate
 
-    def update(self, s, y, g_new, t, slope):
-        ys = float(y @ s)
-        if not ys > CURVATURE_EPS * float(np.linalg.norm(y) * np.linalg.norm(s)):
-            self.skipped_updates += 1
-            return
+    def _learn(self, s, y, ys):
         if self.H is None:
             self.H = _scaled_identity(s, y, ys)
         self.H = self._updated(self.H, s, y, ys)
@@ -310,14 +337,13 @@ class _InverseHessianMethod(LineSearchMinimizer):
         self.H = None
 
     def state_dict(self):
-        state = {**super().state_dict(), "skipped_updates": self.skipped_updates}
+        state = super().state_dict()
         if self.H is not None:
             state["H"] = self.H
         return state
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
-        self.skipped_updates = int(state.get("skipped_updates", 0))
         self.H = np.array(state["H"], np.float64) if "H" in state else None
 
 
@@ -392,7 +418,7 @@ class DFP(_InverseHessianMethod):
 
 
 @OPTIMIZERS.register("lbfgs", "l_bfgs")
-class LBFGS(LineSearchMinimizer):
+class LBFGS(_QuasiNewton):
     """Limited-memory BFGS: d = -H∇f by the two-loop recursion over the last history_size pairs (s, y) (N&W Algorithm 7.4).
 
     H₀ = (sᵀy / yᵀy)·I from the newest pair (N&W eq. 7.20); pairs failing the
@@ -417,16 +443,10 @@ class LBFGS(LineSearchMinimizer):
         c1: OpenUnit = 1e-4,
         c2: OpenUnit = 0.9,
     ):
-        _check_wolfe_constants(c1, c2)
         self.history_size = history_size
-        self.c1, self.c2 = c1, c2
         self.s: list[np.ndarray] = []  # oldest first
         self.y: list[np.ndarray] = []
-        self.skipped_updates = 0
-        super().__init__(learning_rate, tolerance_grad, tolerance_change)
-
-    def default_line_search(self):
-        return partial(linesearch.strong_wolfe, c1=self.c1, c2=self.c2)
+        super().__init__(learning_rate, tolerance_grad, tolerance_change, c1, c2)
 
     def direction(self, objective, x, g):
         return -self.apply_inverse_hessian(g), 0
@@ -450,10 +470,7 @@ class LBFGS(LineSearchMinimizer):
     def initial_step(self, g, slope):
         return _first_step(g, self.learning_rate) if not self.s else self.learning_rate
 
-    def update(self, s, y, g_new, t, slope):
-        if not float(y @ s) > CURVATURE_EPS * float(np.linalg.norm(y) * np.linalg.norm(s)):
-            self.skipped_updates += 1
-            return
+    def _learn(self, s, y, ys):
         self.s.append(s)
         self.y.append(y)
         if len(self.s) > self.history_size:
@@ -463,7 +480,7 @@ class LBFGS(LineSearchMinimizer):
         self.s, self.y = [], []
 
     def state_dict(self):
-        state = {**super().state_dict(), "skipped_updates": self.skipped_updates}
+        state = super().state_dict()
         if self.s:
             state["s"] = np.stack(self.s)
             state["y"] = np.stack(self.y)
@@ -471,13 +488,12 @@ class LBFGS(LineSearchMinimizer):
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
-        self.skipped_updates = int(state.get("skipped_updates", 0))
         self.s = [np.array(v, np.float64) for v in state["s"]] if "s" in state else []
         self.y = [np.array(v, np.float64) for v in state["y"]] if "y" in state else []
 
 
 @OPTIMIZERS.register("cg", "conjugate_gradient", "nonlinear_cg")
-class ConjugateGradient(LineSearchMinimizer):
+class ConjugateGradient(_WolfeMethod):
     """Nonlinear conjugate gradient, Polak-Ribière+: d = -∇f + βd_prev, β = max(0, ∇fᵀ(∇f - ∇f_prev)/‖∇f_prev‖²) (N&W §5.2).
 
     Restarts with d = -∇f every restart_every iterations (default: P, the
@@ -507,18 +523,13 @@ class ConjugateGradient(LineSearchMinimizer):
         c1: OpenUnit = 1e-4,
         c2: OpenUnit = 0.1,
     ):
-        _check_wolfe_constants(c1, c2)
         self.restart_every = restart_every
-        self.c1, self.c2 = c1, c2
         self.g_prev: np.ndarray | None = None  # gradient where d_prev was taken
         self.d_prev: np.ndarray | None = None
         self.t_prev = 0.0  # accepted step along d_prev
         self.slope_prev = 0.0  # φ'(0) along d_prev
         self.since_restart = 0  # iterations since the last steepest-descent direction
-        super().__init__(learning_rate, tolerance_grad, tolerance_change)
-
-    def default_line_search(self):
-        return partial(linesearch.strong_wolfe, c1=self.c1, c2=self.c2)
+        super().__init__(learning_rate, tolerance_grad, tolerance_change, c1, c2)
 
     def direction(self, objective, x, g):
         period = self.restart_every or x.size
