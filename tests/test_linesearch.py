@@ -180,6 +180,27 @@ def test_strong_wolfe_zoom_out_of_evaluations_keeps_sufficient_decrease():
     assert result.step == 0.0 or armijo(wavy, result.step, 1e-4)
 
 
+@pytest.mark.parametrize("search", [backtracking, strong_wolfe])
+def test_a_step_is_the_last_trial_or_the_lowest_with_sufficient_decrease(search):
+    # the convention minimisers rely on to keep only two trial points; small budgets make searches stop early
+    returned_earlier = 0
+    for name, phi in FUNCTIONS.items():
+        for t0 in FIRST_STEPS:
+            for c1, c2 in [(1e-4, 0.9), (1e-4, 0.1), (0.3, 0.4), (0.6, 0.7)]:
+                for budget in (2, 3, 5, 50):
+                    f0, s0 = phi(0.0)
+                    wrapped, calls = counted(phi)
+                    constants = {"c1": c1, "c2": c2} if search is strong_wolfe else {"c1": c1}
+                    result = search(wrapped, f0, s0, t0=t0, max_evaluations=budget, **constants)
+                    if result.step <= 0:
+                        continue
+                    decreasing = [t for t in calls if linesearch.sufficient_decrease(phi(t)[0], t, f0, s0, c1)]
+                    lowest = min(decreasing, key=lambda t: phi(t)[0])
+                    assert result.step in (calls[-1], lowest), (name, t0, c1, c2, budget, result)
+                    returned_earlier += result.step != calls[-1]
+    assert returned_earlier > 0 or search is backtracking  # the second case is exercised
+
+
 @pytest.mark.parametrize("kwargs", [{"c1": 0.5, "c2": 0.4}, {"c1": 0.0}, {"c2": 1.0}, {"t0": 0.0}])
 def test_strong_wolfe_rejects_bad_constants(kwargs):
     with pytest.raises(ValueError):

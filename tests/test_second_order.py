@@ -230,6 +230,28 @@ def test_a_failed_line_search_is_retried_once_along_steepest_descent(name):
     assert retried.step_size > 0 and retried.loss < f and retried.stop_reason is None
 
 
+def test_a_search_stopping_at_an_earlier_trial_costs_no_extra_evaluation():
+    # f = -x + x²/10 from 0 with c1 = 0.6: t = 1 has sufficient decrease, the extrapolated t = 5 is lower but
+    # fails it, and with no budget left the search returns t = 1, the minimiser must still have its point
+    from functools import partial
+
+    from nncli.optimizers.linesearch import strong_wolfe
+
+    calls = []
+
+    def f(x):
+        calls.append(x.copy())
+        return float(-x[0] + 0.1 * x[0] ** 2), np.array([-1.0 + 0.2 * x[0]])
+
+    opt = make("bfgs", c1=0.6, c2=0.7)
+    opt.line_search = partial(strong_wolfe, c1=0.6, c2=0.7, max_evaluations=2)
+    result = opt.step(f, np.zeros(1), *f(np.zeros(1)))
+    calls.pop(0)
+    assert [float(x[0]) for x in calls] == [1.0, pytest.approx(5.0)]  # the trials: the search ran out at the second
+    assert (result.step_size, result.loss, result.gradient_evaluations) == (1.0, -0.9, 2)
+    np.testing.assert_array_equal(result.grad, [-0.8])
+
+
 # -- safeguards ------------------------------------------------------------------------
 def test_newton_damps_an_indefinite_hessian_into_a_descent_direction():
     def saddle(x):  # f = x² - y² + y⁴/4: indefinite at the start, minima at y = ±√2

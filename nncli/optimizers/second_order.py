@@ -57,11 +57,18 @@ def dense_matrix_message(name: str, num_params: int, limit: int) -> str:
 
 
 class _Line:
-    """φ(t) = f(θ + t·d) and φ'(t) = ∇f(θ + t·d)·d, remembering each trial point for the caller."""
+    """φ(t) = f(θ + t·d) and φ'(t) = ∇f(θ + t·d)·d, keeping the trial points a search can return.
 
-    def __init__(self, objective: Objective, x: np.ndarray, d: np.ndarray):
+    A search returns its last trial or the lowest one with sufficient decrease
+    (linesearch's convention), so only those two (x, f, g) are kept: memory
+    stays linear in P however many trials the search takes.
+    """
+
+    def __init__(self, objective: Objective, x: np.ndarray, d: np.ndarray, f0: float, slope0: float, c1: float):
         self.objective, self.x, self.d = objective, x, d
-        self.points: dict[float, tuple[np.ndarray, float, np.ndarray]] = {}
+        self.f0, self.slope0, self.c1 = f0, slope0, c1
+        self.last: tuple[float, np.ndarray, float, np.ndarray] | None = None  # (t, x, f, g)
+        self.best: tuple[float, np.ndarray, float, np.ndarray] | None = None
         self.calls = 0
 
     def __call__(self, t: float) -> tuple[float, float]:
@@ -70,15 +77,26 @@ class _Line:
         self.calls += 1
         f = float(f)
         g = np.asarray(g, np.float64)
-        self.points[t] = (x, f, g)
+        self.last = (t, x, f, g)
+        if linesearch.sufficient_decrease(f, t, self.f0, self.slope0, self.c1) and (self.best is None or f < self.best[2]):
+            self.best = self.last
         slope = float(g @ self.d) if np.isfinite(g).all() else math.nan
         return f, slope
+
+    def at(self, t: float) -> tuple[np.ndarray, float, np.ndarray]:
+        """(x, f, g) at step t: a kept trial, else evaluated now (a search that did not follow the convention)."""
+        for point in (self.last, self.best):
+            if point is not None and point[0] == t:
+                return point[1:]
+        self(t)
+        return self.last[1:]
 
 
 class LineSearchMinimizer(Minimizer):
     """Shared loop: direction, descent check, line search, memory update, stopping rule (module docstring)."""
 
     max_parameters: int | None = None  # set by the methods that keep a dense P×P matrix
+    c1: float  # the line search's Armijo constant (every method has one; _Line keeps its best trial by it)
 
     def __init__(self, learning_rate: float, tolerance_grad: float, tolerance_change: float):
         self.learning_rate = learning_rate  # first trial step of the line search
@@ -122,24 +140,21 @@ class LineSearchMinimizer(Minimizer):
         steepest = not (np.isfinite(d).all() and slope < 0)
         if steepest:  # 3. not downhill: start again from -∇f
             d, slope = self._steepest(g)
-        line = _Line(objective, x, d)
+        line = _Line(objective, x, d, f, slope, self.c1)
         result = self.line_search(line, f, slope, self.initial_step(g, slope))
         if result.step <= 0 and not steepest:  # 4. retry once along -∇f
             d, slope = self._steepest(g)
-            retry = _Line(objective, x, d)
+            retry = _Line(objective, x, d, f, slope, self.c1)
             result = self.line_search(retry, f, slope, self.initial_step(g, slope))
             retry.calls += line.calls
             line = retry
-        calls = spent + line.calls
         if result.step <= 0:
-            return StepResult(x, f, g, line.calls, calls, f"{LINE_SEARCH_FAILED} ({result.status})", 0.0)
-        if result.step not in line.points:  # a line search that did not evaluate its answer last
-            line(result.step)
-        x_new, f_new, g_new = line.points[result.step]
+            return StepResult(x, f, g, line.calls, spent + line.calls, f"{LINE_SEARCH_FAILED} ({result.status})", 0.0)
+        x_new, f_new, g_new = line.at(result.step)
         self.iterations += 1
         self.update(x_new - x, g_new - g, g_new, result.step, slope)
         reason = convergence(f, f_new, g_new, self.tolerance_grad, self.tolerance_change)
-        return StepResult(x_new, f_new, g_new, line.calls, calls, reason, result.step)
+        return StepResult(x_new, f_new, g_new, line.calls, spent + line.calls, reason, result.step)
 
     def _steepest(self, g: np.ndarray) -> tuple[np.ndarray, float]:
         """Restart: forget the memory (counted in restarts) and go along -∇f; the direction and its slope."""
