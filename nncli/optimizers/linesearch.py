@@ -150,7 +150,7 @@ def strong_wolfe(
         n += 1
         if not _finite(f, s):
             return _zoom(phi, f0, slope0, prev, (t, math.inf, math.nan), c1, c2, n, max_evaluations)
-        if not sufficient_decrease(f, t, f0, slope0, c1) or (n > 1 and f >= prev[1]):
+        if not sufficient_decrease(f, t, f0, slope0, c1) or f >= prev[1]:  # the first prev is φ(0)
             return _zoom(phi, f0, slope0, prev, (t, f, s), c1, c2, n, max_evaluations)
         if abs(s) <= -c2 * slope0:
             return LineSearchResult(t, f, s, n, OK)

@@ -41,8 +41,8 @@ CURVATURE_EPS = 1e-10  # quasi-Newton updates need yᵀs > CURVATURE_EPS·‖y�
 
 
 def _human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
         n /= 1000
     return f"{n:.3g} TB"
@@ -461,6 +461,7 @@ class LBFGS(_QuasiNewton):
         self.history_size = history_size
         self.s: list[np.ndarray] = []  # oldest first
         self.y: list[np.ndarray] = []
+        self.ys: list[float] = []  # yᵀs of each pair, which both loops divide by
         super().__init__(learning_rate, tolerance_grad, tolerance_change, c1, c2)
 
     def direction(self, objective, x, g):
@@ -470,15 +471,14 @@ class LBFGS(_QuasiNewton):
         """H·g by the two-loop recursion (H = identity with no pairs stored)."""
         q = g.copy()
         alphas = []
-        for s, y in zip(reversed(self.s), reversed(self.y)):
-            alpha = float(s @ q) / float(y @ s)
+        for s, y, ys in zip(reversed(self.s), reversed(self.y), reversed(self.ys)):
+            alpha = float(s @ q) / ys
             q -= alpha * y
             alphas.append(alpha)
         if self.s:
-            s, y = self.s[-1], self.y[-1]
-            q *= float(s @ y) / float(y @ y)
-        for (s, y), alpha in zip(zip(self.s, self.y), reversed(alphas)):
-            beta = float(y @ q) / float(y @ s)
+            q *= self.ys[-1] / float(self.y[-1] @ self.y[-1])
+        for s, y, ys, alpha in zip(self.s, self.y, self.ys, reversed(alphas)):
+            beta = float(y @ q) / ys
             q += (alpha - beta) * s
         return q
 
@@ -488,11 +488,12 @@ class LBFGS(_QuasiNewton):
     def _learn(self, s, y, ys):
         self.s.append(s)
         self.y.append(y)
+        self.ys.append(ys)
         if len(self.s) > self.history_size:
-            del self.s[0], self.y[0]
+            del self.s[0], self.y[0], self.ys[0]
 
     def reset(self):
-        self.s, self.y = [], []
+        self.s, self.y, self.ys = [], [], []
 
     def state_dict(self):
         state = super().state_dict()
@@ -505,6 +506,7 @@ class LBFGS(_QuasiNewton):
         super().load_state_dict(state)
         self.s = [np.array(v, np.float64) for v in state["s"]] if "s" in state else []
         self.y = [np.array(v, np.float64) for v in state["y"]] if "y" in state else []
+        self.ys = [float(y @ s) for s, y in zip(self.s, self.y)]
 
 
 @OPTIMIZERS.register("cg", "conjugate_gradient", "nonlinear_cg")
