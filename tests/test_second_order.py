@@ -117,7 +117,7 @@ def test_lbfgs_two_loop_recursion_equals_the_materialised_bfgs_matrix():
     for _ in range(m + 2):  # more pairs than it keeps: only the last m count
         s = rng.normal(size=n)
         y = s + 0.3 * rng.normal(size=n)  # yᵀs > 0
-        opt.update(s, y, None, 1.0, -1.0)
+        opt.update(s, y, None, None, 1.0, -1.0)
         pairs.append((s, y))
     kept = pairs[-m:]
     s_last, y_last = kept[-1]
@@ -162,7 +162,7 @@ def test_first_update_starts_from_the_scaled_identity(name):
     # N&W eq. 6.20: H0 = (yᵀs / yᵀy)·I just before the first update
     s, y = np.array([1.0, 2.0, -1.0]), np.array([3.0, 1.0, 0.5])
     opt = make(name)
-    opt.update(s, y, None, 1.0, -1.0)
+    opt.update(s, y, None, None, 1.0, -1.0)
     H0 = (y @ s) / (y @ y) * np.eye(3)
     if name == "bfgs":
         V = np.eye(3) - np.outer(y, s) / (y @ s)
@@ -198,10 +198,10 @@ def test_inverse_hessian_updates_keep_h_exactly_symmetric(name):
 def test_dfp_restarts_from_the_scaled_identity_when_h_is_not_positive_definite():
     s, y = np.array([1.0, 2.0, -1.0]), np.array([3.0, 1.0, 0.5])
     fresh = make("dfp")
-    fresh.update(s, y, None, 1.0, -1.0)  # from the scaled identity
+    fresh.update(s, y, None, None, 1.0, -1.0)  # from the scaled identity
     broken = make("dfp")
     broken.H = -np.eye(3)  # yᵀHy < 0
-    broken.update(s, y, None, 1.0, -1.0)
+    broken.update(s, y, None, None, 1.0, -1.0)
     np.testing.assert_array_equal(broken.H, fresh.H)
     np.testing.assert_allclose(broken.H @ y, s, rtol=1e-12)
 
@@ -278,7 +278,7 @@ def test_newton_shift_makes_the_matrix_positive_definite():
 def test_quasi_newton_skips_an_update_that_fails_the_curvature_condition(name):
     opt = make(name)
     s, y = np.array([1.0, 0.0]), np.array([-1.0, 0.5])  # yᵀs < 0
-    opt.update(s, y, None, 1.0, -1.0)
+    opt.update(s, y, None, None, 1.0, -1.0)
     assert opt.skipped_updates == 1
     assert (opt.H is None) if name != "lbfgs" else (opt.s == [])
 

@@ -117,8 +117,11 @@ class LineSearchMinimizer(Minimizer):
     def initial_step(self, g: np.ndarray, slope: float) -> float:
         return self.learning_rate
 
-    def update(self, s: np.ndarray, y: np.ndarray, g_new: np.ndarray, t: float, slope: float) -> None:
-        """Learn from the accepted step s = θ_new - θ and the gradient change y."""
+    def update(self, s: np.ndarray, y: np.ndarray, g: np.ndarray, d: np.ndarray, t: float, slope: float) -> None:
+        """Learn from the accepted step s = θ_new - θ and the gradient change y = ∇f_new - g.
+
+        The step went t along d, from where the gradient was g and the slope gᵀd.
+        """
 
     def reset(self) -> None:
         """Forget curvature memory; the next direction is steepest descent."""
@@ -152,7 +155,7 @@ class LineSearchMinimizer(Minimizer):
             return StepResult(x, f, g, line.calls, spent + line.calls, f"{LINE_SEARCH_FAILED} ({result.status})", 0.0)
         x_new, f_new, g_new = line.at(result.step)
         self.iterations += 1
-        self.update(x_new - x, g_new - g, g_new, result.step, slope)
+        self.update(x_new - x, g_new - g, g, d, result.step, slope)
         reason = convergence(f, f_new, g_new, self.tolerance_grad, self.tolerance_change)
         return StepResult(x_new, f_new, g_new, line.calls, spent + line.calls, reason, result.step)
 
@@ -300,7 +303,7 @@ class _QuasiNewton(_WolfeMethod):
         self.skipped_updates = 0
         super().__init__(learning_rate, tolerance_grad, tolerance_change, c1, c2)
 
-    def update(self, s, y, g_new, t, slope):
+    def update(self, s, y, g, d, t, slope):
         ys = float(y @ s)
         if not ys > CURVATURE_EPS * float(np.linalg.norm(y) * np.linalg.norm(s)):
             self.skipped_updates += 1
@@ -561,9 +564,8 @@ class ConjugateGradient(_WolfeMethod):
             return _first_step(g, self.learning_rate)
         return self.t_prev * self.slope_prev / slope
 
-    def update(self, s, y, g_new, t, slope):
-        g_old = g_new - y
-        self.g_prev, self.d_prev = g_old, s / t
+    def update(self, s, y, g, d, t, slope):
+        self.g_prev, self.d_prev = g, d
         self.t_prev, self.slope_prev = t, slope
         self.since_restart += 1
 
