@@ -26,16 +26,13 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Annotated
 
 import numpy as np
 
 from ..errors import ConfigError
-from ..registry import NonNegativeFloat, PositiveFloat, PositiveInt, Range
+from ..registry import NonNegativeFloat, OpenUnit, PositiveFloat, PositiveInt
 from . import linesearch
 from .base import GRADIENT_TOLERANCE, LINE_SEARCH_FAILED, OPTIMIZERS, Minimizer, Objective, StepResult, convergence, gradient_converged
-
-OpenUnit = Annotated[float, Range(0.0, 1.0, min_open=True, max_open=True)]  # (0, 1): line-search constants
 
 CURVATURE_EPS = 1e-10  # quasi-Newton updates need yᵀs > CURVATURE_EPS·‖y‖·‖s‖ (else the update is skipped)
 
