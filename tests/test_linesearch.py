@@ -178,6 +178,8 @@ def test_strong_wolfe_zoom_out_of_evaluations_keeps_sufficient_decrease():
     result = strong_wolfe(wavy, f0, s0, t0=50.0, c1=1e-8, c2=1e-6, max_evaluations=3)
     assert result.status == "max_evaluations"
     assert result.step == 0.0 or armijo(wavy, result.step, 1e-4)
+    assert result.step > 0 and armijo(wavy, result.step, 1e-8)  # it found one (t ≈ 8.4), by the c1 it ran with
+    assert (result.value, result.slope) == wavy(result.step)
 
 
 @pytest.mark.parametrize("search", [backtracking, strong_wolfe])
@@ -216,6 +218,21 @@ def test_cubic_minimizer_is_exact_on_a_cubic_and_falls_back_to_the_midpoint():
     assert cubic_minimizer(0.0, 0.0, 1.0, 1.0, math.inf, math.nan, 0.0, 1.0) == 0.5  # no cubic: midpoint
 
 
-def test_status_codes_are_distinct_strings():
+@pytest.mark.parametrize("search", [backtracking, strong_wolfe])
+def test_status_codes_are_distinct_and_each_reported_in_its_case(search):
     codes = [linesearch.OK, linesearch.NOT_DESCENT, linesearch.NON_FINITE, linesearch.NO_PROGRESS, linesearch.MAX_EVALUATIONS]
     assert len(set(codes)) == len(codes)
+    f0, s0 = quadratic(0.0)
+    if search is backtracking:
+        out_of_budget = search(quadratic, f0, s0, t0=1e6, max_evaluations=3)
+    else:
+        out_of_budget = search(lambda t: (-t, -1.0), 0.0, -1.0, max_evaluations=4)
+    cases = {
+        linesearch.OK: search(quadratic, f0, s0, t0=2.0),
+        linesearch.NOT_DESCENT: search(quadratic, f0, -s0),
+        linesearch.NON_FINITE: search(quadratic, math.nan, s0),
+        linesearch.NO_PROGRESS: search(lambda t: (1.0, -1.0), 1.0, -1.0, max_evaluations=1000),
+        linesearch.MAX_EVALUATIONS: out_of_budget,
+    }
+    for code, result in cases.items():
+        assert (result.status, result.ok) == (code, code == linesearch.OK)
