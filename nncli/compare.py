@@ -43,7 +43,7 @@ from .experiment import CompareConfig, Experiment
 from .metrics import evaluate
 from .model import Sequential
 from .optimizers import Minimizer, Optimizer
-from .optimizers.base import CONVERGED, DIVERGED, GRADIENT_TOLERANCE, MAX_ITERATIONS, convergence
+from .optimizers.base import CONVERGED, DIVERGED, GRADIENT_TOLERANCE, MAX_ITERATIONS, convergence, gradient_converged
 from .training import full_batch_objective
 
 # summary.csv: the contract's columns first, in order, then the extra ones.
@@ -144,7 +144,10 @@ class SeedSetup:
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
+    """Mean of the values present; one value as it is (a count from one seed stays an int in summary.csv)."""
     values = [v for v in values if v is not None]
+    if len(values) == 1:
+        return values[0]
     return float(np.mean(values)) if values else None
 
 
@@ -174,12 +177,12 @@ def summarize(runs: Sequence[RunResult]) -> OptimizerSummary:
         final_loss=_mean(col("final_loss")),
         train_accuracy=_mean(col("train_accuracy")),
         test_accuracy=_mean(col("test_accuracy")),
-        iterations=_mean(col("iterations")) if len(runs) > 1 else first.iterations,
+        iterations=_mean(col("iterations")),
         seconds=_mean(col("seconds")),
         converged=all(col("converged")),
         type=first.type,
-        function_evaluations=_mean(col("function_evaluations")) if len(runs) > 1 else first.function_evaluations,
-        gradient_evaluations=_mean(col("gradient_evaluations")) if len(runs) > 1 else first.gradient_evaluations,
+        function_evaluations=_mean(col("function_evaluations")),
+        gradient_evaluations=_mean(col("gradient_evaluations")),
         epochs=_mean(col("epochs")),
         stop_reason=_reasons(col("stop_reason")),
         seeds=len(runs),
@@ -241,7 +244,7 @@ def run_optimizer(
         test = evaluate(model, loss, data.test, n_classes, eval_batch) if data.test is not None and len(data.test) else None
     return RunResult(
         optimizer=label,
-        type=optimizer.spec["type"] if hasattr(optimizer, "spec") else optimizer.registered_name,
+        type=optimizer.spec["type"],
         seed=setup.seed,
         second_order=isinstance(optimizer, Minimizer),
         losses=trace.losses,
@@ -252,7 +255,7 @@ def run_optimizer(
         stop_reason=trace.stop_reason,
         train_accuracy=train.accuracy,
         test_accuracy=test.accuracy if test is not None else None,
-        theta=np.array(trace.theta),
+        theta=np.array(trace.theta),  # the one copy: a first-order trace's θ is the model's own array
     )
 
 
@@ -274,16 +277,12 @@ def _finite(value: float, *arrays: np.ndarray) -> bool:
 def _minimize(opt: Minimizer, objective, model: Sequential, rows: int, settings: CompareConfig) -> _Trace:
     """`rows`: training rows behind one objective call."""
     clock = time.perf_counter()
-    f, g = objective(model.theta.copy())
+    f, g = objective(model.theta)
     elapsed = time.perf_counter() - clock
-    theta = model.theta.copy()
+    theta = model.theta.copy()  # the minimiser's start (line searches move model.theta)
     trace = _Trace(theta, [float(f)], [elapsed], 1, 1, rows)
-    tolerance_grad = getattr(opt, "tolerance_grad", settings.tolerance_grad)
     if not _finite(f, g):
         trace.stop_reason = DIVERGED
-        return trace
-    if float(np.max(np.abs(g), initial=0.0)) <= tolerance_grad:
-        trace.stop_reason = GRADIENT_TOLERANCE
         return trace
     for _ in range(settings.max_iterations):
         clock = time.perf_counter()
@@ -292,8 +291,8 @@ def _minimize(opt: Minimizer, objective, model: Sequential, rows: int, settings:
         trace.function_evaluations += result.function_evaluations
         trace.gradient_evaluations += result.gradient_evaluations
         trace.rows += rows * result.gradient_evaluations
-        if not result.step_size and result.stop_reason:  # no step taken (a failed line search): not an iteration;
-            trace.times[-1] = elapsed  # its time still counts, at the last point
+        if not result.step_size and result.stop_reason:  # no step taken (converged at the start, or a failed
+            trace.times[-1] = elapsed  # line search): not an iteration; its time still counts, at the last point
             trace.stop_reason = result.stop_reason
             return trace
         theta = np.asarray(result.theta, model.dtype)  # as the model holds it (minimisers compute in float64)
@@ -319,14 +318,14 @@ def _first_order(opt, objective, model, loss, data, batch_size, shuffle, setting
     lr = float(opt.learning_rate)
     elapsed = 0.0
     clock = time.perf_counter()
-    f, g = objective(theta.copy())
+    f, g = objective(theta)
     if full:  # gd needs this gradient: its cost is the method's
         elapsed = time.perf_counter() - clock
     trace = _Trace(theta, [float(f)], [elapsed], int(full), int(full), n if full else 0)
     if not _finite(f, g):
         trace.stop_reason = DIVERGED
         return trace
-    if float(np.max(np.abs(g), initial=0.0)) <= settings.tolerance_grad:
+    if gradient_converged(g, settings.tolerance_grad):
         trace.stop_reason = GRADIENT_TOLERANCE
         return trace
     order, position = None, n
@@ -334,7 +333,7 @@ def _first_order(opt, objective, model, loss, data, batch_size, shuffle, setting
         clock = time.perf_counter()
         if full:
             opt.step(theta, g, lr)
-            f_new, g = objective(theta.copy())
+            f_new, g = objective(theta)
             rows = n
         else:
             if position >= n:
@@ -350,7 +349,7 @@ def _first_order(opt, objective, model, loss, data, batch_size, shuffle, setting
             rows = len(index)
         elapsed += time.perf_counter() - clock
         if not full:  # bookkeeping, untimed: the full objective at the new point
-            f_new, g = objective(theta.copy())
+            f_new, g = objective(theta)
         trace.function_evaluations += 1
         trace.gradient_evaluations += 1
         trace.rows += rows
@@ -368,7 +367,6 @@ def _first_order(opt, objective, model, loss, data, batch_size, shuffle, setting
         if reason:
             trace.stop_reason = reason
             break
-    trace.theta = theta.copy()
     return trace
 
 

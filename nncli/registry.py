@@ -60,6 +60,8 @@ NonNegativeInt = Annotated[int, Range(min=0)]
 PositiveFloat = Annotated[float, Range(min=0.0, min_open=True)]
 NonNegativeFloat = Annotated[float, Range(min=0.0)]
 Fraction = Annotated[float, Range(0.0, 1.0, max_open=True)]  # [0, 1): a split or a rate
+UnitFactor = Annotated[float, Range(0.0, 1.0, min_open=True)]  # (0, 1]: a multiplier that lowers a rate or keeps it
+OpenUnit = Annotated[float, Range(0.0, 1.0, min_open=True, max_open=True)]  # (0, 1): e.g. line-search constants
 Probability = Annotated[float, Range(0.0, 1.0)]
 
 

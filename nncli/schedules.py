@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from .registry import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Range, Registry
+from .registry import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Registry, UnitFactor
 
 SCHEDULES = Registry("schedule")
 
@@ -70,7 +70,7 @@ class ExponentialDecay(Schedule):
     gamma: factor per epoch
     """
 
-    def __init__(self, gamma: Annotated[float, Range(0.0, 1.0, min_open=True)] = 0.95):
+    def __init__(self, gamma: UnitFactor = 0.95):
         self.gamma = gamma
 
     def __call__(self, epoch, base_lr, total_epochs):
@@ -108,7 +108,7 @@ class Warmup(Schedule):
     def __init__(
         self,
         epochs: PositiveInt = 5,
-        start_factor: Annotated[float, Range(0.0, 1.0, min_open=True)] = 0.1,
+        start_factor: UnitFactor = 0.1,
         then: Schedule_ = "constant",
     ):
         self.epochs, self.start_factor = epochs, start_factor

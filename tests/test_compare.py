@@ -152,6 +152,17 @@ def test_stopping_rules_and_their_precedence(tmp_path, table):
     assert {r.optimizer: r.stop_reason for r in result.comparison.runs}["gd"] == "change_tolerance"
 
 
+def test_a_start_within_the_gradient_tolerance_is_iteration_zero(tmp_path, table):
+    # minimisers apply the rule themselves (a step with no evaluations), first-order methods through the driver
+    config = tiny(table, optimizers=[{"type": "gd", "learning_rate": 1.0}, {"type": "sgd", "learning_rate": 0.1}, "newton", "lbfgs"], tolerance_grad=1e3)
+    result = nncli.compare_optimizers(config, out=tmp_path / "o")
+    evaluations = {"gd": 1, "sgd": 0, "newton": 1, "lbfgs": 1}  # the gradient at the start is gd's and the minimisers' own
+    for run in result.comparison.runs:
+        assert (run.iterations, run.stop_reason, run.converged) == (0, "gradient_tolerance", True), run.optimizer
+        assert run.function_evaluations == run.gradient_evaluations == evaluations[run.optimizer], run.optimizer
+        assert len(run.times) == 1
+
+
 @pytest.mark.filterwarnings("error::RuntimeWarning")  # detected and reported, not warned about
 def test_mini_batch_methods_apply_the_change_rule_per_epoch(tmp_path, table):
     # a loose change rule: any change passes; a mini-batch method still runs to the end of its first epoch

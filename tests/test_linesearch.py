@@ -178,6 +178,29 @@ def test_strong_wolfe_zoom_out_of_evaluations_keeps_sufficient_decrease():
     result = strong_wolfe(wavy, f0, s0, t0=50.0, c1=1e-8, c2=1e-6, max_evaluations=3)
     assert result.status == "max_evaluations"
     assert result.step == 0.0 or armijo(wavy, result.step, 1e-4)
+    assert result.step > 0 and armijo(wavy, result.step, 1e-8)  # it found one (t ≈ 8.4), by the c1 it ran with
+    assert (result.value, result.slope) == wavy(result.step)
+
+
+@pytest.mark.parametrize("search", [backtracking, strong_wolfe])
+def test_a_step_is_the_last_trial_or_the_lowest_with_sufficient_decrease(search):
+    # the convention minimisers rely on to keep only two trial points; small budgets make searches stop early
+    returned_earlier = 0
+    for name, phi in FUNCTIONS.items():
+        for t0 in FIRST_STEPS:
+            for c1, c2 in [(1e-4, 0.9), (1e-4, 0.1), (0.3, 0.4), (0.6, 0.7)]:
+                for budget in (2, 3, 5, 50):
+                    f0, s0 = phi(0.0)
+                    wrapped, calls = counted(phi)
+                    constants = {"c1": c1, "c2": c2} if search is strong_wolfe else {"c1": c1}
+                    result = search(wrapped, f0, s0, t0=t0, max_evaluations=budget, **constants)
+                    if result.step <= 0:
+                        continue
+                    decreasing = [t for t in calls if linesearch.sufficient_decrease(phi(t)[0], t, f0, s0, c1)]
+                    lowest = min(decreasing, key=lambda t: phi(t)[0])
+                    assert result.step in (calls[-1], lowest), (name, t0, c1, c2, budget, result)
+                    returned_earlier += result.step != calls[-1]
+    assert returned_earlier > 0 or search is backtracking  # the second case is exercised
 
 
 @pytest.mark.parametrize("kwargs", [{"c1": 0.5, "c2": 0.4}, {"c1": 0.0}, {"c2": 1.0}, {"t0": 0.0}])
@@ -195,6 +218,21 @@ def test_cubic_minimizer_is_exact_on_a_cubic_and_falls_back_to_the_midpoint():
     assert cubic_minimizer(0.0, 0.0, 1.0, 1.0, math.inf, math.nan, 0.0, 1.0) == 0.5  # no cubic: midpoint
 
 
-def test_status_codes_are_distinct_strings():
+@pytest.mark.parametrize("search", [backtracking, strong_wolfe])
+def test_status_codes_are_distinct_and_each_reported_in_its_case(search):
     codes = [linesearch.OK, linesearch.NOT_DESCENT, linesearch.NON_FINITE, linesearch.NO_PROGRESS, linesearch.MAX_EVALUATIONS]
     assert len(set(codes)) == len(codes)
+    f0, s0 = quadratic(0.0)
+    if search is backtracking:
+        out_of_budget = search(quadratic, f0, s0, t0=1e6, max_evaluations=3)
+    else:
+        out_of_budget = search(lambda t: (-t, -1.0), 0.0, -1.0, max_evaluations=4)
+    cases = {
+        linesearch.OK: search(quadratic, f0, s0, t0=2.0),
+        linesearch.NOT_DESCENT: search(quadratic, f0, -s0),
+        linesearch.NON_FINITE: search(quadratic, math.nan, s0),
+        linesearch.NO_PROGRESS: search(lambda t: (1.0, -1.0), 1.0, -1.0, max_evaluations=1000),
+        linesearch.MAX_EVALUATIONS: out_of_budget,
+    }
+    for code, result in cases.items():
+        assert (result.status, result.ok) == (code, code == linesearch.OK)

@@ -5,6 +5,7 @@ the conventions stated in each optimizer's docstring.
 """
 
 import math
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -177,6 +178,39 @@ def test_float32_stays_float32():
         opt.step(theta, np.full(3, 0.5, np.float32), 0.01)
         assert theta.dtype == np.float32
         assert all(v.dtype == np.float32 for v in opt.state_dict().values() if isinstance(v, np.ndarray))
+        buffers = [v for v in vars(opt).values() if isinstance(v, np.ndarray)] + list(getattr(opt, "_slot", {}).values())
+        assert all(v.dtype == np.float32 for v in buffers), name  # slots and scratch follow θ
+    # hyperparameters are plain Python numbers, whatever the spec held: an np.float64 would be a "strong"
+    # scalar under NumPy's promotion rules and silently turn float32 arithmetic into float64
+    for name in OPTIMIZERS.names():
+        for spec in ({"type": name}, {"type": name, "learning_rate": 1}, {"type": name, "learning_rate": np.float64(0.5)}):
+            opt = OPTIMIZERS.create(spec)
+            options = {k: getattr(opt, k) for k in opt.spec if k != "type"}
+            assert all(type(v) in (float, int, type(None)) for v in options.values()), (name, options)
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_step_allocates_no_parameter_sized_temporaries(name):
+    # updates run in place on preallocated slot and scratch arrays: after the first step (which makes them), a step
+    # allocates nothing of θ's size, in particular no float64 copy of a float32 θ
+    rng = np.random.default_rng(0)
+    theta = rng.normal(size=100_000).astype(np.float32)
+    grad = rng.normal(size=100_000).astype(np.float32)
+    opt = OPTIMIZERS.create(name)
+    opt.step(theta, grad, 0.01)
+    tracing = tracemalloc.is_tracing()
+    if not tracing:
+        tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        before = tracemalloc.get_traced_memory()[0]
+        opt.step(theta, grad, 0.01)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        if not tracing:
+            tracemalloc.stop()
+    assert peak - before < theta.nbytes // 4, f"{name} allocated {peak - before:,} bytes in one step"
+    assert theta.dtype == np.float32
 
 
 @pytest.mark.parametrize("name", sorted(CASES))

@@ -69,6 +69,19 @@ def test_plateau_state_round_trip():
     b = SCHEDULES.create({"type": "reduce_on_plateau", "patience": 1})
     b.load_state_dict(a.state_dict())
     assert b(3, BASE, TOTAL) == a(3, BASE, TOTAL) == pytest.approx(BASE * 0.1)
+    for s in (a, b):  # best (1.0) came along: 1.5 is no improvement, and the rate drops again on both
+        s.observe({"epoch": 3, "val_loss": 1.5})
+    assert b(4, BASE, TOTAL) == a(4, BASE, TOTAL) == pytest.approx(BASE * 0.01)
+    # mid-count: the epochs waited so far came along too
+    a = SCHEDULES.create({"type": "reduce_on_plateau", "patience": 2})
+    for v in (1.0, 2.0):
+        a.observe({"epoch": 1, "val_loss": v})
+    b = SCHEDULES.create({"type": "reduce_on_plateau", "patience": 2})
+    b.load_state_dict(a.state_dict())
+    assert b(2, BASE, TOTAL) == a(2, BASE, TOTAL) == BASE
+    for s in (a, b):
+        s.observe({"epoch": 3, "val_loss": 1.5})
+    assert b(3, BASE, TOTAL) == a(3, BASE, TOTAL) == pytest.approx(BASE * 0.1)
 
 
 def test_accuracy_monitor_maximises():

@@ -117,7 +117,7 @@ def test_lbfgs_two_loop_recursion_equals_the_materialised_bfgs_matrix():
     for _ in range(m + 2):  # more pairs than it keeps: only the last m count
         s = rng.normal(size=n)
         y = s + 0.3 * rng.normal(size=n)  # yᵀs > 0
-        opt.update(s, y, None, 1.0, -1.0)
+        opt.update(s, y, None, None, 1.0, -1.0)
         pairs.append((s, y))
     kept = pairs[-m:]
     s_last, y_last = kept[-1]
@@ -162,7 +162,7 @@ def test_first_update_starts_from_the_scaled_identity(name):
     # N&W eq. 6.20: H0 = (yᵀs / yᵀy)·I just before the first update
     s, y = np.array([1.0, 2.0, -1.0]), np.array([3.0, 1.0, 0.5])
     opt = make(name)
-    opt.update(s, y, None, 1.0, -1.0)
+    opt.update(s, y, None, None, 1.0, -1.0)
     H0 = (y @ s) / (y @ y) * np.eye(3)
     if name == "bfgs":
         V = np.eye(3) - np.outer(y, s) / (y @ s)
@@ -172,6 +172,38 @@ def test_first_update_starts_from_the_scaled_identity(name):
         expected = H0 - np.outer(Hy, Hy) / (y @ Hy) + np.outer(s, s) / (y @ s)
     np.testing.assert_allclose(opt.H, expected, rtol=1e-12)
     np.testing.assert_allclose(opt.H @ y, s, rtol=1e-12)  # the secant equation
+
+
+@pytest.mark.parametrize("name", ["bfgs", "dfp"])
+def test_inverse_hessian_updates_keep_h_exactly_symmetric(name):
+    # the update formulas are sums of symmetric terms, so H needs no symmetrising after each update
+    def extended_rosenbrock(x):
+        a, b = x[0::2], x[1::2]
+        g = np.empty_like(x)
+        g[0::2], g[1::2] = -400 * a * (b - a * a) - 2 * (1 - a), 200 * (b - a * a)
+        return float(np.sum(100 * (b - a * a) ** 2 + (1 - a) ** 2)), g
+
+    opt = make(name, tolerance_grad=1e-10, tolerance_change=0.0)
+    x = np.tile([-1.2, 1.0], 5)
+    f, g = extended_rosenbrock(x)
+    for _ in range(60):
+        result = opt.step(extended_rosenbrock, x, f, g)
+        if result.stop_reason:
+            break
+        x, f, g = result.theta, result.loss, result.grad
+        np.testing.assert_array_equal(opt.H, opt.H.T)
+    assert opt.iterations > 20
+
+
+def test_dfp_restarts_from_the_scaled_identity_when_h_is_not_positive_definite():
+    s, y = np.array([1.0, 2.0, -1.0]), np.array([3.0, 1.0, 0.5])
+    fresh = make("dfp")
+    fresh.update(s, y, None, None, 1.0, -1.0)  # from the scaled identity
+    broken = make("dfp")
+    broken.H = -np.eye(3)  # yᵀHy < 0
+    broken.update(s, y, None, None, 1.0, -1.0)
+    np.testing.assert_array_equal(broken.H, fresh.H)
+    np.testing.assert_allclose(broken.H @ y, s, rtol=1e-12)
 
 
 @pytest.mark.parametrize("name", ["bfgs", "dfp", "lbfgs", "cg"])
@@ -196,6 +228,28 @@ def test_a_failed_line_search_is_retried_once_along_steepest_descent(name):
     assert len(calls) == 2 and opt.restarts == restarts + 1
     assert calls[1] == pytest.approx(-(g @ g))  # the retry went along -∇f
     assert retried.step_size > 0 and retried.loss < f and retried.stop_reason is None
+
+
+def test_a_search_stopping_at_an_earlier_trial_costs_no_extra_evaluation():
+    # f = -x + x²/10 from 0 with c1 = 0.6: t = 1 has sufficient decrease, the extrapolated t = 5 is lower but
+    # fails it, and with no budget left the search returns t = 1, the minimiser must still have its point
+    from functools import partial
+
+    from nncli.optimizers.linesearch import strong_wolfe
+
+    calls = []
+
+    def f(x):
+        calls.append(x.copy())
+        return float(-x[0] + 0.1 * x[0] ** 2), np.array([-1.0 + 0.2 * x[0]])
+
+    opt = make("bfgs", c1=0.6, c2=0.7)
+    opt.line_search = partial(strong_wolfe, c1=0.6, c2=0.7, max_evaluations=2)
+    result = opt.step(f, np.zeros(1), *f(np.zeros(1)))
+    calls.pop(0)
+    assert [float(x[0]) for x in calls] == [1.0, pytest.approx(5.0)]  # the trials: the search ran out at the second
+    assert (result.step_size, result.loss, result.gradient_evaluations) == (1.0, -0.9, 2)
+    np.testing.assert_array_equal(result.grad, [-0.8])
 
 
 # -- safeguards ------------------------------------------------------------------------
@@ -224,7 +278,7 @@ def test_newton_shift_makes_the_matrix_positive_definite():
 def test_quasi_newton_skips_an_update_that_fails_the_curvature_condition(name):
     opt = make(name)
     s, y = np.array([1.0, 0.0]), np.array([-1.0, 0.5])  # yᵀs < 0
-    opt.update(s, y, None, 1.0, -1.0)
+    opt.update(s, y, None, None, 1.0, -1.0)
     assert opt.skipped_updates == 1
     assert (opt.H is None) if name != "lbfgs" else (opt.s == [])
 

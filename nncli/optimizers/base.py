@@ -35,7 +35,12 @@ class Optimizer:
         self.t = 0  # updates taken (Adam's bias correction uses it)
 
     def step(self, theta: np.ndarray, grad: np.ndarray, lr: float) -> None:
-        """Update theta in place from grad."""
+        """Update theta in place from grad: count the update, then apply the rule."""
+        self.t += 1
+        self._apply(theta, grad, lr)
+
+    def _apply(self, theta: np.ndarray, grad: np.ndarray, lr: float) -> None:
+        """The update rule itself (self.t already counts this update)."""
         raise NotImplementedError
 
     def state_dict(self) -> dict:
@@ -55,6 +60,11 @@ DIVERGED = "diverged"  # a non-finite loss or gradient (set by the caller)
 CONVERGED = (GRADIENT_TOLERANCE, CHANGE_TOLERANCE)
 
 
+def gradient_converged(grad: np.ndarray, tolerance_grad: float) -> bool:
+    """max|∇f| <= tolerance_grad: the gradient rule, shared by every stopping check (an empty gradient passes)."""
+    return float(np.max(np.abs(grad), initial=0.0)) <= tolerance_grad
+
+
 def convergence(f_old: float | None, f_new: float, grad: np.ndarray, tolerance_grad: float, tolerance_change: float) -> str | None:
     """The stopping rule every full-batch method (and compare-optimizers) applies after an iteration.
 
@@ -63,7 +73,7 @@ def convergence(f_old: float | None, f_new: float, grad: np.ndarray, tolerance_g
     most tolerance_change relative to max(1, |f_old|) (scipy's L-BFGS-B
     `ftol` form). Returns the rule that fired, gradient first, or None.
     """
-    if float(np.max(np.abs(grad), initial=0.0)) <= tolerance_grad:
+    if gradient_converged(grad, tolerance_grad):
         return GRADIENT_TOLERANCE
     if f_old is not None and abs(f_old - f_new) <= tolerance_change * max(1.0, abs(f_old)):
         return CHANGE_TOLERANCE

@@ -17,20 +17,28 @@ from .base import OPTIMIZERS, Optimizer
 
 
 class _Slotted(Optimizer):
-    """An optimizer with per-parameter slot arrays, allocated on the first step."""
+    """An optimizer with per-parameter slot arrays (its state) and a scratch buffer, allocated at the first step."""
 
     slots: tuple[str, ...] = ()
 
     def __init__(self, learning_rate: float):
         super().__init__(learning_rate)
         self._slot: dict[str, np.ndarray] = {}
-        self._scratch: np.ndarray | None = None
+        self._scratch: np.ndarray | None = None  # None until the first step, and again after load_state_dict
 
-    def _ready(self, theta: np.ndarray) -> None:
-        if not self._slot:
-            self._slot = {name: np.zeros_like(theta) for name in self.slots}
-        if self._scratch is None or self._scratch.shape != theta.shape:
-            self._scratch = np.empty_like(theta)
+    def _new_slots(self, theta: np.ndarray) -> dict[str, np.ndarray]:
+        """Every slot's starting value: zeros."""
+        return {name: np.zeros_like(theta) for name in self.slots}
+
+    def _allocate(self, theta: np.ndarray) -> None:
+        """The slots a checkpoint did not bring, and the scratch buffer: later steps allocate nothing."""
+        self._slot = self._new_slots(theta) | self._slot
+        self._scratch = np.empty_like(theta)
+
+    def step(self, theta, grad, lr):
+        if self._scratch is None:
+            self._allocate(theta)
+        super().step(theta, grad, lr)
 
     def state_dict(self) -> dict:
         return {"t": self.t, **self._slot}
@@ -38,10 +46,27 @@ class _Slotted(Optimizer):
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
         self._slot = {name: np.array(state[name]) for name in self.slots if name in state}
+        self._scratch = None
+
+
+@OPTIMIZERS.register("sgd")
+class SGD(_Slotted):
+    """Mini-batch stochastic gradient descent: θ ← θ - lr·g.
+
+    Options:
+    learning_rate: step size
+    """
+
+    def __init__(self, learning_rate: PositiveFloat = 0.01):
+        super().__init__(learning_rate)
+
+    def _apply(self, theta, grad, lr):
+        np.multiply(grad, lr, out=self._scratch)
+        theta -= self._scratch
 
 
 @OPTIMIZERS.register("gd", "gradient_descent", "batch_gd")
-class GradientDescent(Optimizer):
+class GradientDescent(SGD):
     """Full-batch gradient descent: θ ← θ - lr·∇L over the whole training set each step.
 
     Options:
@@ -52,26 +77,6 @@ class GradientDescent(Optimizer):
 
     def __init__(self, learning_rate: PositiveFloat = 0.1):
         super().__init__(learning_rate)
-
-    def step(self, theta, grad, lr):
-        self.t += 1
-        theta -= lr * grad
-
-
-@OPTIMIZERS.register("sgd")
-class SGD(Optimizer):
-    """Mini-batch stochastic gradient descent: θ ← θ - lr·g.
-
-    Options:
-    learning_rate: step size
-    """
-
-    def __init__(self, learning_rate: PositiveFloat = 0.01):
-        super().__init__(learning_rate)
-
-    def step(self, theta, grad, lr):
-        self.t += 1
-        theta -= lr * grad
 
 
 @OPTIMIZERS.register("momentum", "sgd_momentum")
@@ -89,9 +94,7 @@ class Momentum(_Slotted):
         super().__init__(learning_rate)
         self.momentum = momentum
 
-    def step(self, theta, grad, lr):
-        self._ready(theta)
-        self.t += 1
+    def _apply(self, theta, grad, lr):
         v = self._slot["velocity"]
         v *= self.momentum
         v += grad
@@ -114,9 +117,7 @@ class Nesterov(_Slotted):
         super().__init__(learning_rate)
         self.momentum = momentum
 
-    def step(self, theta, grad, lr):
-        self._ready(theta)
-        self.t += 1
+    def _apply(self, theta, grad, lr):
         v, s = self._slot["velocity"], self._scratch
         v *= self.momentum
         v += grad
@@ -148,12 +149,11 @@ class AdaGrad(_Slotted):
         self.epsilon = epsilon
         self.initial_accumulator_value = initial_accumulator_value
 
-    def step(self, theta, grad, lr):
-        if not self._slot:
-            self._ready(theta)
-            self._slot["accumulator"] += self.initial_accumulator_value
-        self._ready(theta)
-        self.t += 1
+    def _new_slots(self, theta):
+        """G starts at initial_accumulator_value."""
+        return {"accumulator": np.full_like(theta, self.initial_accumulator_value)}
+
+    def _apply(self, theta, grad, lr):
         G, s = self._slot["accumulator"], self._scratch
         np.multiply(grad, grad, out=s)
         G += s
@@ -181,18 +181,27 @@ class Adadelta(_Slotted):
         super().__init__(learning_rate)
         self.rho, self.epsilon = rho, epsilon
 
-    def step(self, theta, grad, lr):
-        self._ready(theta)
-        self.t += 1
-        rho, eps, s = self.rho, self.epsilon, self._scratch
+    def _allocate(self, theta):
+        super()._allocate(theta)
+        self._scratch2 = np.empty_like(theta)  # Δ and a temporary are needed at once
+
+    def _apply(self, theta, grad, lr):
+        rho, eps, delta, s = self.rho, self.epsilon, self._scratch, self._scratch2
         Eg, Ed = self._slot["square_avg"], self._slot["delta_avg"]
         Eg *= rho
-        Eg += (1.0 - rho) * grad * grad
-        delta = np.sqrt(Ed + eps)
-        delta /= np.sqrt(Eg + eps, out=s)
+        np.multiply(grad, 1.0 - rho, out=s)
+        s *= grad
+        Eg += s
+        np.add(Ed, eps, out=delta)
+        np.sqrt(delta, out=delta)
+        np.add(Eg, eps, out=s)
+        np.sqrt(s, out=s)
+        delta /= s
         delta *= grad
         Ed *= rho
-        Ed += (1.0 - rho) * delta * delta
+        np.multiply(delta, 1.0 - rho, out=s)
+        s *= delta
+        Ed += s
         delta *= lr
         theta -= delta
 
@@ -213,9 +222,7 @@ class RMSProp(_Slotted):
         super().__init__(learning_rate)
         self.rho, self.epsilon = rho, epsilon
 
-    def step(self, theta, grad, lr):
-        self._ready(theta)
-        self.t += 1
+    def _apply(self, theta, grad, lr):
         v, s = self._slot["square_avg"], self._scratch
         v *= self.rho
         np.multiply(grad, grad, out=s)
@@ -253,9 +260,7 @@ class Adam(_Slotted):
         super().__init__(learning_rate)
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
-    def step(self, theta, grad, lr):
-        self._ready(theta)
-        self.t += 1
+    def _apply(self, theta, grad, lr):
         b1, b2, s = self.beta_1, self.beta_2, self._scratch
         m, v = self._slot["m"], self._slot["v"]
         m *= b1
@@ -300,6 +305,6 @@ class AdamW(Adam):
         super().__init__(learning_rate, beta_1, beta_2, epsilon)
         self.weight_decay = weight_decay
 
-    def step(self, theta, grad, lr):
+    def _apply(self, theta, grad, lr):
         theta *= 1.0 - lr * self.weight_decay
-        super().step(theta, grad, lr)
+        super()._apply(theta, grad, lr)

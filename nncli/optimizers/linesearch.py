@@ -15,7 +15,8 @@ Conditions (Nocedal & Wright, Numerical Optimization, 2nd ed., §3.1):
 Convention: `step > 0` means the returned point satisfies the Armijo
 condition (so it lowers f); `status` says whether the search fully
 succeeded ("ok") or why not. A failed search that found no acceptable point
-returns `step = 0.0`.
+returns `step = 0.0`. A step > 0 is always one of the trials: the last one,
+or the lowest one with sufficient decrease (minimisers keep only these two).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def _check_start(f0: float, slope0: float) -> LineSearchResult | None:
     return None
 
 
-def _sufficient_decrease(f: float, t: float, f0: float, slope0: float, c1: float) -> bool:
+def sufficient_decrease(f: float, t: float, f0: float, slope0: float, c1: float) -> bool:
     """Armijo, plus f < f0 outright: where c1·t·φ'(0) is below the rounding of f0 the bound alone would accept no decrease."""
     return math.isfinite(f) and f <= f0 + c1 * t * slope0 and f < f0
 
@@ -91,7 +92,7 @@ def backtracking(
     t = t0
     for n in range(1, max_evaluations + 1):
         f, s = phi(t)
-        if _sufficient_decrease(f, t, f0, slope0, c1):
+        if sufficient_decrease(f, t, f0, slope0, c1):
             return LineSearchResult(t, f, s, n, OK)
         if _too_small(t, f0, slope0):
             return LineSearchResult(0.0, f0, slope0, n, NO_PROGRESS)
@@ -149,7 +150,7 @@ def strong_wolfe(
         n += 1
         if not _finite(f, s):
             return _zoom(phi, f0, slope0, prev, (t, math.inf, math.nan), c1, c2, n, max_evaluations)
-        if not _sufficient_decrease(f, t, f0, slope0, c1) or (n > 1 and f >= prev[1]):
+        if not sufficient_decrease(f, t, f0, slope0, c1) or f >= prev[1]:  # the first prev is φ(0)
             return _zoom(phi, f0, slope0, prev, (t, f, s), c1, c2, n, max_evaluations)
         if abs(s) <= -c2 * slope0:
             return LineSearchResult(t, f, s, n, OK)
@@ -178,7 +179,7 @@ def _zoom(phi, f0, slope0, lo, hi, c1, c2, n, max_evaluations) -> LineSearchResu
         if not _finite(f, s):
             hi = (t, math.inf, math.nan)
             continue
-        if not _sufficient_decrease(f, t, f0, slope0, c1) or f >= f_lo:
+        if not sufficient_decrease(f, t, f0, slope0, c1) or f >= f_lo:
             hi = (t, f, s)
             continue
         if abs(s) <= -c2 * slope0:

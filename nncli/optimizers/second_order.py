@@ -26,23 +26,20 @@ from __future__ import annotations
 
 import math
 from functools import partial
-from typing import Annotated
 
 import numpy as np
 
 from ..errors import ConfigError
-from ..registry import NonNegativeFloat, PositiveFloat, PositiveInt, Range
+from ..registry import NonNegativeFloat, OpenUnit, PositiveFloat, PositiveInt
 from . import linesearch
-from .base import LINE_SEARCH_FAILED, OPTIMIZERS, GRADIENT_TOLERANCE, Minimizer, Objective, StepResult, convergence
-
-OpenUnit = Annotated[float, Range(0.0, 1.0, min_open=True, max_open=True)]  # (0, 1): line-search constants
+from .base import GRADIENT_TOLERANCE, LINE_SEARCH_FAILED, OPTIMIZERS, Minimizer, Objective, StepResult, convergence, gradient_converged
 
 CURVATURE_EPS = 1e-10  # quasi-Newton updates need yᵀs > CURVATURE_EPS·‖y‖·‖s‖ (else the update is skipped)
 
 
 def _human_bytes(n: float) -> str:
-    for unit in ("B", "kB", "MB", "GB", "TB"):
-        if n < 1000 or unit == "TB":
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000:
             return f"{n:.0f} {unit}" if unit == "B" else f"{n:.3g} {unit}"
         n /= 1000
     return f"{n:.3g} TB"
@@ -57,11 +54,18 @@ def dense_matrix_message(name: str, num_params: int, limit: int) -> str:
 
 
 class _Line:
-    """φ(t) = f(θ + t·d) and φ'(t) = ∇f(θ + t·d)·d, remembering each trial point for the caller."""
+    """φ(t) = f(θ + t·d) and φ'(t) = ∇f(θ + t·d)·d, keeping the trial points a search can return.
 
-    def __init__(self, objective: Objective, x: np.ndarray, d: np.ndarray):
+    A search returns its last trial or the lowest one with sufficient decrease
+    (linesearch's convention), so only those two (x, f, g) are kept: memory
+    stays linear in P however many trials the search takes.
+    """
+
+    def __init__(self, objective: Objective, x: np.ndarray, d: np.ndarray, f0: float, slope0: float, c1: float):
         self.objective, self.x, self.d = objective, x, d
-        self.points: dict[float, tuple[np.ndarray, float, np.ndarray]] = {}
+        self.f0, self.slope0, self.c1 = f0, slope0, c1
+        self.last: tuple[float, np.ndarray, float, np.ndarray] | None = None  # (t, x, f, g)
+        self.best: tuple[float, np.ndarray, float, np.ndarray] | None = None
         self.calls = 0
 
     def __call__(self, t: float) -> tuple[float, float]:
@@ -70,15 +74,26 @@ class _Line:
         self.calls += 1
         f = float(f)
         g = np.asarray(g, np.float64)
-        self.points[t] = (x, f, g)
+        self.last = (t, x, f, g)
+        if linesearch.sufficient_decrease(f, t, self.f0, self.slope0, self.c1) and (self.best is None or f < self.best[2]):
+            self.best = self.last
         slope = float(g @ self.d) if np.isfinite(g).all() else math.nan
         return f, slope
+
+    def at(self, t: float) -> tuple[np.ndarray, float, np.ndarray]:
+        """(x, f, g) at step t: a kept trial, else evaluated now (a search that did not follow the convention)."""
+        for point in (self.last, self.best):
+            if point is not None and point[0] == t:
+                return point[1:]
+        self(t)
+        return self.last[1:]
 
 
 class LineSearchMinimizer(Minimizer):
     """Shared loop: direction, descent check, line search, memory update, stopping rule (module docstring)."""
 
     max_parameters: int | None = None  # set by the methods that keep a dense P×P matrix
+    c1: float  # the line search's Armijo constant (every method has one; _Line keeps its best trial by it)
 
     def __init__(self, learning_rate: float, tolerance_grad: float, tolerance_change: float):
         self.learning_rate = learning_rate  # first trial step of the line search
@@ -99,8 +114,11 @@ class LineSearchMinimizer(Minimizer):
     def initial_step(self, g: np.ndarray, slope: float) -> float:
         return self.learning_rate
 
-    def update(self, s: np.ndarray, y: np.ndarray, g_new: np.ndarray, t: float, slope: float) -> None:
-        """Learn from the accepted step s = θ_new - θ and the gradient change y."""
+    def update(self, s: np.ndarray, y: np.ndarray, g: np.ndarray, d: np.ndarray, t: float, slope: float) -> None:
+        """Learn from the accepted step s = θ_new - θ and the gradient change y = ∇f_new - g.
+
+        The step went t along d, from where the gradient was g and the slope gᵀd.
+        """
 
     def reset(self) -> None:
         """Forget curvature memory; the next direction is steepest descent."""
@@ -115,37 +133,34 @@ class LineSearchMinimizer(Minimizer):
         x = np.array(theta, np.float64)
         g = np.array(grad, np.float64)
         f = float(loss)
-        if float(np.max(np.abs(g), initial=0.0)) <= self.tolerance_grad:
+        if gradient_converged(g, self.tolerance_grad):
             return StepResult(x, f, g, 0, 0, GRADIENT_TOLERANCE, None)
         d, spent = self.direction(objective, x, g)
         slope = float(g @ d)
-        steepest = False
-        if not (np.isfinite(d).all() and slope < 0):  # 3. not downhill: start again from -∇f
-            self._restart()
-            d, slope, steepest = -g, -float(g @ g), True
-        line = _Line(objective, x, d)
+        steepest = not (np.isfinite(d).all() and slope < 0)
+        if steepest:  # 3. not downhill: start again from -∇f
+            d, slope = self._steepest(g)
+        line = _Line(objective, x, d, f, slope, self.c1)
         result = self.line_search(line, f, slope, self.initial_step(g, slope))
         if result.step <= 0 and not steepest:  # 4. retry once along -∇f
-            self._restart()
-            d, slope = -g, -float(g @ g)
-            retry = _Line(objective, x, d)
+            d, slope = self._steepest(g)
+            retry = _Line(objective, x, d, f, slope, self.c1)
             result = self.line_search(retry, f, slope, self.initial_step(g, slope))
             retry.calls += line.calls
             line = retry
-        calls = spent + line.calls
         if result.step <= 0:
-            return StepResult(x, f, g, line.calls, calls, f"{LINE_SEARCH_FAILED} ({result.status})", 0.0)
-        if result.step not in line.points:  # a line search that did not evaluate its answer last
-            line(result.step)
-        x_new, f_new, g_new = line.points[result.step]
+            return StepResult(x, f, g, line.calls, spent + line.calls, f"{LINE_SEARCH_FAILED} ({result.status})", 0.0)
+        x_new, f_new, g_new = line.at(result.step)
         self.iterations += 1
-        self.update(x_new - x, g_new - g, g_new, result.step, slope)
+        self.update(x_new - x, g_new - g, g, d, result.step, slope)
         reason = convergence(f, f_new, g_new, self.tolerance_grad, self.tolerance_change)
-        return StepResult(x_new, f_new, g_new, line.calls, calls, reason, result.step)
+        return StepResult(x_new, f_new, g_new, line.calls, spent + line.calls, reason, result.step)
 
-    def _restart(self) -> None:
+    def _steepest(self, g: np.ndarray) -> tuple[np.ndarray, float]:
+        """Restart: forget the memory (counted in restarts) and go along -∇f; the direction and its slope."""
         self.restarts += 1
         self.reset()
+        return -g, -float(g @ g)
 
     def state_dict(self) -> dict:
         return {"iterations": self.iterations, "restarts": self.restarts}
@@ -160,9 +175,9 @@ def _first_step(g: np.ndarray, learning_rate: float) -> float:
     return min(1.0, 1.0 / max(float(np.sum(np.abs(g))), 1e-300)) * learning_rate
 
 
-def _check_wolfe_constants(c1: float, c2: float) -> None:
-    if not c1 < c2:
-        raise ValueError(f"the line search needs c1 < c2, got c1={c1:g}, c2={c2:g}")
+def _scaled_identity(s: np.ndarray, y: np.ndarray, ys: float) -> np.ndarray:
+    """(yᵀs / yᵀy)·I, the starting inverse Hessian that matches the curvature along the latest step (N&W eq. 6.20)."""
+    return (ys / float(y @ y)) * np.eye(s.size)
 
 
 @OPTIMIZERS.register("newton", "newton_method")
@@ -260,27 +275,63 @@ class Newton(LineSearchMinimizer):
         self.last_shift = float(state.get("last_shift", 0.0))
 
 
-class _InverseHessianMethod(LineSearchMinimizer):
+class _WolfeMethod(LineSearchMinimizer):
+    """A method with a strong Wolfe line search (BFGS, DFP, L-BFGS, CG): holds its constants, 0 < c1 < c2 < 1."""
+
+    def __init__(self, learning_rate, tolerance_grad, tolerance_change, c1, c2):
+        if not c1 < c2:  # each is in (0, 1) by its annotation
+            raise ValueError(f"the line search needs c1 < c2, got c1={c1:g}, c2={c2:g}")
+        self.c1, self.c2 = c1, c2
+        super().__init__(learning_rate, tolerance_grad, tolerance_change)
+
+    def default_line_search(self):
+        return partial(linesearch.strong_wolfe, c1=self.c1, c2=self.c2)
+
+
+class _QuasiNewton(_WolfeMethod):
+    """BFGS, DFP, L-BFGS: learn from each pair (s, y) that passes the curvature condition; skip and count the others.
+
+    The condition yᵀs > CURVATURE_EPS·‖y‖‖s‖ keeps the inverse-Hessian
+    approximation positive definite; the strong Wolfe line search makes a
+    skip rare.
+    """
+
+    def __init__(self, learning_rate, tolerance_grad, tolerance_change, c1, c2):
+        self.skipped_updates = 0
+        super().__init__(learning_rate, tolerance_grad, tolerance_change, c1, c2)
+
+    def update(self, s, y, g, d, t, slope):
+        ys = float(y @ s)
+        if not ys > CURVATURE_EPS * float(np.linalg.norm(y) * np.linalg.norm(s)):
+            self.skipped_updates += 1
+            return
+        self._learn(s, y, ys)
+
+    def _learn(self, s: np.ndarray, y: np.ndarray, ys: float) -> None:
+        """Take in a pair that passed the curvature condition (ys = yᵀs > 0)."""
+        raise NotImplementedError
+
+    def state_dict(self):
+        return {**super().state_dict(), "skipped_updates": self.skipped_updates}
+
+    def load_state_dict(self, state):
+        super().load_state_dict(state)
+        self.skipped_updates = int(state.get("skipped_updates", 0))
+
+
+class _InverseHessianMethod(_QuasiNewton):
     """Quasi-Newton with a dense inverse-Hessian approximation H (N&W Algorithm 6.1): d = -H∇f.
 
     H starts as the identity; just before the first update it is rescaled to
-    (yᵀs / yᵀy)·I (N&W eq. 6.20). An update is skipped, and counted, when the
-    curvature condition fails (yᵀs <= 1e-10·‖y‖‖s‖), which keeps H positive
-    definite; the strong Wolfe line search makes that rare.
+    (yᵀs / yᵀy)·I (N&W eq. 6.20).
     """
 
     max_parameters = 5000
 
     def __init__(self, learning_rate, tolerance_grad, tolerance_change, c1, c2, max_parameters):
-        _check_wolfe_constants(c1, c2)
-        self.c1, self.c2 = c1, c2
         self.max_parameters = max_parameters
         self.H: np.ndarray | None = None  # (P, P) inverse-Hessian approximation; None = identity, not yet scaled
-        self.skipped_updates = 0
-        super().__init__(learning_rate, tolerance_grad, tolerance_change)
-
-    def default_line_search(self):
-        return partial(linesearch.strong_wolfe, c1=self.c1, c2=self.c2)
+        super().__init__(learning_rate, tolerance_grad, tolerance_change, c1, c2)
 
     def direction(self, objective, x, g):
         return (-g if self.H is None else -(self.H @ g)), 0
@@ -288,30 +339,26 @@ class _InverseHessianMethod(LineSearchMinimizer):
     def initial_step(self, g, slope):
         return _first_step(g, self.learning_rate) if self.H is None else self.learning_rate
 
-    def update(self, s, y, g_new, t, slope):
-        ys = float(y @ s)
-        if not ys > CURVATURE_EPS * float(np.linalg.norm(y) * np.linalg.norm(s)):
-            self.skipped_updates += 1
-            return
+    def _learn(self, s, y, ys):
         if self.H is None:
-            self.H = (ys / float(y @ y)) * np.eye(s.size)
+            self.H = _scaled_identity(s, y, ys)
         self.H = self._updated(self.H, s, y, ys)
 
     def _updated(self, H: np.ndarray, s: np.ndarray, y: np.ndarray, ys: float) -> np.ndarray:
+        """The updated H; the formulas keep it exactly symmetric (each term is), so no symmetrising is needed."""
         raise NotImplementedError
 
     def reset(self):
         self.H = None
 
     def state_dict(self):
-        state = {**super().state_dict(), "skipped_updates": self.skipped_updates}
+        state = super().state_dict()
         if self.H is not None:
             state["H"] = self.H
         return state
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
-        self.skipped_updates = int(state.get("skipped_updates", 0))
         self.H = np.array(state["H"], np.float64) if "H" in state else None
 
 
@@ -343,8 +390,7 @@ class BFGS(_InverseHessianMethod):
         rho = 1.0 / ys
         Hy = H @ y
         # expanded form of (I - ρsyᵀ)H(I - ρysᵀ) + ρssᵀ for symmetric H
-        H = H - rho * (np.outer(Hy, s) + np.outer(s, Hy)) + (rho * rho * float(y @ Hy) + rho) * np.outer(s, s)
-        return 0.5 * (H + H.T)
+        return H - rho * (np.outer(Hy, s) + np.outer(s, Hy)) + (rho * rho * float(y @ Hy) + rho) * np.outer(s, s)
 
 
 @OPTIMIZERS.register("dfp")
@@ -380,14 +426,14 @@ class DFP(_InverseHessianMethod):
         Hy = H @ y
         yHy = float(y @ Hy)
         if not yHy > 0:  # H lost positive definiteness to rounding: start over from the scaled identity
-            H = (ys / float(y @ y)) * np.eye(s.size)
-            Hy, yHy = H @ y, float(y @ (H @ y))
-        H = H - np.outer(Hy, Hy) / yHy + np.outer(s, s) / ys
-        return 0.5 * (H + H.T)
+            H = _scaled_identity(s, y, ys)
+            Hy = H @ y
+            yHy = float(y @ Hy)
+        return H - np.outer(Hy, Hy) / yHy + np.outer(s, s) / ys
 
 
 @OPTIMIZERS.register("lbfgs", "l_bfgs")
-class LBFGS(LineSearchMinimizer):
+class LBFGS(_QuasiNewton):
     """Limited-memory BFGS: d = -H∇f by the two-loop recursion over the last history_size pairs (s, y) (N&W Algorithm 7.4).
 
     H₀ = (sᵀy / yᵀy)·I from the newest pair (N&W eq. 7.20); pairs failing the
@@ -412,16 +458,11 @@ class LBFGS(LineSearchMinimizer):
         c1: OpenUnit = 1e-4,
         c2: OpenUnit = 0.9,
     ):
-        _check_wolfe_constants(c1, c2)
         self.history_size = history_size
-        self.c1, self.c2 = c1, c2
         self.s: list[np.ndarray] = []  # oldest first
         self.y: list[np.ndarray] = []
-        self.skipped_updates = 0
-        super().__init__(learning_rate, tolerance_grad, tolerance_change)
-
-    def default_line_search(self):
-        return partial(linesearch.strong_wolfe, c1=self.c1, c2=self.c2)
+        self.ys: list[float] = []  # yᵀs of each pair, which both loops divide by
+        super().__init__(learning_rate, tolerance_grad, tolerance_change, c1, c2)
 
     def direction(self, objective, x, g):
         return -self.apply_inverse_hessian(g), 0
@@ -430,35 +471,32 @@ class LBFGS(LineSearchMinimizer):
         """H·g by the two-loop recursion (H = identity with no pairs stored)."""
         q = g.copy()
         alphas = []
-        for s, y in zip(reversed(self.s), reversed(self.y)):
-            alpha = float(s @ q) / float(y @ s)
+        for s, y, ys in zip(reversed(self.s), reversed(self.y), reversed(self.ys)):
+            alpha = float(s @ q) / ys
             q -= alpha * y
             alphas.append(alpha)
         if self.s:
-            s, y = self.s[-1], self.y[-1]
-            q *= float(s @ y) / float(y @ y)
-        for (s, y), alpha in zip(zip(self.s, self.y), reversed(alphas)):
-            beta = float(y @ q) / float(y @ s)
+            q *= self.ys[-1] / float(self.y[-1] @ self.y[-1])
+        for s, y, ys, alpha in zip(self.s, self.y, self.ys, reversed(alphas)):
+            beta = float(y @ q) / ys
             q += (alpha - beta) * s
         return q
 
     def initial_step(self, g, slope):
         return _first_step(g, self.learning_rate) if not self.s else self.learning_rate
 
-    def update(self, s, y, g_new, t, slope):
-        if not float(y @ s) > CURVATURE_EPS * float(np.linalg.norm(y) * np.linalg.norm(s)):
-            self.skipped_updates += 1
-            return
+    def _learn(self, s, y, ys):
         self.s.append(s)
         self.y.append(y)
+        self.ys.append(ys)
         if len(self.s) > self.history_size:
-            del self.s[0], self.y[0]
+            del self.s[0], self.y[0], self.ys[0]
 
     def reset(self):
-        self.s, self.y = [], []
+        self.s, self.y, self.ys = [], [], []
 
     def state_dict(self):
-        state = {**super().state_dict(), "skipped_updates": self.skipped_updates}
+        state = super().state_dict()
         if self.s:
             state["s"] = np.stack(self.s)
             state["y"] = np.stack(self.y)
@@ -466,13 +504,13 @@ class LBFGS(LineSearchMinimizer):
 
     def load_state_dict(self, state):
         super().load_state_dict(state)
-        self.skipped_updates = int(state.get("skipped_updates", 0))
         self.s = [np.array(v, np.float64) for v in state["s"]] if "s" in state else []
         self.y = [np.array(v, np.float64) for v in state["y"]] if "y" in state else []
+        self.ys = [float(y @ s) for s, y in zip(self.s, self.y)]
 
 
 @OPTIMIZERS.register("cg", "conjugate_gradient", "nonlinear_cg")
-class ConjugateGradient(LineSearchMinimizer):
+class ConjugateGradient(_WolfeMethod):
     """Nonlinear conjugate gradient, Polak-Ribière+: d = -∇f + βd_prev, β = max(0, ∇fᵀ(∇f - ∇f_prev)/‖∇f_prev‖²) (N&W §5.2).
 
     Restarts with d = -∇f every restart_every iterations (default: P, the
@@ -502,18 +540,13 @@ class ConjugateGradient(LineSearchMinimizer):
         c1: OpenUnit = 1e-4,
         c2: OpenUnit = 0.1,
     ):
-        _check_wolfe_constants(c1, c2)
         self.restart_every = restart_every
-        self.c1, self.c2 = c1, c2
         self.g_prev: np.ndarray | None = None  # gradient where d_prev was taken
         self.d_prev: np.ndarray | None = None
         self.t_prev = 0.0  # accepted step along d_prev
         self.slope_prev = 0.0  # φ'(0) along d_prev
         self.since_restart = 0  # iterations since the last steepest-descent direction
-        super().__init__(learning_rate, tolerance_grad, tolerance_change)
-
-    def default_line_search(self):
-        return partial(linesearch.strong_wolfe, c1=self.c1, c2=self.c2)
+        super().__init__(learning_rate, tolerance_grad, tolerance_change, c1, c2)
 
     def direction(self, objective, x, g):
         period = self.restart_every or x.size
@@ -528,9 +561,8 @@ class ConjugateGradient(LineSearchMinimizer):
             return _first_step(g, self.learning_rate)
         return self.t_prev * self.slope_prev / slope
 
-    def update(self, s, y, g_new, t, slope):
-        g_old = g_new - y
-        self.g_prev, self.d_prev = g_old, s / t
+    def update(self, s, y, g, d, t, slope):
+        self.g_prev, self.d_prev = g, d
         self.t_prev, self.slope_prev = t, slope
         self.since_restart += 1
 
