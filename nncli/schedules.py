@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Annotated, Literal
 
-from .registry import Fraction, NonNegativeFloat, PositiveFloat, PositiveInt, Registry, UnitFactor
+from .registry import NonNegativeFloat, OpenUnit, PositiveFloat, PositiveInt, Registry, UnitFactor
 
 SCHEDULES = Registry("schedule")
 
@@ -149,13 +149,11 @@ class ReduceOnPlateau(Schedule):
         self,
         monitor: Literal["val_loss", "val_accuracy", "train_loss", "train_accuracy"] = "val_loss",
         mode: Literal["auto", "min", "max"] = "auto",
-        factor: Fraction = 0.1,
+        factor: OpenUnit = 0.1,
         patience: PositiveInt = 5,
         min_delta: NonNegativeFloat = 0.0,
         min_lr: NonNegativeFloat = 0.0,
     ):
-        if factor == 0:
-            raise ValueError("factor must be above 0")
         self.monitor, self.factor, self.patience, self.min_delta, self.min_lr = monitor, factor, patience, min_delta, min_lr
         self.mode = mode if mode != "auto" else ("max" if monitor.endswith("accuracy") else "min")
         self.scale, self.best, self.wait = 1.0, None, 0

@@ -95,3 +95,13 @@ def test_bad_schedules_are_config_errors():
         SCHEDULES.create("cosin", ("training", "schedule"))
     with pytest.raises(ConfigError, match="warmup cannot wrap another warmup"):
         SCHEDULES.create({"type": "warmup", "then": "warmup"})
+
+
+@pytest.mark.parametrize("factor", [0, 1, 1.5])
+def test_reduce_on_plateau_factor_must_lower_the_rate(factor):
+    """A factor of 0 would stop training and 1 would do nothing: the option's own range says so, naming the key."""
+    from nncli.errors import ConfigError
+    from nncli.schedules import SCHEDULES
+
+    with pytest.raises(ConfigError, match=r"training\.schedule\.factor: must be in \(0, 1\)"):
+        SCHEDULES.create({"type": "reduce_on_plateau", "factor": factor}, ("training", "schedule"))
