@@ -289,13 +289,6 @@ class Sequential:
             out = np.empty((0, *self.output_shape), self.dtype)
         return out
 
-    def release_buffers(self) -> None:
-        for layer in self.layers:
-            layer.release_buffers()
-        self._outputs.clear()  # they are layer buffers
-        if self._splitter is not None:
-            self._splitter.replica.release_buffers()
-
     # -- description ----------------------------------------------------------
     def summary_rows(self) -> list[SummaryRow]:
         return [

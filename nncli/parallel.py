@@ -163,8 +163,3 @@ class BatchSplitter:
                 out[start : start + n1] = self.model.single_forward(xs[:n1], False)
                 out[start + n1 : start + len(xs)] = future.result()
         return out
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None

@@ -164,13 +164,6 @@ class Layer:
             self._ones = (key, np.ones(n, dtype))
         return self._ones[1]
 
-    def release_buffers(self) -> None:
-        """Drop work arrays and cached activations (e.g. before saving or after training)."""
-        self._buffers.clear()
-        self._ones = None
-        for child in self.children.values():
-            child.release_buffers()
-
     def describe(self) -> str:
         """One-line description for summaries, e.g. 'dense(16, sigmoid)'."""
         return self.name

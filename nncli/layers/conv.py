@@ -41,7 +41,7 @@ def output_size(size: int, window: int, stride: int, padding: str) -> tuple[int,
     return (size - window) // stride + 1, 0, 0
 
 
-def check_image(name: str, input_shape, what: str = "") -> None:
+def check_image(name: str, input_shape) -> None:
     """Raise ShapeError unless the per-sample shape is an image (height, width, channels)."""
     if len(input_shape) != 3:
         hint = "; add a reshape layer, e.g. {type: reshape, target_shape: [28, 28, 1]}" if len(input_shape) == 1 else ""
@@ -185,7 +185,7 @@ class Conv2D(KernelLayer):
             np.matmul(cols, W, out=z.reshape(M, F))  # (M, K) @ (K, F)
             if self.use_bias:
                 z += self.params["b"]
-        self._cols, self._xshape = cols, x.shape
+        self._cols = cols
         if self.activation is not None and not self.activation_deferred:
             z = self.activation.forward(z, training, out=z if self.activation.from_output else None)
         return z
