@@ -298,7 +298,5 @@ class Sequential:
 
 
 def _all_state(layer: Layer) -> dict[str, np.ndarray]:
-    found = dict(layer.state)
-    for prefix, child in layer.children.items():
-        found.update({f"{prefix}.{k}": v for k, v in _all_state(child).items()})
-    return found
+    """The state arrays of a layer and its children, named as in all_state_shapes()."""
+    return {p + k: v for p, sub in layer.walk() for k, v in sub.state.items()}

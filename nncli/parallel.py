@@ -49,7 +49,7 @@ def _blas_controller():
 
 def can_split(model) -> bool:
     """Worth and safe to split: a compute-bound layer, and every layer's samples independent, stateless, deterministic."""
-    layers = [layer for top in model.layers for layer in _walk(top)]
+    layers = [layer for top in model.layers for _, layer in top.walk()]
     return (
         ThreadpoolController is not None
         and not model.activity_regularized  # activity penalties read the outputs of the whole batch
@@ -57,12 +57,6 @@ def can_split(model) -> bool:
         and all(layer.independent_samples and not layer.has_randomness for layer in layers)
         and not any(layer.all_state_shapes() for layer in model.layers)
     )
-
-
-def _walk(layer):
-    yield layer
-    for child in layer.children.values():
-        yield from _walk(child)
 
 
 def _with_errstate(settings: dict, fn):
