@@ -335,8 +335,12 @@ class GELU(Activation):
             slope += 1.0
             slope *= _SQRT_2_OVER_PI
             slope *= x
-            slope *= 1.0 - t * t
-            slope += 1.0 + t
+            u = self.buffer("u", x.shape, x.dtype)
+            np.multiply(t, t, out=u)
+            np.subtract(1.0, u, out=u)
+            slope *= u  # (1 − t²)
+            np.add(t, 1.0, out=u)
+            slope += u  # (1 + t)
             slope *= 0.5
         else:
             # f' = Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π)
