@@ -26,6 +26,14 @@ _MIDDLE = math.sqrt(32.0)  # up to here a rational function of |x|, beyond it on
 _FAR = 40.0  # Φ(-40) underflows to 0 in float64
 
 
+def softmax(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """exp(x) / Σ exp(x) over the last axis, shifted by the row maximum so it never overflows; `out` may be x."""
+    out = np.subtract(x, x.max(axis=-1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=-1, keepdims=True)
+    return out
+
+
 def _rational(num_coef, den_coef, t, num_last, den_last, lead, num=None, den=None):
     """Cody's nested evaluation num/den, num = ((lead·t + n0)·t + n1)·t ... + num_last, den likewise from t.
 

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..registry import PositiveFloat, Probability, Range, Registry
 from .base import LAYERS, Layer, ShapeError
-from ..special import normal_cdf
+from ..special import normal_cdf, softmax
 
 ACTIVATIONS = Registry("activation")
 
@@ -176,9 +176,7 @@ class Softmax(Activation):
     """Softmax over the last axis (probabilities). With `cross_entropy`, leave it out: that loss takes logits."""
 
     def apply(self, x, y):
-        np.subtract(x, x.max(axis=-1, keepdims=True), out=y)
-        np.exp(y, out=y)
-        y /= y.sum(axis=-1, keepdims=True)
+        softmax(x, out=y)
 
     def derivative(self, dy):
         y = self._y
