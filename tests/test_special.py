@@ -30,6 +30,21 @@ def test_normal_cdf_keeps_shapes_and_fills_out():
     assert normal_cdf(np.array([1, -2])).dtype == np.float64  # integers become float64
 
 
+
+def test_normal_cdf_can_reuse_work_arrays():
+    x = np.random.default_rng(0).normal(size=(50, 4)).astype(np.float32) * 3  # centre, middle and far tails
+    made = {}
+
+    def buffer(name, dtype):
+        return made.setdefault((name, np.dtype(dtype)), np.empty(x.shape, dtype))
+
+    first = normal_cdf(x, buffer=buffer)
+    arrays = {k: id(v) for k, v in made.items()}
+    np.testing.assert_array_equal(normal_cdf(x, buffer=buffer), first)
+    np.testing.assert_array_equal(normal_cdf(x), first)
+    assert {k: id(v) for k, v in made.items()} == arrays and len(arrays) >= 4
+
+
 def test_softmax_over_the_last_axis_never_overflows_and_may_work_in_place():
     x = np.random.default_rng(0).normal(size=(3, 2, 5)) * 4
     want = np.exp(x) / np.exp(x).sum(axis=-1, keepdims=True)

@@ -319,7 +319,7 @@ class GELU(Activation):
             y *= x
             y *= 0.5
         else:
-            normal_cdf(x, out=t)
+            normal_cdf(x, out=t, buffer=lambda name, dtype: self.buffer(name, x.shape, dtype))
             np.multiply(x, t, out=y)
         self._t = t
 
