@@ -82,7 +82,8 @@ def normal_cdf(x: np.ndarray, out: np.ndarray | None = None, buffer=None) -> np.
     # The upper tail Q(|x|) = P(Z > |x|), for every element (centre ones are replaced at the end).
     np.minimum(y, _MIDDLE, out=c)
     q = _rational(_C, _D, c, a, b)  # e^(y²/2)·Q(y), in a
-    far = np.greater(y, _MIDDLE, out=buffer("normal_cdf.mask", np.bool_))
+    mask, rest = buffer("normal_cdf.mask", np.bool_), buffer("normal_cdf.rest", np.bool_)
+    far = np.greater(y, _MIDDLE, out=mask)
     if far.any():
         np.minimum(y, _FAR, out=y)
         yf = y[far]
@@ -102,13 +103,23 @@ def normal_cdf(x: np.ndarray, out: np.ndarray | None = None, buffer=None) -> np.
     np.exp(b, out=b)
     q *= b  # Q(|x|)
     np.subtract(1.0, q, out=out)
-    np.copyto(out, q, where=np.less_equal(x, 0, out=far))  # Φ(x) = 1 − Q(x) above 0, Q(−x) below
-    # The centre: Φ(x) = ½ + x·R(x²).
-    centre = np.less_equal(np.abs(x, out=c), _CENTRE, out=far)
-    np.minimum(c, 1.0, out=c)  # only x² ≤ 0.455 is used: large |x| stays out of the arithmetic
-    c *= c
+    _select(out, q, np.less_equal(x, 0, out=mask), rest)  # Φ(x) = 1 − Q(x) above 0, Q(−x) below
+    # The centre: Φ(x) = ½ + x·R(x²), with x clipped to [−1, 1] (only x² ≤ 0.455 is used: large |x|
+    # stays out of the arithmetic, and r stays finite for _select).
+    np.clip(x, -1.0, 1.0, out=y)
+    np.multiply(y, y, out=c)
     r = _rational(_A, _B, c, a, b)
-    r *= x
+    r *= y
     r += 0.5
-    np.copyto(out, r, where=centre)
+    _select(out, r, np.less_equal(np.abs(y, out=b), _CENTRE, out=mask), rest)
+    return out
+
+
+def _select(out: np.ndarray, value: np.ndarray, where: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """out[where] = value[where] as out·[not where] + value·[where]: exact for finite values, and several
+    times faster than np.copyto(where=), whose masked copy is slow. Overwrites value and rest."""
+    np.logical_not(where, out=rest)
+    out *= rest
+    value *= where
+    out += value
     return out
