@@ -73,6 +73,12 @@ class Sequential:
         self._bind([{n: np.zeros(shp, self.dtype) for n, shp in layer.all_state_shapes().items()} for layer in self.layers])
         self._splitter = None  # parallel.BatchSplitter, made on the first train_step of a conv net
         self._split_checked = False
+        # Conv nets whose samples are independent take large batches (full-batch objectives) in chunks of
+        # parallel.MAX_CHUNK: their work arrays are ~1 MB per sample. (MLPs need little memory per sample,
+        # and chunking would change their rounding.)
+        walked = [layer for top in self.layers for _, layer in top.walk()]
+        self._chunked = any(layer.compute_bound for layer in walked) and all(layer.independent_samples for layer in walked)
+        self._total: np.ndarray | None = None  # gradient sum over the chunks of a large batch
 
         # Regularisation. Weight penalties: (slice of θ, regularizer) for every penalised kernel.
         # Activity penalties: layer index -> regularizer, on that layer's output of the last forward.
@@ -240,17 +246,47 @@ class Sequential:
 
         The objective is the batch's mean loss plus every penalty (activity
         penalties of this batch, weight penalties at θ); `grad` is its gradient.
-        Conv nets split the batch across two threads (see parallel.py); the
-        result is the same gradient, up to float rounding, and deterministic.
+        Conv nets split the batch across two threads (see parallel.py), and take
+        batches larger than parallel.MAX_CHUNK in chunks (memory bounded by the
+        chunk); the result is the same gradient, up to float rounding, and
+        deterministic.
         """
-        splitter = self._batch_splitter(len(x))
-        if splitter is not None:
-            value, correct = splitter.train_step(loss, x, y)
+        if self._chunked and len(x) > parallel.MAX_CHUNK:
+            value, correct = self._chunked_step(loss, x, y)
         else:
-            value, correct = self.single_train_step(loss, x, y)
+            value, correct = self._step(loss, x, y)
         if self._penalties:
             value += self.penalty()
             self.add_penalty_gradient()
+        return value, correct
+
+    def _step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        """The per-sample part of train_step on one batch, its halves in two threads where the model and size allow."""
+        splitter = self._batch_splitter(len(x))
+        if splitter is not None:
+            return splitter.train_step(loss, x, y)
+        return self.single_train_step(loss, x, y)
+
+    def _chunked_step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        """_step over chunks of parallel.MAX_CHUNK samples: Σ_chunks (size/n)·(chunk's mean objective and its gradient)."""
+        n, chunk = len(x), parallel.MAX_CHUNK
+        grad = self.grad
+        if self._total is None:
+            self._total = np.empty_like(grad)
+        total = self._total
+        value, correct = 0.0, 0
+        for start in range(0, n, chunk):
+            xs, ys = x[start : start + chunk], y[start : start + chunk]
+            v, c = self._step(loss, xs, ys)
+            weight = len(xs) / n
+            value += weight * v
+            correct += c
+            grad *= weight
+            if start == 0:
+                total[...] = grad
+            else:
+                total += grad
+        grad[...] = total
         return value, correct
 
     def single_train_step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:

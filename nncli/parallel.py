@@ -28,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 MIN_HALF = 8  # samples per half below which one thread is faster
-MAX_CHUNK = 1024  # larger batches (full-batch objectives) go through in chunks: a conv net's work arrays are ~1 MB per sample
+MAX_CHUNK = 1024  # larger batches (full-batch objectives) of conv nets go through in chunks: their work arrays are ~1 MB per sample
 
 try:  # threadpoolctl sets BLAS to one thread per half while both halves run
     from threadpoolctl import ThreadpoolController
@@ -78,7 +78,6 @@ class BatchSplitter:
         self._executor: ThreadPoolExecutor | None = None
         self._losses: dict[int, tuple[object, object]] = {}  # id(loss) -> (loss, the replica's copy)
         self._outputs: dict[tuple, np.ndarray] = {}  # evaluation outputs of both halves
-        self._total: np.ndarray | None = None  # gradient sum over the chunks of a large batch
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -95,34 +94,10 @@ class BatchSplitter:
         return entry[1]
 
     def train_step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-        """Mean loss and correct predictions over the batch; model.grad = ∇ of the mean loss."""
-        n = len(x)
-        if n <= MAX_CHUNK:
-            return self._halves(loss, x, y)
-        # Memory bounded by the chunk, not the batch: Σ_chunks (size/n)·∇(chunk mean loss).
-        grad = self.model.grad
-        if self._total is None:
-            self._total = np.empty_like(grad)
-        total = self._total
-        value, correct = 0.0, 0
-        for start in range(0, n, MAX_CHUNK):
-            xs, ys = x[start : start + MAX_CHUNK], y[start : start + MAX_CHUNK]
-            if len(xs) >= 2 * MIN_HALF:
-                v, c = self._halves(loss, xs, ys)
-            else:
-                v, c = self.model.single_train_step(loss, xs, ys)
-            weight = len(xs) / n
-            value += weight * v
-            correct += c
-            grad *= weight
-            if start == 0:
-                total[...] = grad
-            else:
-                total += grad
-        grad[...] = total
-        return value, correct
+        """Mean loss and correct predictions over the batch, its two halves in parallel; model.grad = ∇ of the mean loss.
 
-    def _halves(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        (Batches larger than MAX_CHUNK reach it chunk by chunk, from Sequential.train_step.)
+        """
         n = len(x)
         n1 = n - n // 2  # the first half takes the odd sample
         other = self._loss_copy(loss)

@@ -139,6 +139,30 @@ def test_batches_larger_than_a_chunk_give_the_whole_batch_gradient(monkeypatch):
     assert sizes and max(sizes) <= 20  # work arrays are sized by the chunk (or its halves), never the batch
 
 
+def test_conv_nets_that_cannot_split_still_take_large_batches_in_chunks(monkeypatch):
+    """An activity penalty keeps a conv net in one thread, but a full-batch objective still goes through in chunks."""
+    monkeypatch.setattr(parallel, "MAX_CHUNK", 20)
+    specs = [{**CNN[0], "activity_regularizer": {"type": "l1", "l1": 0.01}}, *CNN[1:]]
+    chunked, whole = (Sequential.from_specs(specs, (8, 8, 1), np.float64) for _ in range(2))
+    for model in (chunked, whole):
+        model.initialize(np.random.default_rng(0))
+    whole._chunked = False  # the reference: the whole batch at once
+    x, y = data(53)  # chunks of 20, 20 and 13
+    loss_a, loss_b = LOSSES.create("cross_entropy"), LOSSES.create("cross_entropy")
+    value_a, grad_a = chunked.loss_and_grad(loss_a, x, y)
+    value_b, grad_b = whole.loss_and_grad(loss_b, x, y)
+    assert chunked._splitter is None and chunked.activity_regularized
+    assert value_a == pytest.approx(value_b, rel=1e-12)  # activity penalty included, weighted by chunk size
+    np.testing.assert_allclose(grad_a, grad_b, rtol=1e-10, atol=1e-13)
+    assert chunked.train_step(loss_a, x, y)[1] == whole.train_step(loss_b, x, y)[1]
+    for i in (0, 4):  # the conv and the dense layer
+        assert max(buf.shape[0] for buf in chunked.layers[i]._buffers["z"].values()) <= 20
+        assert max(buf.shape[0] for buf in whole.layers[i]._buffers["z"].values()) == 53
+    mlp = Sequential.from_specs([{"type": "flatten"}, {"type": "dense", "units": 3}], (8, 8, 1), np.float64)
+    mlp.train_step(loss_a, x, y)
+    assert max(buf.shape[0] for buf in mlp.layers[1]._buffers["z"].values()) == 53  # MLPs keep whole batches
+
+
 def test_conv_net_resume_is_bitwise_identical(tmp_path, digits):
     from test_resume import assert_same_run, interrupted_then_resumed
 
