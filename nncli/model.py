@@ -71,8 +71,9 @@ class Sequential:
         self.theta = np.zeros(offset, self.dtype)
         self.grad = np.zeros(offset, self.dtype)
         self._bind([{n: np.zeros(shp, self.dtype) for n, shp in layer.all_state_shapes().items()} for layer in self.layers])
-        self._splitter = None  # parallel.BatchSplitter, made on the first train_step of a conv net
+        self._splitter = None  # parallel.BatchSplitter, made on the first train_step or forward of a conv net
         self._split_checked = False
+        self._split_training = False  # the splitter also takes training steps (not only evaluation forwards)
         # Conv nets whose samples are independent take large batches (full-batch objectives) in chunks of
         # parallel.MAX_CHUNK: their work arrays are ~1 MB per sample. (MLPs need little memory per sample,
         # and chunking would change their rounding.)
@@ -180,10 +181,11 @@ class Sequential:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x: (N, *input_shape) -> (N, *output_shape); the result is a work buffer, valid until the next call.
 
-        Evaluation batches of conv nets are split across two threads, like training batches.
+        Evaluation batches of conv nets are split across two threads, like training batches
+        (also with dropout, batchnorm or rrelu, which are per-sample and deterministic in evaluation).
         """
-        splitter = self._batch_splitter(len(x))
-        if splitter is not None and not training:
+        splitter = None if training else self._batch_splitter(len(x), training=False)
+        if splitter is not None:
             return splitter.forward(x)
         return self.single_forward(x, training)
 
@@ -197,13 +199,14 @@ class Sequential:
                 self._outputs[i] = x
         return x
 
-    def _batch_splitter(self, n: int):
-        """The BatchSplitter when this model splits batches of n samples across threads, else None."""
+    def _batch_splitter(self, n: int, training: bool = True):
+        """The BatchSplitter when this model splits batches of n samples across threads (training or evaluation ones), else None."""
         if not self._split_checked:
             self._split_checked = True
-            if parallel.can_split(self):
+            if parallel.can_split(self, training=False):  # a model that splits in training splits in evaluation
                 self._splitter = parallel.BatchSplitter(self)
-        if self._splitter is not None and self._splitter.applies(n):
+                self._split_training = parallel.can_split(self)
+        if self._splitter is not None and (self._split_training or not training) and self._splitter.applies(n):
             return self._splitter
         return None
 

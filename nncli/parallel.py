@@ -5,7 +5,8 @@ running single-threaded BLAS on half a batch, keep two cores busy through the
 im2col copies, pooling and elementwise work that multi-threaded BLAS leaves
 serial (28 → 22 s per MNIST epoch for the seed CNN in PERFORMANCE.md). Small
 MLPs get slower this way, so only models with a compute-bound layer (conv2d)
-do it, for training steps and for evaluation-mode forward passes.
+do it, for training steps and for evaluation-mode forward passes (which
+split for dropout, batchnorm and rrelu too: per-sample and deterministic there).
 
 The second half runs on a replica: the same layers rebuilt from their specs,
 whose parameters are views of the model's θ and whose gradients, caches and
@@ -47,15 +48,20 @@ def _blas_controller():
     return _controller
 
 
-def can_split(model) -> bool:
-    """Worth and safe to split: a compute-bound layer, and every layer's samples independent, stateless, deterministic."""
+def can_split(model, training: bool = True) -> bool:
+    """Worth and safe to split: a compute-bound layer, and every layer's samples independent; in training also
+    stateless and deterministic (evaluation-mode dropout, batchnorm and rrelu are per-sample and change nothing)."""
     layers = [layer for top in model.layers for _, layer in top.walk()]
-    return (
-        ThreadpoolController is not None
-        and not model.activity_regularized  # activity penalties read the outputs of the whole batch
-        and any(layer.compute_bound for layer in layers)
-        and all(layer.independent_samples and not layer.has_randomness for layer in layers)
-        and not any(layer.all_state_shapes() for layer in model.layers)
+    if (
+        ThreadpoolController is None
+        or model.activity_regularized  # activity penalties read the outputs of the whole batch
+        or not any(layer.compute_bound for layer in layers)
+    ):
+        return False
+    if not training:
+        return all(layer.independent_in_evaluation for layer in layers)
+    return all(layer.independent_samples and not layer.has_randomness for layer in layers) and not any(
+        layer.all_state_shapes() for layer in model.layers
     )
 
 

@@ -105,6 +105,31 @@ def test_random_or_batch_dependent_layers_are_never_split(extra):
     assert not parallel.can_split(model)
 
 
+@pytest.mark.parametrize("extra", [{"type": "dropout", "rate": 0.3}, {"type": "batchnorm"}, "rrelu"], ids=str)
+def test_evaluation_splits_through_layers_that_are_per_sample_there(extra):
+    """Dropout, batchnorm and rrelu keep training batches whole, but evaluation-mode forwards split across threads."""
+    specs = CNN[:2] + [extra] + CNN[2:]
+    model, reference = (Sequential.from_specs(specs, (8, 8, 1), np.float64) for _ in range(2))
+    model.initialize(np.random.default_rng(0))
+    reference.theta[:] = model.theta
+    reference._split_checked = True  # never splits
+    rng = np.random.default_rng(5)
+    for (_, mine), (_, theirs) in zip(model.named_state(), reference.named_state()):
+        mine[...] = theirs[...] = rng.uniform(0.5, 2.0, size=mine.shape)  # batchnorm's running statistics
+    x, y = data(40)
+    np.testing.assert_allclose(model.forward(x), reference.forward(x), rtol=1e-12, atol=1e-14)
+    assert model._batch_splitter(40, training=False) is not None and model._batch_splitter(40) is None
+    twin = model._splitter.replica
+    assert twin.layers[0]._buffers["z"]  # the second half ran on the replica
+    for (_, mine), (_, theirs) in zip(model.named_state(), twin.named_state()):
+        assert np.shares_memory(mine, theirs)
+    loss = LOSSES.create("cross_entropy")
+    model.train_step(loss, x, y)
+    assert (twin.grad == 0).all()  # training steps stay in one thread
+    activity = Sequential.from_specs([{**CNN[0], "activity_regularizer": "l1"}, *specs[1:]], (8, 8, 1))
+    assert not parallel.can_split(activity, training=False)  # evaluate reads the whole batch's activity penalty
+
+
 def test_training_a_conv_net_twice_gives_the_same_history(tmp_path, digits):
     config = {
         "name": "tiny_cnn",

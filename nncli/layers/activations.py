@@ -429,6 +429,7 @@ class RReLU(Activation):
     """
 
     has_randomness = True
+    independent_in_evaluation = True  # the mean slope
     relu_family = True
 
     def __init__(self, lower: Probability = 1.0 / 8.0, upper: Probability = 1.0 / 3.0):

@@ -47,6 +47,12 @@ class Layer:
     independent_samples = False  # each sample's output and gradient depend on that sample alone (so a batch may be split)
     compute_bound = False  # enough work per sample that two threads on half-batches beat one threaded BLAS call (conv)
 
+    @property
+    def independent_in_evaluation(self) -> bool:
+        """Each sample's evaluation-mode output depends on that sample alone, and forward changes nothing and draws
+        nothing (so an evaluation batch may be split). Dropout, batchnorm and rrelu set it True."""
+        return self.independent_samples and not self.has_randomness
+
     def __init__(self) -> None:
         self.input_shape: Shape = ()
         self.output_shape: Shape = ()
