@@ -80,6 +80,13 @@ def test_only_conv_nets_with_large_enough_batches_split():
     assert parallel.can_split(model)
     model.train_step(LOSSES.create("cross_entropy"), *data(2 * parallel.MIN_HALF - 1))
     assert not model._splitter.applies(2 * parallel.MIN_HALF - 1) and model._splitter.applies(2 * parallel.MIN_HALF)
+    twin = model._splitter.replica
+    assert not any(layer._buffers for layer in twin.layers)  # 15 samples: all in this thread, the replica untouched
+    whole = cnn(split=False)
+    whole.train_step(LOSSES.create("cross_entropy"), *data(2 * parallel.MIN_HALF - 1))
+    np.testing.assert_array_equal(model.grad, whole.grad)  # the one-thread computation, exactly
+    model.train_step(LOSSES.create("cross_entropy"), *data(2 * parallel.MIN_HALF))
+    assert twin.layers[0]._buffers["z"]  # 16: the second half ran on the replica
 
 
 class _Noisy(Layer):
