@@ -31,10 +31,10 @@ def activation_statistics(model: Sequential, x: np.ndarray) -> dict[int, tuple[f
     stats = {}
     for i, layer in enumerate(model.layers):
         x = layer.forward(x, training=False)
-        act = layer if isinstance(layer, Activation) else layer.children.get("act")
+        act = layer if isinstance(layer, Activation) else getattr(layer, "activation", None)
         if isinstance(act, Activation):
             y = x
-            if getattr(layer, "activation_deferred", False):  # conv ReLU fused into the next max-pool: apply it here
+            if act is not layer and layer.activation_deferred:  # conv ReLU fused into the next max-pool: apply it here
                 y = act.forward(x, training=False)
             stats[i] = (float(np.mean(y == 0)), act.saturation(y))
     return stats

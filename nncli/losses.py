@@ -10,6 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from .registry import Registry
+from .special import softmax
 
 LOSSES = Registry("loss")
 
@@ -66,7 +67,7 @@ class CrossEntropy(Loss):
         np.exp(p, out=p)
         total = p.sum(axis=1)
         loss = float(np.mean(np.log(total.astype(np.float64)) - picked))
-        p /= total[:, None]  # softmax
+        p /= total[:, None]  # softmax, as special.softmax (written out for the shifted logits and their sums)
         self._grad, self._targets, self._rows = p, targets, rows
         return loss
 
@@ -77,9 +78,7 @@ class CrossEntropy(Loss):
         return g
 
     def probabilities(self, outputs):
-        shifted = outputs - outputs.max(axis=1, keepdims=True)
-        e = np.exp(shifted)
-        return e / e.sum(axis=1, keepdims=True)
+        return softmax(outputs)
 
 
 @LOSSES.register("binary_cross_entropy", "bce", "binary_crossentropy")

@@ -71,8 +71,15 @@ class Sequential:
         self.theta = np.zeros(offset, self.dtype)
         self.grad = np.zeros(offset, self.dtype)
         self._bind([{n: np.zeros(shp, self.dtype) for n, shp in layer.all_state_shapes().items()} for layer in self.layers])
-        self._splitter = None  # parallel.BatchSplitter, made on the first train_step of a conv net
+        self._splitter = None  # parallel.BatchSplitter, made on the first train_step or forward of a conv net
         self._split_checked = False
+        self._split_training = False  # the splitter also takes training steps (not only evaluation forwards)
+        # Conv nets whose samples are independent take large batches (full-batch objectives) in chunks of
+        # parallel.MAX_CHUNK: their work arrays are ~1 MB per sample. (MLPs need little memory per sample,
+        # and chunking would change their rounding.)
+        walked = [layer for top in self.layers for _, layer in top.walk()]
+        self._chunked = any(layer.compute_bound for layer in walked) and all(layer.independent_samples for layer in walked)
+        self._total: np.ndarray | None = None  # gradient sum over the chunks of a large batch
 
         # Regularisation. Weight penalties: (slice of θ, regularizer) for every penalised kernel.
         # Activity penalties: layer index -> regularizer, on that layer's output of the last forward.
@@ -174,10 +181,11 @@ class Sequential:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x: (N, *input_shape) -> (N, *output_shape); the result is a work buffer, valid until the next call.
 
-        Evaluation batches of conv nets are split across two threads, like training batches.
+        Evaluation batches of conv nets are split across two threads, like training batches
+        (also with dropout, batchnorm or rrelu, which are per-sample and deterministic in evaluation).
         """
-        splitter = self._batch_splitter(len(x))
-        if splitter is not None and not training:
+        splitter = None if training else self._batch_splitter(len(x), training=False)
+        if splitter is not None:
             return splitter.forward(x)
         return self.single_forward(x, training)
 
@@ -191,13 +199,14 @@ class Sequential:
                 self._outputs[i] = x
         return x
 
-    def _batch_splitter(self, n: int):
-        """The BatchSplitter when this model splits batches of n samples across threads, else None."""
+    def _batch_splitter(self, n: int, training: bool = True):
+        """The BatchSplitter when this model splits batches of n samples across threads (training or evaluation ones), else None."""
         if not self._split_checked:
             self._split_checked = True
-            if parallel.can_split(self):
+            if parallel.can_split(self, training=False):  # a model that splits in training splits in evaluation
                 self._splitter = parallel.BatchSplitter(self)
-        if self._splitter is not None and self._splitter.applies(n):
+                self._split_training = parallel.can_split(self)
+        if self._splitter is not None and (self._split_training or not training) and self._splitter.applies(n):
             return self._splitter
         return None
 
@@ -240,17 +249,47 @@ class Sequential:
 
         The objective is the batch's mean loss plus every penalty (activity
         penalties of this batch, weight penalties at θ); `grad` is its gradient.
-        Conv nets split the batch across two threads (see parallel.py); the
-        result is the same gradient, up to float rounding, and deterministic.
+        Conv nets split the batch across two threads (see parallel.py), and take
+        batches larger than parallel.MAX_CHUNK in chunks (memory bounded by the
+        chunk); the result is the same gradient, up to float rounding, and
+        deterministic.
         """
-        splitter = self._batch_splitter(len(x))
-        if splitter is not None:
-            value, correct = splitter.train_step(loss, x, y)
+        if self._chunked and len(x) > parallel.MAX_CHUNK:
+            value, correct = self._chunked_step(loss, x, y)
         else:
-            value, correct = self.single_train_step(loss, x, y)
+            value, correct = self._step(loss, x, y)
         if self._penalties:
             value += self.penalty()
             self.add_penalty_gradient()
+        return value, correct
+
+    def _step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        """The per-sample part of train_step on one batch, its halves in two threads where the model and size allow."""
+        splitter = self._batch_splitter(len(x))
+        if splitter is not None:
+            return splitter.train_step(loss, x, y)
+        return self.single_train_step(loss, x, y)
+
+    def _chunked_step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        """_step over chunks of parallel.MAX_CHUNK samples: Σ_chunks (size/n)·(chunk's mean objective and its gradient)."""
+        n, chunk = len(x), parallel.MAX_CHUNK
+        grad = self.grad
+        if self._total is None:
+            self._total = np.empty_like(grad)
+        total = self._total
+        value, correct = 0.0, 0
+        for start in range(0, n, chunk):
+            xs, ys = x[start : start + chunk], y[start : start + chunk]
+            v, c = self._step(loss, xs, ys)
+            weight = len(xs) / n
+            value += weight * v
+            correct += c
+            grad *= weight
+            if start == 0:
+                total[...] = grad
+            else:
+                total += grad
+        grad[...] = total
         return value, correct
 
     def single_train_step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
@@ -289,13 +328,6 @@ class Sequential:
             out = np.empty((0, *self.output_shape), self.dtype)
         return out
 
-    def release_buffers(self) -> None:
-        for layer in self.layers:
-            layer.release_buffers()
-        self._outputs.clear()  # they are layer buffers
-        if self._splitter is not None:
-            self._splitter.replica.release_buffers()
-
     # -- description ----------------------------------------------------------
     def summary_rows(self) -> list[SummaryRow]:
         return [
@@ -305,7 +337,5 @@ class Sequential:
 
 
 def _all_state(layer: Layer) -> dict[str, np.ndarray]:
-    found = dict(layer.state)
-    for prefix, child in layer.children.items():
-        found.update({f"{prefix}.{k}": v for k, v in _all_state(child).items()})
-    return found
+    """The state arrays of a layer and its children, named as in all_state_shapes()."""
+    return {p + k: v for p, sub in layer.walk() for k, v in sub.state.items()}

@@ -5,7 +5,8 @@ running single-threaded BLAS on half a batch, keep two cores busy through the
 im2col copies, pooling and elementwise work that multi-threaded BLAS leaves
 serial (28 → 22 s per MNIST epoch for the seed CNN in PERFORMANCE.md). Small
 MLPs get slower this way, so only models with a compute-bound layer (conv2d)
-do it, for training steps and for evaluation-mode forward passes.
+do it, for training steps and for evaluation-mode forward passes (which
+split for dropout, batchnorm and rrelu too: per-sample and deterministic there).
 
 The second half runs on a replica: the same layers rebuilt from their specs,
 whose parameters are views of the model's θ and whose gradients, caches and
@@ -28,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 MIN_HALF = 8  # samples per half below which one thread is faster
-MAX_CHUNK = 1024  # larger batches (full-batch objectives) go through in chunks: a conv net's work arrays are ~1 MB per sample
+MAX_CHUNK = 1024  # larger batches (full-batch objectives) of conv nets go through in chunks: their work arrays are ~1 MB per sample
 
 try:  # threadpoolctl sets BLAS to one thread per half while both halves run
     from threadpoolctl import ThreadpoolController
@@ -47,22 +48,21 @@ def _blas_controller():
     return _controller
 
 
-def can_split(model) -> bool:
-    """Worth and safe to split: a compute-bound layer, and every layer's samples independent, stateless, deterministic."""
-    layers = [layer for top in model.layers for layer in _walk(top)]
-    return (
-        ThreadpoolController is not None
-        and not model.activity_regularized  # activity penalties read the outputs of the whole batch
-        and any(layer.compute_bound for layer in layers)
-        and all(layer.independent_samples and not layer.has_randomness for layer in layers)
-        and not any(layer.all_state_shapes() for layer in model.layers)
+def can_split(model, training: bool = True) -> bool:
+    """Worth and safe to split: a compute-bound layer, and every layer's samples independent; in training also
+    stateless and deterministic (evaluation-mode dropout, batchnorm and rrelu are per-sample and change nothing)."""
+    layers = [layer for top in model.layers for _, layer in top.walk()]
+    if (
+        ThreadpoolController is None
+        or model.activity_regularized  # activity penalties read the outputs of the whole batch
+        or not any(layer.compute_bound for layer in layers)
+    ):
+        return False
+    if not training:
+        return all(layer.independent_in_evaluation for layer in layers)
+    return all(layer.independent_samples and not layer.has_randomness for layer in layers) and not any(
+        layer.all_state_shapes() for layer in model.layers
     )
-
-
-def _walk(layer):
-    yield layer
-    for child in layer.children.values():
-        yield from _walk(child)
 
 
 def _with_errstate(settings: dict, fn):
@@ -84,7 +84,6 @@ class BatchSplitter:
         self._executor: ThreadPoolExecutor | None = None
         self._losses: dict[int, tuple[object, object]] = {}  # id(loss) -> (loss, the replica's copy)
         self._outputs: dict[tuple, np.ndarray] = {}  # evaluation outputs of both halves
-        self._total: np.ndarray | None = None  # gradient sum over the chunks of a large batch
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
@@ -101,34 +100,10 @@ class BatchSplitter:
         return entry[1]
 
     def train_step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-        """Mean loss and correct predictions over the batch; model.grad = ∇ of the mean loss."""
-        n = len(x)
-        if n <= MAX_CHUNK:
-            return self._halves(loss, x, y)
-        # Memory bounded by the chunk, not the batch: Σ_chunks (size/n)·∇(chunk mean loss).
-        grad = self.model.grad
-        if self._total is None:
-            self._total = np.empty_like(grad)
-        total = self._total
-        value, correct = 0.0, 0
-        for start in range(0, n, MAX_CHUNK):
-            xs, ys = x[start : start + MAX_CHUNK], y[start : start + MAX_CHUNK]
-            if len(xs) >= 2 * MIN_HALF:
-                v, c = self._halves(loss, xs, ys)
-            else:
-                v, c = self.model.single_train_step(loss, xs, ys)
-            weight = len(xs) / n
-            value += weight * v
-            correct += c
-            grad *= weight
-            if start == 0:
-                total[...] = grad
-            else:
-                total += grad
-        grad[...] = total
-        return value, correct
+        """Mean loss and correct predictions over the batch, its two halves in parallel; model.grad = ∇ of the mean loss.
 
-    def _halves(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+        (Batches larger than MAX_CHUNK reach it chunk by chunk, from Sequential.train_step.)
+        """
         n = len(x)
         n1 = n - n // 2  # the first half takes the odd sample
         other = self._loss_copy(loss)
@@ -163,8 +138,3 @@ class BatchSplitter:
                 out[start : start + n1] = self.model.single_forward(xs[:n1], False)
                 out[start + n1 : start + len(xs)] = future.result()
         return out
-
-    def close(self) -> None:
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None

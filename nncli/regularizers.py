@@ -54,50 +54,6 @@ def _sum_squares(w: np.ndarray) -> float:
     return float(np.dot(w, w))
 
 
-@REGULARIZERS.register("l1")
-class L1(Regularizer):
-    """λ·‖w‖₁, the sum of absolute values: pushes weights to exactly zero (sparsity); gradient λ·sign(w), 0 at w = 0.
-
-    Options:
-    l1: the coefficient λ
-    """
-
-    def __init__(self, l1: NonNegativeFloat = 0.01):
-        self.l1 = l1
-
-    @property
-    def active(self):
-        return self.l1 > 0
-
-    def penalty(self, w):
-        return self.l1 * _sum_abs(w)
-
-    def add_gradient(self, w, grad, scale=1.0):
-        grad += (self.l1 * scale) * np.sign(w)
-
-
-@REGULARIZERS.register("l2")
-class L2(Regularizer):
-    """λ·Σw² (Keras convention, no ½): shrinks large weights; gradient 2λ·w.
-
-    Options:
-    l2: the coefficient λ
-    """
-
-    def __init__(self, l2: NonNegativeFloat = 0.01):
-        self.l2 = l2
-
-    @property
-    def active(self):
-        return self.l2 > 0
-
-    def penalty(self, w):
-        return self.l2 * _sum_squares(w)
-
-    def add_gradient(self, w, grad, scale=1.0):
-        grad += (2.0 * self.l2 * scale) * w
-
-
 @REGULARIZERS.register("l1_l2", "l1l2", "elastic_net")
 class L1L2(Regularizer):
     """l1·‖w‖₁ + l2·Σw² (elastic net).
@@ -127,3 +83,28 @@ class L1L2(Regularizer):
             grad += (self.l1 * scale) * np.sign(w)
         if self.l2 > 0:
             grad += (2.0 * self.l2 * scale) * w
+
+
+# l1 and l2 are l1_l2 with the other coefficient 0; their own constructors give them their own option and default.
+@REGULARIZERS.register("l1")
+class L1(L1L2):
+    """λ·‖w‖₁, the sum of absolute values: pushes weights to exactly zero (sparsity); gradient λ·sign(w), 0 at w = 0.
+
+    Options:
+    l1: the coefficient λ
+    """
+
+    def __init__(self, l1: NonNegativeFloat = 0.01):
+        super().__init__(l1=l1)
+
+
+@REGULARIZERS.register("l2")
+class L2(L1L2):
+    """λ·Σw² (Keras convention, no ½): shrinks large weights; gradient 2λ·w.
+
+    Options:
+    l2: the coefficient λ
+    """
+
+    def __init__(self, l2: NonNegativeFloat = 0.01):
+        super().__init__(l2=l2)

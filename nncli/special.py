@@ -26,17 +26,28 @@ _MIDDLE = math.sqrt(32.0)  # up to here a rational function of |x|, beyond it on
 _FAR = 40.0  # Φ(-40) underflows to 0 in float64
 
 
-def _rational(num_coef, den_coef, t, num_last, den_last, lead, num=None, den=None):
-    """Cody's nested evaluation num/den, num = ((lead·t + n0)·t + n1)·t ... + num_last, den likewise from t.
+def softmax(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """exp(x) / Σ exp(x) over the last axis, shifted by the row maximum so it never overflows; `out` may be x."""
+    out = np.subtract(x, x.max(axis=-1, keepdims=True), out=out)
+    np.exp(out, out=out)
+    out /= out.sum(axis=-1, keepdims=True)
+    return out
+
+
+def _rational(num_coef, den_coef, t, num=None, den=None):
+    """Cody's nested evaluation num/den at t, from num_coef = (n0, …, num_last, lead) and den_coef = (d0, …, den_last):
+    num = ((lead·t + n0)·t + n1)·t … + num_last, den = ((t + d0)·t + d1)·t … + den_last.
 
     Computed in place in the work arrays num and den (shaped like t) when given; returns num.
     """
+    *num_coef, num_last, lead = num_coef
+    *den_coef, den_last = den_coef
     num = np.multiply(t, lead, out=num)
     if den is None:
         den = t.copy()
     else:
         np.copyto(den, t)
-    for n, d in zip(num_coef, den_coef):
+    for n, d in zip(num_coef, den_coef, strict=True):
         num += n
         num *= t
         den += d
@@ -47,7 +58,7 @@ def _rational(num_coef, den_coef, t, num_last, den_last, lead, num=None, den=Non
     return num
 
 
-def normal_cdf(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+def normal_cdf(x: np.ndarray, out: np.ndarray | None = None, buffer=None) -> np.ndarray:
     """Φ(x) = P(Z ≤ x) for a standard normal Z, elementwise, in x's float dtype.
 
     Cody's rational approximations in three ranges of |x|, the Gaussian factor
@@ -56,22 +67,28 @@ def normal_cdf(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     derivative passes finite-difference checks. Whole-array passes in a few
     work arrays (no gathers, which cost more than the arithmetic) for the
     centre and middle ranges; the far tails (|x| > √32, rare) are gathered.
+
+    `buffer(name, dtype)`, when given, returns a work array shaped like x (a
+    layer's `buffer`, so that repeated calls allocate nothing).
     """
     x = np.asarray(x)
     dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
     if out is None:
         out = np.empty(x.shape, dtype)
-    y = np.abs(x, dtype=dtype)
-    a, b, c = np.empty_like(y), np.empty_like(y), np.empty_like(y)
+    if buffer is None:
+        buffer = lambda name, dt: np.empty(x.shape, dt)  # noqa: E731
+    y, a, b, c = (buffer(f"normal_cdf.{k}", dtype) for k in "yabc")
+    np.abs(x, out=y, dtype=dtype)
     # The upper tail Q(|x|) = P(Z > |x|), for every element (centre ones are replaced at the end).
     np.minimum(y, _MIDDLE, out=c)
-    q = _rational(_C[:7], _D[:7], c, _C[7], _D[7], _C[8], a, b)  # e^(y²/2)·Q(y), in a
-    far = y > _MIDDLE
+    q = _rational(_C, _D, c, a, b)  # e^(y²/2)·Q(y), in a
+    mask, rest = buffer("normal_cdf.mask", np.bool_), buffer("normal_cdf.rest", np.bool_)
+    far = np.greater(y, _MIDDLE, out=mask)
     if far.any():
         np.minimum(y, _FAR, out=y)
         yf = y[far]
         z = 1.0 / (yf * yf)
-        q[far] = (1.0 / math.sqrt(2.0 * math.pi) - z * _rational(_P[:4], _Q[:4], z, _P[4], _Q[4], _P[5])) / yf
+        q[far] = (1.0 / math.sqrt(2.0 * math.pi) - z * _rational(_P, _Q, z)) / yf
     np.multiply(y, 16.0, out=b)
     np.trunc(b, out=b)
     b *= 1.0 / 16.0  # s = trunc(16y)/16: y² = s² + (y − s)(y + s) with s² exact
@@ -86,14 +103,23 @@ def normal_cdf(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     np.exp(b, out=b)
     q *= b  # Q(|x|)
     np.subtract(1.0, q, out=out)
-    np.copyto(out, q, where=x <= 0)  # Φ(x) = 1 − Q(x) above 0, Q(−x) below
-    # The centre: Φ(x) = ½ + x·R(x²).
-    centre = np.abs(x) <= _CENTRE
-    np.abs(x, out=c)
-    np.minimum(c, 1.0, out=c)  # only x² ≤ 0.455 is used: large |x| stays out of the arithmetic
-    c *= c
-    r = _rational(_A[:3], _B[:3], c, _A[3], _B[3], _A[4], a, b)
-    r *= x
+    _select(out, q, np.less_equal(x, 0, out=mask), rest)  # Φ(x) = 1 − Q(x) above 0, Q(−x) below
+    # The centre: Φ(x) = ½ + x·R(x²), with x clipped to [−1, 1] (only x² ≤ 0.455 is used: large |x|
+    # stays out of the arithmetic, and r stays finite for _select).
+    np.clip(x, -1.0, 1.0, out=y)
+    np.multiply(y, y, out=c)
+    r = _rational(_A, _B, c, a, b)
+    r *= y
     r += 0.5
-    np.copyto(out, r, where=centre)
+    _select(out, r, np.less_equal(np.abs(y, out=b), _CENTRE, out=mask), rest)
+    return out
+
+
+def _select(out: np.ndarray, value: np.ndarray, where: np.ndarray, rest: np.ndarray) -> np.ndarray:
+    """out[where] = value[where] as out·[not where] + value·[where]: exact for finite values, and several
+    times faster than np.copyto(where=), whose masked copy is slow. Overwrites value and rest."""
+    np.logical_not(where, out=rest)
+    out *= rest
+    value *= where
+    out += value
     return out

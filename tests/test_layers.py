@@ -2,6 +2,7 @@
 
 import math
 
+import helpers
 import numpy as np
 import pytest
 from helpers import build_layer, check_layer_gradients
@@ -84,11 +85,24 @@ def test_gradients_match_finite_differences(spec, shape):
     check_layer_gradients(spec, shape, batch=3)
 
 
-def test_relu_family_kink_is_not_sampled():
+def test_relu_family_kink_is_not_sampled(monkeypatch):
     # finite differences straddling 0 would be wrong; make sure the random inputs keep clear of it
     x = np.array([[-1.0, -0.5, 0.5, 2.0]])
     check_layer_gradients({"type": "relu"}, (4,), x=x.copy())
     check_layer_gradients({"type": "leaky_relu"}, (4,), x=x.copy())
+    inputs = []
+    numeric_grad = helpers.numeric_grad
+
+    def recording(f, array, eps=helpers.EPS):
+        inputs.append(array.copy())
+        return numeric_grad(f, array, eps)
+
+    monkeypatch.setattr(helpers, "numeric_grad", recording)
+    for name in ("relu", "leaky_relu", "prelu", "rrelu", "elu"):  # a kink in f or f' at 0
+        for spec, shape in CASES[name]:
+            inputs.clear()
+            check_layer_gradients(spec, shape, batch=3)  # as test_gradients_match_finite_differences
+            assert np.abs(inputs[0]).min() > 100 * helpers.EPS, spec  # the first array differentiated is x
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,13 @@ def test_mse_with_one_output_uses_the_label_as_target():
     assert rel_error(loss.backward(), numeric) < 1e-6
 
 
+def test_mse_with_one_output_gives_two_class_probabilities_thresholded_at_half():
+    loss = LOSSES.create("mse")
+    outputs = np.array([[-0.3], [0.2], [0.5], [0.7], [1.4]])
+    np.testing.assert_allclose(loss.probabilities(outputs), [[1.0, 0.0], [0.8, 0.2], [0.5, 0.5], [0.3, 0.7], [0.0, 1.0]])
+    np.testing.assert_array_equal(loss.predictions(outputs), [0, 0, 0, 1, 1])
+
+
 def test_cross_entropy_value_and_stability():
     loss = LOSSES.create("cross_entropy")
     logits = np.array([[1.0, 2.0, 3.0]])
@@ -60,7 +67,8 @@ def test_binary_cross_entropy_value_and_stability():
 
 
 def test_probabilities_and_predictions_agree():
-    for name, (outputs, _) in CASES.items():
+    one_output = np.array([[-0.3], [0.2], [0.5], [0.7], [1.4]])  # mse on two classes: the single-output branch
+    for name, (outputs, _) in [*CASES.items(), ("mse", (one_output, None))]:
         loss = LOSSES.create(name)
         p = loss.probabilities(outputs)
         assert p.shape == (len(outputs), max(2, outputs.shape[1]))

@@ -80,6 +80,13 @@ def test_only_conv_nets_with_large_enough_batches_split():
     assert parallel.can_split(model)
     model.train_step(LOSSES.create("cross_entropy"), *data(2 * parallel.MIN_HALF - 1))
     assert not model._splitter.applies(2 * parallel.MIN_HALF - 1) and model._splitter.applies(2 * parallel.MIN_HALF)
+    twin = model._splitter.replica
+    assert not any(layer._buffers for layer in twin.layers)  # 15 samples: all in this thread, the replica untouched
+    whole = cnn(split=False)
+    whole.train_step(LOSSES.create("cross_entropy"), *data(2 * parallel.MIN_HALF - 1))
+    np.testing.assert_array_equal(model.grad, whole.grad)  # the one-thread computation, exactly
+    model.train_step(LOSSES.create("cross_entropy"), *data(2 * parallel.MIN_HALF))
+    assert twin.layers[0]._buffers["z"]  # 16: the second half ran on the replica
 
 
 class _Noisy(Layer):
@@ -103,6 +110,31 @@ class _BatchStatistic(Layer):
 def test_random_or_batch_dependent_layers_are_never_split(extra):
     model = Sequential([LAYERS.create(CNN[0]), extra(), LAYERS.create("flatten")], (8, 8, 1))
     assert not parallel.can_split(model)
+
+
+@pytest.mark.parametrize("extra", [{"type": "dropout", "rate": 0.3}, {"type": "batchnorm"}, "rrelu"], ids=str)
+def test_evaluation_splits_through_layers_that_are_per_sample_there(extra):
+    """Dropout, batchnorm and rrelu keep training batches whole, but evaluation-mode forwards split across threads."""
+    specs = CNN[:2] + [extra] + CNN[2:]
+    model, reference = (Sequential.from_specs(specs, (8, 8, 1), np.float64) for _ in range(2))
+    model.initialize(np.random.default_rng(0))
+    reference.theta[:] = model.theta
+    reference._split_checked = True  # never splits
+    rng = np.random.default_rng(5)
+    for (_, mine), (_, theirs) in zip(model.named_state(), reference.named_state()):
+        mine[...] = theirs[...] = rng.uniform(0.5, 2.0, size=mine.shape)  # batchnorm's running statistics
+    x, y = data(40)
+    np.testing.assert_allclose(model.forward(x), reference.forward(x), rtol=1e-12, atol=1e-14)
+    assert model._batch_splitter(40, training=False) is not None and model._batch_splitter(40) is None
+    twin = model._splitter.replica
+    assert twin.layers[0]._buffers["z"]  # the second half ran on the replica
+    for (_, mine), (_, theirs) in zip(model.named_state(), twin.named_state()):
+        assert np.shares_memory(mine, theirs)
+    loss = LOSSES.create("cross_entropy")
+    model.train_step(loss, x, y)
+    assert (twin.grad == 0).all()  # training steps stay in one thread
+    activity = Sequential.from_specs([{**CNN[0], "activity_regularizer": "l1"}, *specs[1:]], (8, 8, 1))
+    assert not parallel.can_split(activity, training=False)  # evaluate reads the whole batch's activity penalty
 
 
 def test_training_a_conv_net_twice_gives_the_same_history(tmp_path, digits):
@@ -137,6 +169,30 @@ def test_batches_larger_than_a_chunk_give_the_whole_batch_gradient(monkeypatch):
     np.testing.assert_allclose(chunked.forward(x), whole.forward(x), rtol=1e-12, atol=1e-14)
     sizes = [buf.shape[0] for buf in chunked.layers[0]._buffers["z"].values()]
     assert sizes and max(sizes) <= 20  # work arrays are sized by the chunk (or its halves), never the batch
+
+
+def test_conv_nets_that_cannot_split_still_take_large_batches_in_chunks(monkeypatch):
+    """An activity penalty keeps a conv net in one thread, but a full-batch objective still goes through in chunks."""
+    monkeypatch.setattr(parallel, "MAX_CHUNK", 20)
+    specs = [{**CNN[0], "activity_regularizer": {"type": "l1", "l1": 0.01}}, *CNN[1:]]
+    chunked, whole = (Sequential.from_specs(specs, (8, 8, 1), np.float64) for _ in range(2))
+    for model in (chunked, whole):
+        model.initialize(np.random.default_rng(0))
+    whole._chunked = False  # the reference: the whole batch at once
+    x, y = data(53)  # chunks of 20, 20 and 13
+    loss_a, loss_b = LOSSES.create("cross_entropy"), LOSSES.create("cross_entropy")
+    value_a, grad_a = chunked.loss_and_grad(loss_a, x, y)
+    value_b, grad_b = whole.loss_and_grad(loss_b, x, y)
+    assert chunked._splitter is None and chunked.activity_regularized
+    assert value_a == pytest.approx(value_b, rel=1e-12)  # activity penalty included, weighted by chunk size
+    np.testing.assert_allclose(grad_a, grad_b, rtol=1e-10, atol=1e-13)
+    assert chunked.train_step(loss_a, x, y)[1] == whole.train_step(loss_b, x, y)[1]
+    for i in (0, 4):  # the conv and the dense layer
+        assert max(buf.shape[0] for buf in chunked.layers[i]._buffers["z"].values()) <= 20
+        assert max(buf.shape[0] for buf in whole.layers[i]._buffers["z"].values()) == 53
+    mlp = Sequential.from_specs([{"type": "flatten"}, {"type": "dense", "units": 3}], (8, 8, 1), np.float64)
+    mlp.train_step(loss_a, x, y)
+    assert max(buf.shape[0] for buf in mlp.layers[1]._buffers["z"].values()) == 53  # MLPs keep whole batches
 
 
 def test_conv_net_resume_is_bitwise_identical(tmp_path, digits):

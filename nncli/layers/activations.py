@@ -11,7 +11,7 @@ import numpy as np
 
 from ..registry import PositiveFloat, Probability, Range, Registry
 from .base import LAYERS, Layer, ShapeError
-from ..special import normal_cdf
+from ..special import normal_cdf, softmax
 
 ACTIVATIONS = Registry("activation")
 
@@ -43,6 +43,7 @@ class Activation(Layer):
         """x: (N, ...) -> y, same shape. `out` may be x itself when from_output."""
         y = self.buffer("y", x.shape, x.dtype) if out is None else out
         self._x = None if self.from_output else x
+        self._training = training  # for apply (rrelu draws slopes in training only)
         self.apply(x, y)
         self._y = y
         return y
@@ -58,6 +59,19 @@ class Activation(Layer):
     def derivative(self, dy: np.ndarray) -> np.ndarray:
         """Overwrite dy with dy * f'(x) and return it."""
         raise NotImplementedError
+
+    def one_where(self, v: np.ndarray, slope: np.ndarray, positive=np.greater) -> np.ndarray:
+        """Set slope to 1 where positive(v, 0), in place, and return it: slope·[not pos] + [pos].
+
+        Exact (slope must be finite) and ~8× faster than np.copyto(slope, 1.0, where=...), whose masked copy is slow.
+        """
+        pos = self.buffer("pos", v.shape, np.bool_)
+        rest = self.buffer("rest", v.shape, np.bool_)
+        positive(v, 0, out=pos)
+        np.logical_not(pos, out=rest)
+        slope *= rest
+        slope += pos
+        return slope
 
     def saturation(self, y: np.ndarray) -> float | None:
         """Fraction of outputs where f' is nearly 0 (the unit has stopped learning); None if it cannot saturate."""
@@ -148,8 +162,9 @@ class LeakyReLU(Activation):
             np.maximum(x, y, out=y)
 
     def derivative(self, dy):
-        slope = np.where(self._y > 0, 1.0, self.alpha).astype(dy.dtype, copy=False)
-        dy *= slope
+        slope = self.buffer("slope", dy.shape, dy.dtype)
+        slope.fill(self.alpha)
+        dy *= self.one_where(self._y, slope)
         return dy
 
     def describe(self):
@@ -161,9 +176,7 @@ class Softmax(Activation):
     """Softmax over the last axis (probabilities). With `cross_entropy`, leave it out: that loss takes logits."""
 
     def apply(self, x, y):
-        np.subtract(x, x.max(axis=-1, keepdims=True), out=y)
-        np.exp(y, out=y)
-        y /= y.sum(axis=-1, keepdims=True)
+        softmax(x, out=y)
 
     def derivative(self, dy):
         y = self._y
@@ -198,9 +211,9 @@ class ELU(Activation):
     def derivative(self, dy):
         y = self._y  # f' = 1 for x > 0, alpha·eˣ = y + alpha below (y > 0 exactly when x > 0)
         slope = self.buffer("slope", y.shape, y.dtype)
-        np.add(y, self.alpha, out=slope)
-        np.copyto(slope, 1.0, where=y > 0)
-        dy *= slope
+        np.minimum(y, 0.0, out=slope)  # finite where y = +inf, for one_where
+        slope += self.alpha
+        dy *= self.one_where(y, slope)
         return dy
 
     def describe(self):
@@ -306,7 +319,7 @@ class GELU(Activation):
             y *= x
             y *= 0.5
         else:
-            normal_cdf(x, out=t)
+            normal_cdf(x, out=t, buffer=lambda name, dtype: self.buffer(name, x.shape, dtype))
             np.multiply(x, t, out=y)
         self._t = t
 
@@ -320,8 +333,12 @@ class GELU(Activation):
             slope += 1.0
             slope *= _SQRT_2_OVER_PI
             slope *= x
-            slope *= 1.0 - t * t
-            slope += 1.0 + t
+            u = self.buffer("u", x.shape, x.dtype)
+            np.multiply(t, t, out=u)
+            np.subtract(1.0, u, out=u)
+            slope *= u  # (1 − t²)
+            np.add(t, 1.0, out=u)
+            slope += u  # (1 + t)
             slope *= 0.5
         else:
             # f' = Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π)
@@ -391,8 +408,7 @@ class PReLU(Activation):
             np.matmul(self.ones(flat.shape[0], flat.dtype), flat, out=g)
         slope = self.buffer("slope", x.shape, x.dtype)
         slope[...] = alpha
-        np.copyto(slope, 1.0, where=x > 0)
-        dy *= slope
+        dy *= self.one_where(x, slope)
         return dy
 
     def describe(self):
@@ -413,6 +429,7 @@ class RReLU(Activation):
     """
 
     has_randomness = True
+    independent_in_evaluation = True  # the mean slope
     relu_family = True
 
     def __init__(self, lower: Probability = 1.0 / 8.0, upper: Probability = 1.0 / 3.0):
@@ -420,10 +437,6 @@ class RReLU(Activation):
         if lower > upper:
             raise ValueError(f"lower must not exceed upper, got lower={lower:g}, upper={upper:g}")
         self.lower, self.upper = lower, upper
-
-    def forward(self, x, training=False, out=None):
-        self._training = training
-        return super().forward(x, training, out)
 
     def apply(self, x, y):
         slope = self.buffer("slope", x.shape, x.dtype)
@@ -433,7 +446,7 @@ class RReLU(Activation):
             slope += self.lower
         else:
             slope.fill(0.5 * (self.lower + self.upper))
-        np.copyto(slope, 1.0, where=x >= 0)  # computed before y overwrites x (y may be x)
+        self.one_where(x, slope, np.greater_equal)  # before y overwrites x (y may be x)
         np.multiply(x, slope, out=y)
         self._slope = slope
 

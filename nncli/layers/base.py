@@ -16,6 +16,7 @@ never modifies its input.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -45,6 +46,12 @@ class Layer:
     updates_state = False  # a training forward changes its state arrays (batchnorm's running statistics)
     independent_samples = False  # each sample's output and gradient depend on that sample alone (so a batch may be split)
     compute_bound = False  # enough work per sample that two threads on half-batches beat one threaded BLAS call (conv)
+
+    @property
+    def independent_in_evaluation(self) -> bool:
+        """Each sample's evaluation-mode output depends on that sample alone, and forward changes nothing and draws
+        nothing (so an evaluation batch may be split). Dropout, batchnorm and rrelu set it True."""
+        return self.independent_samples and not self.has_randomness
 
     def __init__(self) -> None:
         self.input_shape: Shape = ()
@@ -93,12 +100,15 @@ class Layer:
         self.kernel_regularizer = create(kernel_regularizer)
         self.activity_regularizer = create(activity_regularizer)
 
+    def walk(self, prefix: str = "") -> Iterator[tuple[str, Layer]]:
+        """(prefix, layer) for this layer and its children, depth first: the prefix names the layer's arrays ('act.')."""
+        yield prefix, self
+        for name, child in self.children.items():
+            yield from child.walk(f"{prefix}{name}.")
+
     def kernels(self) -> dict[str, object]:
         """{name: its kernel_regularizer or None} for own and children's kernels ('<child>.' prefixed)."""
-        found = {k: self.kernel_regularizer for k in self.kernel_names if k in self.param_shapes}
-        for prefix, child in self.children.items():
-            found.update({f"{prefix}.{k}": r for k, r in child.kernels().items()})
-        return found
+        return {p + k: layer.kernel_regularizer for p, layer in self.walk() for k in layer.kernel_names if k in layer.param_shapes}
 
     @property
     def name(self) -> str:
@@ -109,39 +119,30 @@ class Layer:
 
     def all_param_shapes(self) -> dict[str, Shape]:
         """Own and children's trainable shapes, children's names prefixed '<child>.'."""
-        shapes = dict(self.param_shapes)
-        for prefix, child in self.children.items():
-            shapes.update({f"{prefix}.{k}": s for k, s in child.all_param_shapes().items()})
-        return shapes
+        return {p + k: s for p, layer in self.walk() for k, s in layer.param_shapes.items()}
 
     def all_state_shapes(self) -> dict[str, Shape]:
-        shapes = dict(self.state_shapes)
-        for prefix, child in self.children.items():
-            shapes.update({f"{prefix}.{k}": s for k, s in child.all_state_shapes().items()})
-        return shapes
+        return {p + k: s for p, layer in self.walk() for k, s in layer.state_shapes.items()}
 
     def bind(self, params: dict, grads: dict, state: dict) -> None:
-        """Receive views for every name of all_param_shapes()/all_state_shapes(); pass children theirs."""
-        own = lambda d: {k: v for k, v in d.items() if "." not in k}  # noqa: E731
-        self.params, self.grads, self.state = own(params), own(grads), own(state)
-        for prefix, child in self.children.items():
-            sub = lambda d: {k[len(prefix) + 1 :]: v for k, v in d.items() if k.startswith(prefix + ".")}  # noqa: E731
-            child.bind(sub(params), sub(grads), sub(state))
+        """Receive views for every name of all_param_shapes()/all_state_shapes(); hand children theirs."""
+        for p, layer in self.walk():
+            layer.params = {k: params[p + k] for k in layer.param_shapes}
+            layer.grads = {k: grads[p + k] for k in layer.param_shapes}
+            layer.state = {k: state[p + k] for k in layer.state_shapes}
 
     def training_side_effect(self) -> str | None:
         """Why a training-mode forward of this layer (or a child) is not a pure function of θ and x, or None."""
-        if self.random_layers():
+        layers = [layer for _, layer in self.walk()]
+        if any(layer.has_randomness for layer in layers):
             return "draws random numbers in every training pass"
-        if self.updates_state or any(child.training_side_effect() for child in self.children.values()):
+        if any(layer.updates_state for layer in layers):
             return "updates its running statistics in every training pass"
         return None
 
     def random_layers(self) -> list[Layer]:
         """This layer and its children that draw random numbers in forward."""
-        found = [self] if self.has_randomness else []
-        for child in self.children.values():
-            found += child.random_layers()
-        return found
+        return [layer for _, layer in self.walk() if layer.has_randomness]
 
     def buffer(self, key: str, shape: Shape, dtype) -> np.ndarray:
         """A work array reused across calls with the same shape (a few shapes kept per key)."""
@@ -163,13 +164,6 @@ class Layer:
         if self._ones is None or self._ones[0] != key:
             self._ones = (key, np.ones(n, dtype))
         return self._ones[1]
-
-    def release_buffers(self) -> None:
-        """Drop work arrays and cached activations (e.g. before saving or after training)."""
-        self._buffers.clear()
-        self._ones = None
-        for child in self.children.values():
-            child.release_buffers()
 
     def describe(self) -> str:
         """One-line description for summaries, e.g. 'dense(16, sigmoid)'."""

@@ -41,7 +41,7 @@ def output_size(size: int, window: int, stride: int, padding: str) -> tuple[int,
     return (size - window) // stride + 1, 0, 0
 
 
-def check_image(name: str, input_shape, what: str = "") -> None:
+def check_image(name: str, input_shape) -> None:
     """Raise ShapeError unless the per-sample shape is an image (height, width, channels)."""
     if len(input_shape) != 3:
         hint = "; add a reshape layer, e.g. {type: reshape, target_shape: [28, 28, 1]}" if len(input_shape) == 1 else ""
@@ -109,7 +109,6 @@ class Conv2D(KernelLayer):
         self.strides = tuple(strides)
         self.padding = padding
         self.setup_kernel(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer, activity_regularizer)
-        self.activation_deferred = False  # set by fuse_next: the next max-pool applies our ReLU
 
     def build(self, input_shape):
         check_image("conv2d", input_shape)
@@ -185,16 +184,12 @@ class Conv2D(KernelLayer):
             np.matmul(cols, W, out=z.reshape(M, F))  # (M, K) @ (K, F)
             if self.use_bias:
                 z += self.params["b"]
-        self._cols, self._xshape = cols, x.shape
-        if self.activation is not None and not self.activation_deferred:
-            z = self.activation.forward(z, training, out=z if self.activation.from_output else None)
-        return z
+        self._cols = cols
+        return self.activate(z, training)
 
     def backward(self, grad_out):
         """(N, oh, ow, filters) -> (N, H, W, C); dW = colsᵀ·dz, db = 1ᵀ·dz, dx = col2im(dz·Wᵀ)."""
-        dz = grad_out
-        if self.activation is not None and not self.activation_deferred:
-            dz = self.activation.backward(dz)
+        dz = self.activation_backward(grad_out)
         N = dz.shape[0]
         F, K, M = self.filters, self._K, dz.shape[0] * self._out[0] * self._out[1]
         dz = dz.reshape(M, F)
@@ -246,6 +241,4 @@ class Conv2D(KernelLayer):
             parts.append(f"strides {self.strides[0]}×{self.strides[1]}")
         if self.padding != "valid":
             parts.append(self.padding)
-        if self.activation is not None:
-            parts.append(self.activation.describe())
-        return f"conv2d({', '.join(parts)})"
+        return self.describe_with_activation("conv2d", *parts)

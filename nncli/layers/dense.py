@@ -21,6 +21,8 @@ class KernelLayer(Layer):
     """What dense and conv2d share: a kernel W, an optional bias b, an optional fused
     activation, their initialisers and the kernel and activity regularizers."""
 
+    activation_deferred = False  # True when the next layer applies our activation (conv2d's ReLU before a max-pool)
+
     def setup_kernel(
         self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer, activity_regularizer
     ) -> None:
@@ -42,6 +44,24 @@ class KernelLayer(Layer):
         if options["kernel_initializer"] is None:
             options = {**options, "kernel_initializer": default_kernel_initializer(options["activation"])}
         return options
+
+    def activate(self, z: np.ndarray, training: bool) -> np.ndarray:
+        """The fused activation of z (in place when it allows), unless there is none or it is deferred."""
+        if self.activation is None or self.activation_deferred:
+            return z
+        return self.activation.forward(z, training, out=z if self.activation.from_output else None)
+
+    def activation_backward(self, grad_out: np.ndarray) -> np.ndarray:
+        """dL/d(activation output) -> dL/dz, through the activation that `activate` applied."""
+        if self.activation is None or self.activation_deferred:
+            return grad_out
+        return self.activation.backward(grad_out)
+
+    def describe_with_activation(self, name: str, *parts: str) -> str:
+        """'name(part, …, activation)', e.g. 'dense(16, sigmoid)'."""
+        if self.activation is not None:
+            parts = (*parts, self.activation.describe())
+        return f"{name}({', '.join(parts)})"
 
     def initialize(self, rng):
         W = self.params["W"]
@@ -101,13 +121,11 @@ class Dense(KernelLayer):
         if self.use_bias:
             z += self.params["b"]
         self._x = x
-        if self.activation is not None:
-            z = self.activation.forward(z, training, out=z if self.activation.from_output else None)
-        return z
+        return self.activate(z, training)
 
     def backward(self, grad_out):
         """(N, units) -> (N, in); dW = xᵀ·dz, db = 1ᵀ·dz."""
-        dz = self.activation.backward(grad_out) if self.activation is not None else grad_out
+        dz = self.activation_backward(grad_out)
         x = self._x
         np.matmul(x.T, dz, out=self.grads["W"])
         if self.use_bias:
@@ -119,5 +137,4 @@ class Dense(KernelLayer):
         return dx
 
     def describe(self):
-        act = f", {self.activation.describe()}" if self.activation is not None else ""
-        return f"dense({self.units}{act})"
+        return self.describe_with_activation("dense", str(self.units))

@@ -20,6 +20,7 @@ class Dropout(Layer):
     """
 
     has_randomness = True
+    independent_in_evaluation = True  # the identity
 
     def __init__(self, rate: Fraction = 0.5):
         super().__init__()

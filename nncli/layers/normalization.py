@@ -29,6 +29,7 @@ class BatchNorm(Layer):
     kernel_names = ()
 
     updates_state = True
+    independent_in_evaluation = True  # normalises with the running statistics, changing nothing
 
     def __init__(self, momentum: Fraction = 0.99, epsilon: PositiveFloat = 1e-3):
         super().__init__()
