@@ -41,6 +41,7 @@ def test_split_step_equals_the_whole_batch_step(n):
     value_a, correct_a = split.train_step(loss_a, x, y)
     value_b, correct_b = whole.train_step(loss_b, x, y)
     assert split._splitter is not None and whole._splitter is None
+    assert split._splitter.applies(n) and split._splitter.replica.layers[0]._buffers  # this batch really was split
     assert correct_a == correct_b
     assert value_a == pytest.approx(value_b, rel=1e-12)
     np.testing.assert_allclose(split.grad, whole.grad, rtol=1e-10, atol=1e-13)
