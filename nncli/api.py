@@ -88,6 +88,22 @@ def _check_resumable(experiment: Experiment, checkpoint: Checkpoint) -> None:
             )
 
 
+def _own_run_folder(checkpoint: Path) -> Path | None:
+    """The run folder `checkpoint` is the latest checkpoint of (<run>/checkpoints/last.npz), or None.
+
+    Only then does --resume continue in place: a checkpoint anywhere else (a
+    copy, best.npz, a file next to the user's own config.yaml) starts a new
+    run folder, so nothing already there is overwritten.
+    """
+    folder = checkpoint.parent
+    if folder.name != "checkpoints":
+        folder = checkpoint.absolute().parent  # e.g. `--resume last.npz` from inside checkpoints/
+    run = folder.parent
+    if checkpoint.name != "last.npz" or folder.name != "checkpoints":
+        return None
+    return run if (run / "config.yaml").is_file() and (run / "history.csv").is_file() else None
+
+
 def train(
     config: str | Path | dict,
     overrides: Sequence[str] = (),
@@ -130,8 +146,9 @@ def train(
     if resumed is not None:
         trainer.restore(resumed.meta, resumed.arrays, str(resumed.path))
 
-    if resumed is not None and out is None:
-        run_dir = resumed.path.parent.parent  # continue in the run's own folder
+    own = _own_run_folder(resumed.path) if resumed is not None and out is None else None
+    if own is not None:
+        run_dir = own  # continue in the run's own folder
     else:
         run_dir = new_run_folder(out if out is not None else Path("runs") / experiment.name)
     data_meta = {"input_shape": list(dataset.input_shape), "preprocessing": dataset.preprocessing}

@@ -187,3 +187,48 @@ def test_second_order_resume_is_bitwise_identical(tmp_path, table, minimiser):
     straight = nncli.train(config, out=tmp_path / "straight")
     assert straight.state.step == 8
     assert_same_run(straight, interrupted_then_resumed(config, tmp_path, [3, 5]))
+
+
+# -- where a resumed run writes ------------------------------------------------------
+def _files(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["sub/mine.npz", "checkpoints/last.npz", "checkpoints/mine.npz"])
+def test_resume_from_a_checkpoint_outside_its_run_folder_starts_a_new_one(tmp_path, digits, where):
+    """Only <run>/checkpoints/last.npz of a real run folder continues in place; elsewhere nothing is overwritten."""
+    config = mlp_config(digits, epochs=4)
+    straight = nncli.train(config, out=tmp_path / "straight")
+    short = nncli.train(mlp_config(digits, epochs=2), out=tmp_path / "short")
+    mine = tmp_path / "mine"
+    (mine / where).parent.mkdir(parents=True)
+    (mine / where).write_bytes(short.final_checkpoint.read_bytes())
+    (mine / "config.yaml").write_text("my own notes\n")
+    if where != "checkpoints/last.npz":  # a complete-looking run folder around the copy
+        (mine / "history.csv").write_text("epoch,train_loss\n1,2\n")
+    (mine / ".draft.tmp").write_text("keep me")
+    before = _files(mine)
+    resumed = nncli.train(config, resume=mine / where)
+    assert resumed.run_dir.resolve() == (tmp_path / "runs" / "tiny").resolve()
+    assert _files(mine) == before
+    assert_same_run(straight, resumed)
+
+
+def test_resume_from_best_does_not_overwrite_the_later_epochs(tmp_path, digits):
+    run = nncli.train(mlp_config(digits, epochs=4, schedule={"type": "step", "step_size": 1, "gamma": 20.0}), out=tmp_path / "run")
+    best = read_checkpoint(run.best_checkpoint).meta["epoch"]
+    assert best < 4, "the test needs a best epoch before the last"
+    before = _files(run.run_dir)
+    resumed = nncli.train(read_checkpoint(run.best_checkpoint).config, resume=run.best_checkpoint)
+    assert resumed.run_dir != run.run_dir and _files(run.run_dir) == before
+    assert len(resumed.history) == 4
+
+
+def test_resume_in_place_from_inside_the_checkpoints_folder(tmp_path, digits, monkeypatch):
+    config = mlp_config(digits, epochs=3)
+    straight = nncli.train(config, out=tmp_path / "straight")
+    nncli.train(mlp_config(digits, epochs=2), out=tmp_path / "short")
+    monkeypatch.chdir(tmp_path / "short" / "checkpoints")
+    resumed = nncli.train(config, resume="last.npz")
+    assert resumed.run_dir.resolve() == (tmp_path / "short").resolve()
+    assert history(tmp_path / "short") == history(straight.run_dir)
