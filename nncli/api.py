@@ -11,6 +11,7 @@ The CLI is a thin layer over these; they are equally usable from Python:
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -168,9 +169,11 @@ def train(
         if stop.signum is not None:
             saved = run.save(trainer, run.last)
             where = f"epoch {state.epoch + 1}, batch {state.batch}" if state.batch else f"after epoch {state.epoch}"
+            again = ["nncli", "train", "CONFIG" if isinstance(config, dict) else str(config)]
+            again += [arg for override in overrides for arg in ("--set", override)]
+            again += ["--seed", str(seed)] if seed is not None else []
             raise TrainingInterrupted(
-                f"interrupted by {stop.name} ({where}); saved {saved}; continue with: "
-                f"nncli train {config if not isinstance(config, dict) else 'CONFIG'} --resume {saved}",
+                f"interrupted by {stop.name} ({where}); saved {saved}; continue with: {shlex.join([*again, '--resume', str(saved)])}",
                 stop.exit_code,
                 str(saved),
             )

@@ -232,3 +232,44 @@ def test_resume_in_place_from_inside_the_checkpoints_folder(tmp_path, digits, mo
     resumed = nncli.train(config, resume="last.npz")
     assert resumed.run_dir.resolve() == (tmp_path / "short").resolve()
     assert history(tmp_path / "short") == history(straight.run_dir)
+
+
+# -- how to continue -----------------------------------------------------------------
+def _continue_command(message: str) -> list[str]:
+    import shlex
+
+    argv = shlex.split(message.split("continue with: ", 1)[1])
+    assert argv[:2] == ["nncli", "train"]
+    return argv[2:]
+
+
+def test_the_continue_command_repeats_overrides_and_seed(tmp_path, digits):
+    from typer.testing import CliRunner
+
+    from nncli.cli import app
+
+    path = write_config(tmp_path / "my config.yaml", mlp_config(digits, epochs=2))
+    overrides = ["training.batch_size=20", "optimizer={type: adam, learning_rate: 0.02}"]
+    with pytest.raises(TrainingInterrupted) as err:
+        nncli.train(path, overrides, seed=3, out=tmp_path / "r", callbacks=[InterruptAt(4)])
+    argv = _continue_command(str(err.value))
+    assert argv[0] == str(path) and "--seed" in argv and argv[argv.index("--seed") + 1] == "3"
+    result = CliRunner().invoke(app, ["train", *argv, "--quiet"])
+    assert result.exit_code == 0, result.output
+    straight = nncli.train(path, overrides, seed=3, out=tmp_path / "straight")
+    assert history(tmp_path / "r") == history(straight.run_dir)
+
+
+def test_the_continue_command_of_a_seeds_run_resumes_that_seed(tmp_path, digits):
+    from typer.testing import CliRunner
+
+    from nncli.cli import app
+
+    path = write_config(tmp_path / "c.yaml", mlp_config(digits, epochs=2))
+    with pytest.raises(TrainingInterrupted) as err:
+        nncli.train_seeds(path, 2, ["training.batch_size=20"], out=tmp_path / "s", seed=5, callbacks=[InterruptAt(3)])
+    argv = _continue_command(str(err.value))
+    assert argv[argv.index("--seed") + 1] == "5" and str(tmp_path / "s" / "seed-5") in argv[-1]
+    result = CliRunner().invoke(app, ["train", *argv, "--quiet"])
+    assert result.exit_code == 0, result.output
+
