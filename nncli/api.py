@@ -24,7 +24,7 @@ from .compare import compare as run_comparison
 from .config import dump_yaml
 from .data import DATA_SOURCES, Dataset
 from .diagnostics import GradientLog
-from .errors import CheckpointError, ConfigError, DataError, DivergedError, TrainingInterrupted
+from .errors import CheckpointError, ConfigError, DataError, DivergedError, TrainingInterrupted, dotted
 from .experiment import SECTIONS, Experiment, load_experiment, refuse_training_side_effects
 from .files import atomic_write_text, new_run_folder
 from .initializers import INITIALIZERS
@@ -71,22 +71,47 @@ def _load_data(experiment: Experiment, preprocessing: dict | None = None) -> Dat
     return experiment.data.load(experiment.seeds("data"), preprocessing)
 
 
+_ABSENT = object()
+
+
+def _first_difference(mine, theirs, path: tuple = ()) -> tuple[tuple, object, object] | None:
+    """(key path, my value, their value) of the first difference between two resolved configs, in config order."""
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        for key in [*mine, *(k for k in theirs if k not in mine)]:
+            if (*path, key) in (("name",), ("training", "epochs")):
+                continue  # the run's name, and the epochs a resume may extend to
+            found = _first_difference(mine.get(key, _ABSENT), theirs.get(key, _ABSENT), (*path, key))
+            if found is not None:
+                return found
+        return None
+    if isinstance(mine, list) and isinstance(theirs, list) and len(mine) == len(theirs):
+        for i, (a, b) in enumerate(zip(mine, theirs)):
+            found = _first_difference(a, b, (*path, i))
+            if found is not None:
+                return found
+        return None
+    return None if mine == theirs else (path, mine, theirs)
+
+
+def _show(value) -> str:
+    if value is _ABSENT:
+        return "not set"
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _check_resumable(experiment: Experiment, checkpoint: Checkpoint) -> None:
     """Exact resume needs the same config; only training.epochs may grow."""
-    mine, theirs = experiment.resolved(), checkpoint.config
-    for section in mine.keys() | theirs.keys():
-        a, b = mine.get(section), theirs.get(section)
-        if section == "training" and isinstance(a, dict) and isinstance(b, dict):
-            a = {k: v for k, v in a.items() if k != "epochs"}
-            b = {k: v for k, v in b.items() if k != "epochs"}
-        if section != "name" and a != b:
-            path = experiment.doc.locate((section,))
-            raise ConfigError(
-                f"differs from the config in {checkpoint.path}; --resume continues the same experiment "
-                "(only training.epochs may change); use --weights to start a new run from its weights",
-                (section,),
-                path,
-            )
+    found = _first_difference(experiment.resolved(), checkpoint.config)
+    if found is not None:
+        path, mine, theirs = found
+        raise ConfigError(
+            f"differs from the config in {checkpoint.path}: {dotted(path)} is {_show(mine)} here, {_show(theirs)} in the checkpoint; "
+            "--resume continues the same experiment (only training.epochs may change); "
+            "use --weights to start a new run from its weights",
+            path[:1],
+            experiment.doc.locate(path),
+        )
 
 
 def _own_run_folder(checkpoint: Path) -> Path | None:

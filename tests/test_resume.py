@@ -273,3 +273,22 @@ def test_the_continue_command_of_a_seeds_run_resumes_that_seed(tmp_path, digits)
     result = CliRunner().invoke(app, ["train", *argv, "--quiet"])
     assert result.exit_code == 0, result.output
 
+
+def test_resume_with_another_config_names_the_differing_key_and_both_values(tmp_path, digits):
+    from typer.testing import CliRunner
+
+    from nncli.cli import app
+
+    run = nncli.train(mlp_config(digits), out=tmp_path / "run")
+    changed = mlp_config(digits, epochs=5)  # epochs may differ; the learning rate may not
+    changed["optimizer"]["learning_rate"] = 0.02
+    path = write_config(tmp_path / "c.yaml", changed)
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "learning_rate" in text)
+    result = CliRunner().invoke(app, ["train", str(path), "--resume", str(run.final_checkpoint)])
+    assert result.exit_code == 2
+    message = result.stderr.strip()
+    assert message.startswith(f"error: {path}:{line}: optimizer: differs from the config in {run.final_checkpoint}")
+    assert "optimizer.learning_rate is 0.02 here, 0.01 in the checkpoint" in message
+    layers = CliRunner().invoke(app, ["train", str(path), "--resume", str(run.final_checkpoint), "--set", "optimizer.learning_rate=0.01",
+                                      "--set", "model.layers.1.units=9"])
+    assert "model.layers.1.units is 9 here, 8 in the checkpoint" in layers.stderr
