@@ -138,3 +138,24 @@ def test_rich_progress_on_a_terminal(tmp_path, mlp_yaml):
     shown = terminal.file.getvalue()
     assert "epoch 1/2" in shown and "epoch 2/2" in shown
     assert isinstance(progress_for(quiet=True), PlainProgress)
+
+
+def test_eval_data_path_with_columns_in_another_order(tmp_path, table):
+    config = {
+        "name": "tab", "data": {"source": "csv", "path": str(table), "target": "label"},
+        "model": {"layers": [{"type": "dense", "units": 1}]}, "loss": "binary_cross_entropy",
+        "optimizer": {"type": "gd", "learning_rate": 0.5}, "training": {"epochs": 5},
+    }
+    assert invoke("train", write_config(tmp_path / "tab.yaml", config), "--out", tmp_path / "r").exit_code == 0
+    ckpt = tmp_path / "r" / "checkpoints" / "last.npz"
+    rows = [line.split(",") for line in table.read_text().splitlines()]
+    swapped = tmp_path / "swapped.csv"  # label,c,a,b
+    swapped.write_text("".join(",".join(row[i] for i in (3, 2, 0, 1)) + "\n" for row in rows))
+    same = invoke("eval", ckpt, "--json")
+    moved = invoke("eval", ckpt, "--json", "--data-path", swapped)
+    assert moved.exit_code == 0, moved.output
+    drop = lambda text: {k: v for k, v in json.loads(text).items() if k != "checkpoint"}
+    assert drop(moved.stdout) == drop(same.stdout)
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text(table.read_text().replace("a,b,c,label", "a,b,see,label", 1))
+    assert_usage_error(invoke("eval", ckpt, "--data-path", renamed), "renamed.csv: no column named 'c'")

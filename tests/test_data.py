@@ -188,3 +188,29 @@ def test_binary_and_gzip_csv_are_refused(tmp_path):
     path.write_bytes(gzip.compress(b"a,label\n1,0\n"))
     with pytest.raises(DataError, match="binary file|not UTF-8"):
         csv(path).load(SEED)
+
+
+def _reorder(source, target, order):
+    rows = [line.split(",") for line in source.read_text().splitlines()]
+    target.write_text("".join(",".join(row[i] for i in order) + "\n" for row in rows))
+    return target
+
+
+def test_csv_with_a_checkpoints_preprocessing_selects_columns_by_name(table, tmp_path):
+    first = csv(table, target="label").load(SEED)  # header a,b,c,label
+    swapped = _reorder(table, tmp_path / "swapped.csv", [2, 3, 0, 1])  # c,label,a,b
+    again = csv(swapped, target="label").load(SEED, preprocessing=first.preprocessing)
+    for name in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(again, name).x, getattr(first, name).x)
+        np.testing.assert_array_equal(getattr(again, name).y, getattr(first, name).y)
+    # the target too is found by its name, even when the config names it by position
+    by_index = csv(swapped, target=-1).load(SEED, preprocessing=first.preprocessing)
+    np.testing.assert_array_equal(by_index.test.x, first.test.x)
+
+
+def test_csv_missing_a_trained_column_names_file_and_column(table, tmp_path):
+    first = csv(table, target="label").load(SEED)
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text(table.read_text().replace("a,b,c,label", "a,bee,c,label", 1))
+    with pytest.raises(DataError, match=r"renamed.csv: no column named 'b', which the checkpoint was trained on"):
+        csv(renamed, target="label").load(SEED, preprocessing=first.preprocessing)
