@@ -318,10 +318,20 @@ def compare_optimizers(
         )
     plan = experiment.compare.runs()
     experiment.check_optimizer_sizes([(spec, path) for _, spec, path in plan])  # before any data is read
-    comparison = run_comparison(experiment, [experiment.seed + i for i in range(seeds)], on_run_end)
-
+    # Reserve the out folder before the (possibly long) runs: a bad --out fails now, not after them.
     out_dir = new_run_folder(out if out is not None else Path("runs") / f"{experiment.name}-compare")
-    atomic_write_text(out_dir / "config.yaml", dump_yaml(experiment.resolved()))
+    config_file = out_dir / "config.yaml"
+    atomic_write_text(config_file, dump_yaml(experiment.resolved()))  # no longer empty: nobody else takes it
+    try:
+        comparison = run_comparison(experiment, [experiment.seed + i for i in range(seeds)], on_run_end)
+    except BaseException:  # bad data, divergence handling gone wrong, Ctrl-C: leave no trace
+        config_file.unlink(missing_ok=True)
+        try:
+            out_dir.rmdir()
+        except OSError:
+            pass  # something else was put there meanwhile: keep it
+        raise
+
     atomic_write_text(out_dir / "summary.csv", csv_text(SUMMARY_COLUMNS, [r.row() for r in comparison.rows]))
     atomic_write_text(out_dir / "runs.csv", csv_text(RUN_COLUMNS, [r.row() for r in comparison.runs]))
     atomic_write_text(out_dir / "curves.csv", csv_text(CURVE_COLUMNS, curve_rows(comparison.runs)))

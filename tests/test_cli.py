@@ -159,3 +159,29 @@ def test_eval_data_path_with_columns_in_another_order(tmp_path, table):
     renamed = tmp_path / "renamed.csv"
     renamed.write_text(table.read_text().replace("a,b,c,label", "a,b,see,label", 1))
     assert_usage_error(invoke("eval", ckpt, "--data-path", renamed), "renamed.csv: no column named 'c'")
+
+
+def _compare_config(table, **data):
+    return {
+        "name": "table", "data": {"source": "csv", "path": str(table), "test_split": 0.25, "validation_split": 0.0, **data},
+        "model": {"layers": [{"type": "dense", "units": 1}]}, "loss": "binary_cross_entropy", "optimizer": "newton",
+        "training": {"dtype": "float64"}, "compare": {"max_iterations": 5, "optimizers": ["gd", "newton"]},
+    }
+
+
+def test_compare_optimizers_refuses_a_bad_out_before_running_anything(tmp_path, table, monkeypatch):
+    import nncli
+
+    monkeypatch.setattr("nncli.plots.plot_curves", lambda runs, path, title="": path.write_bytes(b"skipped"))
+    finished = []
+    with pytest.raises(nncli.NncliError, match="cannot write"):
+        nncli.compare_optimizers(_compare_config(table), out=table / "o", on_run_end=finished.append)
+    assert finished == []  # refused before the work, not after it
+    result = invoke("compare-optimizers", write_config(tmp_path / "c.yaml", _compare_config(table)), "--out", table / "o")
+    assert_usage_error(result, "cannot write")
+    # a comparison that fails on its data leaves no folder behind; one that works fills the reserved one
+    assert_usage_error(invoke("compare-optimizers", write_config(tmp_path / "d.yaml", _compare_config(tmp_path / "none.csv")),
+                              "--out", tmp_path / "o"), "none.csv: no such file")
+    assert not (tmp_path / "o").exists()
+    assert invoke("compare-optimizers", tmp_path / "c.yaml", "--out", tmp_path / "o").exit_code == 0
+    assert {p.name for p in (tmp_path / "o").iterdir()} == {"config.yaml", "summary.csv", "runs.csv", "curves.csv", "curves.png"}
