@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import errno
 import os
+import secrets
+import shutil
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -79,6 +81,33 @@ def atomic_write(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
 
 def atomic_write_text(path: str | Path, text: str) -> None:
     atomic_write(path, lambda f: f.write(text.encode("utf-8")))
+
+
+def atomic_link(source: str | Path, target: str | Path) -> None:
+    """Make `target` a second name for `source`'s bytes, atomically; `source` must be complete (fsync'd).
+
+    A hard link costs no copy. It is made under a temporary name (`.<target>.<random>.tmp`,
+    like atomic_write's, so a killed run's leftover is cleared the same way), renamed over
+    `target` and the folder fsync'd; the previous `target` is intact until the rename.
+    Where hard links are refused (some file systems), the bytes are copied with atomic_write.
+    Every nncli file is replaced by rename, never rewritten in place, so the two names never
+    see each other's later versions.
+    """
+    source, target = Path(source), Path(target)
+    tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        os.link(source, tmp)
+    except OSError:
+        with open(source, "rb") as f:
+            atomic_write(target, lambda out: shutil.copyfileobj(f, out))
+        return
+    try:
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        kept = "; the previous version is intact" if target.exists() else ""
+        raise WriteError(_describe(exc, target) + kept) from None
 
 
 def new_run_folder(wanted: str | Path) -> Path:

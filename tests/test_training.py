@@ -203,3 +203,56 @@ def test_resume_with_random_layers_and_batchnorm_equals_an_uninterrupted_run(tmp
     for key in a:
         if key.startswith(("param/", "state/", "optim/")):
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+# -- the cost of writing a run folder stays linear in the epochs -----------------------------
+def test_each_epoch_formats_only_its_own_history_row_and_shares_the_history(tmp_path, digits, monkeypatch):
+    import nncli.runfolder as runfolder
+    from nncli.training import TrainState
+
+    state = TrainState(history=[{"epoch": 1}])
+    assert state.to_meta()["history"] is state.history  # no deep copy per save: serialising copies anyway
+    cells = []
+    real = runfolder._cell
+    monkeypatch.setattr(runfolder, "_cell", lambda value: cells.append(value) or real(value))
+    result = nncli.train(mlp_config(digits, epochs=6), out=tmp_path / "run")
+    assert len(cells) == 6 * len(COLUMNS)  # not 1 + 2 + ... + 6 rows
+    assert without_seconds(history(result.run_dir)) == without_seconds(
+        [dict(zip(COLUMNS, line.split(","))) for line in runfolder.format_history(result.history).splitlines()[1:]]
+    )
+
+
+def test_best_checkpoint_is_the_last_ones_bytes_not_a_second_snapshot(tmp_path, digits, monkeypatch):
+    import os
+
+    import nncli.checkpoint
+
+    saves = []
+    real = nncli.runfolder.save_checkpoint
+    monkeypatch.setattr(nncli.runfolder, "save_checkpoint", lambda path, *a: saves.append(path) or real(path, *a))
+    result = nncli.train(mlp_config(digits, epochs=3), out=tmp_path / "run")
+    assert result.state.best_epoch == 3  # improved in the last epoch: best is last
+    assert [p.name for p in saves] == ["last.npz"] * 3
+    assert os.stat(result.best_checkpoint).st_ino == os.stat(result.final_checkpoint).st_ino  # a hard link
+    assert read_checkpoint(result.best_checkpoint).meta["epoch"] == 3
+    assert not list(result.run_dir.glob("**/*.tmp"))
+
+
+def test_best_checkpoint_survives_later_epochs_and_falls_back_to_a_copy(tmp_path, digits, monkeypatch):
+    import os
+
+    config = mlp_config(digits, epochs=4, schedule={"type": "step", "step_size": 1, "gamma": 20.0})  # best at epoch 2
+    linked = nncli.train(config, out=tmp_path / "linked")
+    assert linked.state.best_epoch == 2
+
+    def no_links(src, dst):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    copied = nncli.train(config, out=tmp_path / "copied")
+    for run in (linked, copied):
+        best, last = read_checkpoint(run.best_checkpoint), read_checkpoint(run.final_checkpoint)
+        assert best.meta["epoch"] == 2 and last.meta["epoch"] == 4
+        assert best.meta["train_state"]["history"] == last.meta["train_state"]["history"][:2]
+    assert os.stat(copied.best_checkpoint).st_ino != os.stat(copied.final_checkpoint).st_ino
+    assert not list(copied.run_dir.glob("**/*.tmp"))
