@@ -1,8 +1,8 @@
 """Views that show *why* a network trains or does not: per-layer gradients and activation statistics.
 
 With `training.log_gradients: true`, every epoch adds one row per layer to
-`gradients.csv` (epoch, layer, grad_norm, zero_fraction, saturated_fraction)
-and redraws `gradients.png`. grad_norm is the mean over the epoch's updates of
+`gradients.csv` (epoch, layer, grad_norm, zero_fraction, saturated_fraction);
+`gradients.png` is drawn when training ends (or stops on a signal). grad_norm is the mean over the epoch's updates of
 ‖∂L/∂θ_layer‖₂; the activation fractions are measured on a fixed probe of
 training samples in evaluation mode. A deep sigmoid net shows its first
 layers' gradients vanishing and its units saturating; a ReLU net shows
@@ -41,7 +41,7 @@ def activation_statistics(model: Sequential, x: np.ndarray) -> dict[int, tuple[f
 
 
 class GradientLog(Callback):
-    """Writes gradients.csv and gradients.png into a run folder after every epoch."""
+    """Writes gradients.csv into a run folder after every epoch, and gradients.png when training ends."""
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / "gradients.csv"
@@ -83,9 +83,12 @@ class GradientLog(Callback):
         self.sums[:] = 0
         self.updates = 0
         atomic_write_text(self.path, _csv(self.rows))
-        from .plots import plot_gradients
 
-        plot_gradients(self.rows, self.path.with_suffix(".png"))
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self.rows:  # once, like loss.png: redrawing it every epoch cost more than a small epoch
+            from .plots import plot_gradients
+
+            plot_gradients(self.rows, self.path.with_suffix(".png"))
 
 
 def _csv(rows: list[dict]) -> str:

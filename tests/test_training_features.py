@@ -188,3 +188,28 @@ def test_seeded_csv_runs_have_their_own_test_splits_so_eval_reports_their_mean(t
     assert report.ensemble is not None and report.note is None
     weights = [read_checkpoint(r.final_checkpoint).arrays["param/0.dense/W"] for r in fixed]
     assert not np.array_equal(weights[0], weights[1])
+
+
+def test_gradient_plot_is_drawn_once_at_the_end_even_after_a_signal(tmp_path, digits, monkeypatch):
+    import signal
+
+    import nncli.plots
+    from nncli.errors import TrainingInterrupted
+    from nncli.training import Callback
+
+    drawn = []
+    real = nncli.plots.plot_gradients
+    monkeypatch.setattr(nncli.plots, "plot_gradients", lambda rows, path: drawn.append(len(rows)) or real(rows, path))
+    run = nncli.train(mlp_config(digits, epochs=3, log_gradients=True), out=tmp_path / "r").run_dir
+    assert drawn == [6]  # three epochs × two layers, drawn once
+    assert len(rows(run, "gradients.csv")) == 6 and (run / "gradients.png").stat().st_size > 1000
+
+    class StopAfterEpoch2(Callback):
+        def on_epoch_end(self, trainer, row):
+            if row["epoch"] == 2:
+                trainer.stop._handle(signal.SIGINT, None)
+
+    drawn.clear()
+    with pytest.raises(TrainingInterrupted):
+        nncli.train(mlp_config(digits, epochs=5, log_gradients=True), out=tmp_path / "s", callbacks=[StopAfterEpoch2()])
+    assert drawn == [4] and (tmp_path / "s" / "gradients.png").is_file()
