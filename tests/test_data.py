@@ -214,3 +214,31 @@ def test_csv_missing_a_trained_column_names_file_and_column(table, tmp_path):
     renamed.write_text(table.read_text().replace("a,b,c,label", "a,bee,c,label", 1))
     with pytest.raises(DataError, match=r"renamed.csv: no column named 'b', which the checkpoint was trained on"):
         csv(renamed, target="label").load(SEED, preprocessing=first.preprocessing)
+
+
+def test_idx_keeps_8_bit_pixels_until_the_rows_are_chosen(tmp_path):
+    import tracemalloc
+
+    folder = make_digits(tmp_path / "d", n_train=12000, n_test=10, size=28, gz=False)
+    whole_float32 = 12000 * 28 * 28 * 4
+    tracemalloc.start()
+    try:
+        data = idx(folder, limit=600, validation_split=0.5).load(SEED)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < whole_float32 / 2, f"peak {peak >> 20} MiB: the whole training set was converted to float32"
+    # and the pixels are exactly those of converting first and selecting afterwards
+    from nncli.data.idx import read_idx
+
+    images = np.divide(read_idx(folder / "train-images-idx3-ubyte"), 255, dtype=np.float32)[..., None]
+    rng = np.random.default_rng(SEED)
+    from nncli.data.base import encode_labels, split_off, stratified_subset
+
+    labels = read_idx(folder / "train-labels-idx1-ubyte").astype(np.int64)
+    y = encode_labels(labels, [0, 1, 2], "")
+    keep = stratified_subset(y, 600, rng)
+    train, val = split_off(y[keep], 0.5, rng, "", "validation")
+    np.testing.assert_array_equal(data.train.x, images[keep][train])
+    np.testing.assert_array_equal(data.val.x, images[keep][val])
+    assert data.train.x.dtype == np.float32 and data.test.x.dtype == np.float32
