@@ -12,12 +12,11 @@ healthy gradients and exact zeros (sparsity) instead.
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_write_text
+from .files import atomic_write_text, csv_text
 from .layers.activations import Activation
 from .model import Sequential
 from .training import Callback, Trainer
@@ -82,19 +81,10 @@ class GradientLog(Callback):
             )
         self.sums[:] = 0
         self.updates = 0
-        atomic_write_text(self.path, _csv(self.rows))
+        atomic_write_text(self.path, csv_text(GRADIENT_COLUMNS, self.rows))
 
     def on_train_end(self, trainer: Trainer) -> None:
         if self.rows:  # once, like loss.png: redrawing it every epoch cost more than a small epoch
             from .plots import plot_gradients
 
             plot_gradients(self.rows, self.path.with_suffix(".png"))
-
-
-def _csv(rows: list[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, GRADIENT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ("" if r[k] is None else repr(r[k]) if isinstance(r[k], float) else r[k]) for k in GRADIENT_COLUMNS})
-    return out.getvalue()

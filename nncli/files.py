@@ -1,4 +1,4 @@
-"""Crash-safe file writing and run folders.
+"""Crash-safe file writing, run folders, and the CSV text of result files.
 
 Every result file is written to a temporary file in the same folder, flushed
 and fsync'd, renamed over the target (atomic on POSIX), and the folder is
@@ -8,14 +8,19 @@ instant leaves either the old file or the new one, never half of one.
 
 from __future__ import annotations
 
+import csv
 import errno
+import io
+import math
 import os
 import secrets
 import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import BinaryIO
+
+import numpy as np
 
 from .errors import RunFolderError, WriteError
 
@@ -128,3 +133,34 @@ def new_run_folder(wanted: str | Path) -> Path:
         except OSError as exc:
             raise RunFolderError(_describe(exc, candidate)) from None
     raise RunFolderError(f"{wanted}: too many runs with this name")
+
+
+# -- CSV -------------------------------------------------------------------------
+def csv_cell(value) -> str:
+    """One cell: empty for None and NaN, true/false for booleans, floats at full precision (repr)."""
+    if value is None:
+        return ""
+    if isinstance(value, (np.floating, np.integer, np.bool_)):
+        value = value.item()
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        return repr(value) if not math.isnan(value) else ""
+    return str(value)
+
+
+def csv_row(values: Iterable) -> str:
+    """One CSV line, newline included; cells quoted only where CSV needs it."""
+    out = io.StringIO()
+    csv.writer(out, lineterminator="\n").writerow([csv_cell(v) for v in values])
+    return out.getvalue()
+
+
+def csv_line(columns: Sequence[str], row: dict) -> str:
+    """`row`'s values in `columns` order (missing keys are empty cells)."""
+    return csv_row(row.get(c) for c in columns)
+
+
+def csv_text(columns: Sequence[str], rows: Iterable[dict]) -> str:
+    """A header line, then one line per row."""
+    return csv_row(columns) + "".join(csv_line(columns, row) for row in rows)

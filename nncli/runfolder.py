@@ -12,28 +12,20 @@ from pathlib import Path
 from . import __version__
 from .checkpoint import model_arrays, save_checkpoint
 from .config import dump_yaml
-from .files import atomic_link, atomic_write_text
+from .files import atomic_link, atomic_write_text, csv_line, csv_row, csv_text
 from .training import HISTORY_COLUMNS, Callback, Trainer
 
 
-HISTORY_HEADER = ",".join(HISTORY_COLUMNS) + "\n"
+HISTORY_HEADER = csv_row(HISTORY_COLUMNS)
 
 
 def format_history(rows: list[dict]) -> str:
     """CSV text: the contract's columns in order, floats at full precision, empty cells for None."""
-    return HISTORY_HEADER + "".join(map(history_line, rows))
+    return csv_text(HISTORY_COLUMNS, rows)
 
 
 def history_line(row: dict) -> str:
-    return ",".join(_cell(row.get(c)) for c in HISTORY_COLUMNS) + "\n"
-
-
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value) if value == value else ""
-    return str(value)
+    return csv_line(HISTORY_COLUMNS, row)
 
 
 class RunFolder(Callback):

@@ -212,11 +212,11 @@ def test_each_epoch_formats_only_its_own_history_row_and_shares_the_history(tmp_
 
     state = TrainState(history=[{"epoch": 1}])
     assert state.to_meta()["history"] is state.history  # no deep copy per save: serialising copies anyway
-    cells = []
-    real = runfolder._cell
-    monkeypatch.setattr(runfolder, "_cell", lambda value: cells.append(value) or real(value))
+    formatted = []
+    real = runfolder.history_line
+    monkeypatch.setattr(runfolder, "history_line", lambda row: formatted.append(row["epoch"]) or real(row))
     result = nncli.train(mlp_config(digits, epochs=6), out=tmp_path / "run")
-    assert len(cells) == 6 * len(COLUMNS)  # not 1 + 2 + ... + 6 rows
+    assert formatted == [1, 2, 3, 4, 5, 6]  # not 1 + 2 + ... + 6 rows
     assert without_seconds(history(result.run_dir)) == without_seconds(
         [dict(zip(COLUMNS, line.split(","))) for line in runfolder.format_history(result.history).splitlines()[1:]]
     )
@@ -256,3 +256,19 @@ def test_best_checkpoint_survives_later_epochs_and_falls_back_to_a_copy(tmp_path
         assert best.meta["train_state"]["history"] == last.meta["train_state"]["history"][:2]
     assert os.stat(copied.best_checkpoint).st_ino != os.stat(copied.final_checkpoint).st_ino
     assert not list(copied.run_dir.glob("**/*.tmp"))
+
+
+def test_one_csv_writer_for_every_result_file():
+    import math
+
+    from nncli import compare, files
+    from nncli.runfolder import format_history
+
+    row = {"epoch": 3, "train_loss": 0.1 + 0.2, "train_accuracy": 1.0, "val_loss": None, "val_accuracy": math.nan,
+           "learning_rate": np.float64(1e-3), "seconds": math.inf}
+    assert format_history([row]) == (
+        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,learning_rate,seconds\n3,0.30000000000000004,1.0,,,0.001,inf\n"
+    )
+    columns = ["name", "a", "b", "c", "d", "e"]
+    rows = [{"name": 'adam, "fast"', "a": True, "b": np.int64(7), "c": -math.inf, "d": math.nan, "e": None}, {"name": "x"}]
+    assert files.csv_text(columns, rows) == compare.csv_text(columns, rows)  # compare.py can switch to it unchanged
