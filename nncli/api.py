@@ -161,10 +161,7 @@ def train(
     model.initialize(np.random.default_rng(experiment.seeds("init")))
     for ckpt in (start, resumed):
         if ckpt is not None:
-            if tuple(ckpt.meta["input_shape"]) != dataset.input_shape:
-                raise CheckpointError(
-                    f"{ckpt.path}: trained on inputs of shape {tuple(ckpt.meta['input_shape'])}, this data has {dataset.input_shape}"
-                )
+            ckpt.require_input_shape(dataset.input_shape)
             ckpt.load_into(model)
     optimizer = experiment.make_optimizer()
     seeds = {k: experiment.seeds(k) for k in ("shuffle", "layers", "augment")}
@@ -412,10 +409,7 @@ def evaluate(
         if key not in cache:
             cache[key] = _load_data(experiment, ckpt.meta["preprocessing"])
         dataset = cache[key]
-        if tuple(ckpt.meta["input_shape"]) != dataset.input_shape:
-            raise CheckpointError(
-                f"{ckpt.path}: trained on inputs of shape {tuple(ckpt.meta['input_shape'])}, the data has {dataset.input_shape}"
-            )
+        ckpt.require_input_shape(dataset.input_shape)
         model = ckpt.build_model(experiment)
         part = dataset.split(split)
         result = evaluate_split(

@@ -76,6 +76,12 @@ class Checkpoint:
         except ConfigError as exc:
             raise CheckpointError(f"{self.path}: embedded config is invalid: {exc}") from None
 
+    def require_input_shape(self, shape: tuple[int, ...]) -> None:
+        """Refuse data whose per-sample shape is not the one this checkpoint was trained on."""
+        trained = tuple(self.meta["input_shape"])
+        if trained != tuple(shape):
+            raise CheckpointError(f"{self.path}: trained on inputs of shape {trained}, this data has {tuple(shape)}")
+
     def build_model(self, experiment=None) -> Sequential:
         """A model with this checkpoint's architecture, weights and layer state."""
         experiment = experiment or self.experiment()

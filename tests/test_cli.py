@@ -185,3 +185,12 @@ def test_compare_optimizers_refuses_a_bad_out_before_running_anything(tmp_path, 
     assert not (tmp_path / "o").exists()
     assert invoke("compare-optimizers", tmp_path / "c.yaml", "--out", tmp_path / "o").exit_code == 0
     assert {p.name for p in (tmp_path / "o").iterdir()} == {"config.yaml", "summary.csv", "runs.csv", "curves.csv", "curves.png"}
+
+
+def test_eval_on_data_of_another_shape(tmp_path, mlp_yaml):
+    from helpers import make_digits
+
+    invoke("train", mlp_yaml, "--out", tmp_path / "a")
+    bigger = make_digits(tmp_path / "bigger", n_train=30, n_test=9, size=10)
+    ckpt = tmp_path / "a" / "checkpoints" / "last.npz"
+    assert_usage_error(invoke("eval", ckpt, "--data-path", bigger), f"{ckpt}: trained on inputs of shape (8, 8, 1), this data has (10, 10, 1)")
