@@ -26,7 +26,7 @@ from .data import DATA_SOURCES, Dataset
 from .diagnostics import GradientLog
 from .errors import CheckpointError, ConfigError, DataError, DivergedError, TrainingInterrupted, dotted
 from .experiment import SECTIONS, Experiment, load_experiment, refuse_training_side_effects
-from .files import atomic_write_text, new_run_folder
+from .files import atomic_write_text, new_run_folder, unique_path
 from .initializers import INITIALIZERS
 from .layers import ACTIVATIONS, LAYERS
 from .losses import LOSSES
@@ -259,12 +259,12 @@ def plot_runs(runs: Sequence[str | Path], out: str | Path = "plot.png") -> Path:
     if not runs:
         raise ConfigError("give at least one run folder", location="plot")
     histories = [history_of(r) for r in runs]
-    target = Path(out)
-    n = 2
-    while target.exists():
-        target = Path(out).with_name(f"{Path(out).stem}-{n}{Path(out).suffix}")
-        n += 1
-    plot_history(histories, [Path(r).name if Path(r).is_dir() else Path(r).parent.name for r in runs], target)
+    target = unique_path(out)  # reserved (empty) until the figure replaces it
+    try:
+        plot_history(histories, [Path(r).name if Path(r).is_dir() else Path(r).parent.name for r in runs], target)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
     return target
 
 

@@ -2,8 +2,10 @@
 
 `cli_errors()` is the one place that maps failures to exit statuses:
 NncliError subclasses print `error: <one line>` on stderr and exit with
-their code (2 for bad usage, config, data or checkpoint; 1 for a diverged
-run; 130/143 after SIGINT/SIGTERM with a checkpoint saved). Anything else is
+their code (2 for bad usage, config, data or checkpoint, or an output
+folder that cannot be created; 1 for a diverged run, or a result file that
+cannot be written mid-run, e.g. a full disk; 130/143 after SIGINT/SIGTERM
+with a checkpoint saved). Anything else is
 a bug and keeps its traceback.
 """
 

@@ -32,6 +32,8 @@ def _describe(exc: OSError, path: Path) -> str:
         errno.EROFS: "read-only file system",
         errno.EACCES: "permission denied",
         errno.EPERM: "permission denied",
+        errno.ENOENT: "no such folder",
+        errno.ENOTDIR: "a parent is not a folder",
     }.get(exc.errno, exc.strerror or str(exc))
     return f"{path}: cannot write ({reason})"
 
@@ -115,6 +117,15 @@ def atomic_link(source: str | Path, target: str | Path) -> None:
         raise WriteError(_describe(exc, target) + kept) from None
 
 
+def _numbered(wanted: Path, n: int, keep_suffix: bool = False) -> Path:
+    """wanted, then wanted-2, wanted-3, ... (file names keep their suffix: plot-2.png)."""
+    if n == 1:
+        return wanted
+    if keep_suffix:
+        return wanted.with_name(f"{wanted.stem}-{n}{wanted.suffix}")
+    return wanted.with_name(f"{wanted.name}-{n}")
+
+
 def new_run_folder(wanted: str | Path) -> Path:
     """Create `wanted`, or `wanted-2`, `-3`, ... if it exists and is not empty. Never reuses a run."""
     wanted = Path(wanted)
@@ -123,7 +134,7 @@ def new_run_folder(wanted: str | Path) -> Path:
     except OSError as exc:
         raise RunFolderError(_describe(exc, wanted.parent)) from None
     for n in range(1, 10_000):
-        candidate = wanted if n == 1 else wanted.with_name(f"{wanted.name}-{n}")
+        candidate = _numbered(wanted, n)
         try:
             candidate.mkdir()
             return candidate
@@ -133,6 +144,26 @@ def new_run_folder(wanted: str | Path) -> Path:
         except OSError as exc:
             raise RunFolderError(_describe(exc, candidate)) from None
     raise RunFolderError(f"{wanted}: too many runs with this name")
+
+
+def unique_path(wanted: str | Path) -> Path:
+    """Reserve `wanted`, or `stem-2.suffix`, `-3`, ...: the first name that is free, created empty.
+
+    O_CREAT|O_EXCL makes the reservation atomic, so two processes never pick the
+    same name; the caller then replaces the empty file (atomic_write) or removes it.
+    A missing or unwritable folder is a RunFolderError (exit status 2).
+    """
+    wanted = Path(wanted)
+    for n in range(1, 10_000):
+        candidate = _numbered(wanted, n, keep_suffix=True)
+        try:
+            os.close(os.open(candidate, os.O_CREAT | os.O_EXCL | os.O_WRONLY, _MODE))
+            return candidate
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise RunFolderError(_describe(exc, candidate)) from None
+    raise RunFolderError(f"{wanted}: too many files with this name")
 
 
 # -- CSV -------------------------------------------------------------------------

@@ -194,3 +194,33 @@ def test_eval_on_data_of_another_shape(tmp_path, mlp_yaml):
     bigger = make_digits(tmp_path / "bigger", n_train=30, n_test=9, size=10)
     ckpt = tmp_path / "a" / "checkpoints" / "last.npz"
     assert_usage_error(invoke("eval", ckpt, "--data-path", bigger), f"{ckpt}: trained on inputs of shape (8, 8, 1), this data has (10, 10, 1)")
+
+
+def test_plot_to_a_missing_folder_is_a_usage_error(tmp_path, mlp_yaml):
+    invoke("train", mlp_yaml, "--out", tmp_path / "a")
+    target = tmp_path / "missing" / "dir" / "p.png"
+    assert_usage_error(invoke("plot", tmp_path / "a", "--out", target), f"{target}: cannot write (no such folder)")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_unique_path_reserves_each_name_once(tmp_path):
+    from nncli.files import unique_path
+
+    (tmp_path / "p.png").write_bytes(b"earlier")
+    names = [unique_path(tmp_path / "p.png") for _ in range(3)]
+    assert [n.name for n in names] == ["p-2.png", "p-3.png", "p-4.png"]  # each reserved, so never handed out twice
+    assert (tmp_path / "p.png").read_bytes() == b"earlier"
+
+
+def test_a_failed_plot_leaves_no_reserved_file(tmp_path, mlp_yaml, monkeypatch):
+    import nncli
+
+    invoke("train", mlp_yaml, "--out", tmp_path / "a")
+
+    def broken(*args):
+        raise RuntimeError("matplotlib broke")
+
+    monkeypatch.setattr("nncli.plots.plot_history", broken)
+    with pytest.raises(RuntimeError):
+        nncli.plot_runs([tmp_path / "a"], tmp_path / "p.png")
+    assert not (tmp_path / "p.png").exists()
