@@ -22,7 +22,7 @@ from .checkpoint import Checkpoint, read_checkpoint
 from .compare import CURVE_COLUMNS, RUN_COLUMNS, SUMMARY_COLUMNS, Comparison, OptimizerSummary, csv_text, curve_rows, json_rows
 from .compare import compare as run_comparison
 from .config import dump_yaml
-from .data import DATA_SOURCES, Dataset
+from .data import DATA_SOURCES, SPLITS, Dataset
 from .diagnostics import GradientLog
 from .errors import CheckpointError, ConfigError, DataError, DivergedError, TrainingInterrupted, dotted
 from .experiment import SECTIONS, Experiment, load_experiment, refuse_training_side_effects
@@ -394,8 +394,11 @@ def evaluate(
     checkpoints: Sequence[str | Path], split: str = "test", data_path: str | Path | None = None
 ) -> EvalReport:
     """Evaluate each checkpoint on a split (rebuilt from the checkpoint alone) and, for several, their ensemble."""
-    if split not in ("train", "val", "test"):
-        raise ConfigError(f"expected test, val or train, got '{split}'.{did_you_mean(split, ['test', 'val', 'train'])}", location="--split")
+    if split not in SPLITS:
+        choices = SPLITS[::-1]  # test, val, train: the default first
+        raise ConfigError(
+            f"expected {', '.join(choices[:-1])} or {choices[-1]}, got '{split}'.{did_you_mean(split, list(choices))}", location="--split"
+        )
     if not checkpoints:
         raise ConfigError("give at least one checkpoint", location="eval")
     loaded = [read_checkpoint(p) for p in checkpoints]  # check all before any work
