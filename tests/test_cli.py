@@ -224,3 +224,10 @@ def test_a_failed_plot_leaves_no_reserved_file(tmp_path, mlp_yaml, monkeypatch):
     with pytest.raises(RuntimeError):
         nncli.plot_runs([tmp_path / "a"], tmp_path / "p.png")
     assert not (tmp_path / "p.png").exists()
+
+
+def test_stop_reasons_are_shown_in_words_with_their_counts():
+    from nncli.console import _stop
+
+    assert _stop("gradient_tolerance ×3, max_iterations ×2") == "max|∇f| ≤ tol ×3, iteration budget ×2"
+    assert _stop("change_tolerance") == "|Δf| ≤ tol" and _stop("something new ×1") == "something new ×1"
