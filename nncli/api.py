@@ -480,7 +480,8 @@ def components(kind: str | None = None) -> list[ComponentInfo]:
     if kind is None:
         kinds = known
     else:
-        key = kind.lower().rstrip("s") if kind.lower() not in known else kind.lower()
+        lowered = kind.lower()  # plurals too: layers, losses, data sources ('data' itself)
+        key = next((k for k in (lowered, lowered.removesuffix("s"), lowered.removesuffix("es")) if k in known), lowered)
         if key not in known:
             raise ConfigError(f"unknown component kind '{kind}'.{did_you_mean(key, known)} Kinds: {', '.join(known)}", location="components")
         kinds = [key]

@@ -231,3 +231,13 @@ def test_stop_reasons_are_shown_in_words_with_their_counts():
 
     assert _stop("gradient_tolerance ×3, max_iterations ×2") == "max|∇f| ≤ tol ×3, iteration budget ×2"
     assert _stop("change_tolerance") == "|Δf| ≤ tol" and _stop("something new ×1") == "something new ×1"
+
+
+@pytest.mark.parametrize("kind", ["losses", "layers", "activations", "schedules", "sections", "Optimizers", "data"])
+def test_components_accepts_plural_kinds(kind):
+    result = invoke("components", kind)
+    assert result.exit_code == 0, result.output
+
+
+def test_components_of_an_unknown_plural_suggests_the_kind():
+    assert_usage_error(invoke("components", "lossess"), "unknown component kind 'lossess'. Did you mean 'loss'?")
