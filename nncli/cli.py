@@ -54,7 +54,7 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run exactly from this checkpoint."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Start a new run from this checkpoint's weights."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain one-line-per-epoch progress instead of bars."),
-    seeds: int = typer.Option(1, "--seeds", help="Train this many copies with seeds s, s+1, ... (for an ensemble).", min=1),
+    seeds: int = typer.Option(1, "--seeds", help="Train this many copies with seeds s, s+1, ... (for an ensemble)."),  # api checks >= 1
 ):
     """Train a model from a YAML config; the last line printed is the final checkpoint's path."""
     with cli_errors():

@@ -241,3 +241,9 @@ def test_components_accepts_plural_kinds(kind):
 
 def test_components_of_an_unknown_plural_suggests_the_kind():
     assert_usage_error(invoke("components", "lossess"), "unknown component kind 'lossess'. Did you mean 'loss'?")
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_train_with_too_few_seeds_is_one_error_line(tmp_path, mlp_yaml, value):
+    assert_usage_error(invoke("train", mlp_yaml, "--seeds", value), f"--seeds: must be at least 1, got {value}")
+    assert not (tmp_path / "runs").exists()
