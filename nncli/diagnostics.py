@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import DataError
 from .files import atomic_write_text, csv_text
 from .layers.activations import Activation
 from .model import Sequential
@@ -52,8 +53,28 @@ class GradientLog(Callback):
         self.updates = 0
         self.probe = trainer.data.train.x[:PROBE_SIZE]
         if self.path.exists():  # resuming: keep the rows of the epochs the checkpoint has
-            with open(self.path, newline="") as f:
-                self.rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= trainer.state.epoch]
+            self.rows = [r for r in self._read() if int(r["epoch"]) <= trainer.state.epoch]
+
+    def _read(self) -> list[dict]:
+        """The rows of an existing gradients.csv; a damaged file is one DataError naming file and line."""
+        fix = "repair or move it away to resume"
+        try:
+            with open(self.path, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                missing = [c for c in GRADIENT_COLUMNS if c not in (reader.fieldnames or [])]
+                if missing:
+                    raise DataError(f"{self.path}:1: not a gradients.csv header (no column '{missing[0]}'); {fix}")
+                rows = []
+                for row in reader:
+                    epoch = row["epoch"]
+                    if epoch is None or not epoch.strip().isdigit():
+                        raise DataError(f"{self.path}:{reader.line_num}: column 'epoch': {epoch!r} is not an epoch number; {fix}")
+                    rows.append(row)
+                return rows
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise DataError(f"{self.path}: not readable as CSV ({exc}); {fix}") from None
+        except OSError as exc:
+            raise DataError(f"{self.path}: cannot read ({exc.strerror})") from None
 
     def on_batch_end(self, trainer: Trainer) -> None:
         grad = trainer.gradient()

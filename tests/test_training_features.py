@@ -213,3 +213,30 @@ def test_gradient_plot_is_drawn_once_at_the_end_even_after_a_signal(tmp_path, di
     with pytest.raises(TrainingInterrupted):
         nncli.train(mlp_config(digits, epochs=5, log_gradients=True), out=tmp_path / "s", callbacks=[StopAfterEpoch2()])
     assert drawn == [4] and (tmp_path / "s" / "gradients.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "damage,fragment",
+    [
+        (lambda text: text.replace("\n1,", "\nx,", 1), "gradients.csv:2: column 'epoch': 'x' is not an epoch number"),
+        (lambda text: text + ",1.dense,0.1,0,0\n", "gradients.csv:6: column 'epoch': '' is not an epoch number"),
+        (lambda text: "garbage\n" + text, "gradients.csv:1: not a gradients.csv header (no column 'epoch')"),
+        (lambda text: text.encode().replace(b"dense", b"d\xe9nse", 1), "gradients.csv: not readable as CSV"),
+    ],
+    ids=["bad epoch", "empty epoch", "no header", "not utf-8"],
+)
+def test_resume_with_a_damaged_gradient_log_is_one_error_line(tmp_path, digits, damage, fragment):
+    from helpers import write_config
+
+    run = nncli.train(mlp_config(digits, epochs=2, log_gradients=True), out=tmp_path / "r")
+    log = run.run_dir / "gradients.csv"
+    damaged = damage(log.read_text())
+    log.write_bytes(damaged if isinstance(damaged, bytes) else damaged.encode())
+    before = (run.run_dir / "history.csv").read_bytes(), run.final_checkpoint.read_bytes()
+    longer = write_config(tmp_path / "longer.yaml", mlp_config(digits, epochs=3, log_gradients=True))
+    result = CliRunner().invoke(app, ["train", str(longer), "--resume", str(run.final_checkpoint)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {log}") and fragment in lines[0], result.stderr
+    assert "Traceback" not in result.output
+    assert ((run.run_dir / "history.csv").read_bytes(), run.final_checkpoint.read_bytes()) == before
