@@ -239,17 +239,32 @@ def history_of(run: str | Path) -> list[dict]:
     if not Path(run).exists():
         raise DataError(f"{run}: no such run folder or history.csv")
     path = Path(run) / "history.csv" if Path(run).is_dir() else Path(run)
+    rows = []
     try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "train_loss" not in reader.fieldnames:
+                raise DataError(f"{path}: not an nncli history.csv")
+            for row in reader:
+                if None in row:
+                    raise DataError(f"{path}:{reader.line_num}: more cells than the header's {len(reader.fieldnames)} columns")
+                rows.append({k: _history_value(path, reader.line_num, k, v) for k, v in row.items()})
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    if not rows or "train_loss" not in rows[0]:
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not readable as CSV ({exc})") from None
+    if not rows:
         raise DataError(f"{path}: not an nncli history.csv")
+    return rows
+
+
+def _history_value(path: Path, line: int, column: str, value: str | None) -> float | None:
+    if value in ("", None):
+        return None
     try:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in rows]
-    except ValueError as exc:
-        raise DataError(f"{path}: {exc}") from None
+        return float(value)
+    except ValueError:
+        raise DataError(f"{path}:{line}: column '{column}': '{value}' is not a number") from None
 
 
 def plot_runs(runs: Sequence[str | Path], out: str | Path = "plot.png") -> Path:

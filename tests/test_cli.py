@@ -247,3 +247,21 @@ def test_components_of_an_unknown_plural_suggests_the_kind():
 def test_train_with_too_few_seeds_is_one_error_line(tmp_path, mlp_yaml, value):
     assert_usage_error(invoke("train", mlp_yaml, "--seeds", value), f"--seeds: must be at least 1, got {value}")
     assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "damage,fragment",
+    [
+        (lambda text: text.replace("\n2,", "\ntwo,", 1), "history.csv:3: column 'epoch': 'two' is not a number"),
+        (lambda text: text + "3,1,1,1,1,1,1,1\n", "history.csv:4: more cells than the header's 7 columns"),
+        (lambda text: text.encode().replace(b"epoch", b"\xe9poch"), "history.csv: not readable as CSV"),
+    ],
+    ids=["bad value", "extra cells", "not utf-8"],
+)
+def test_plot_of_a_damaged_history_names_the_line_and_column(tmp_path, mlp_yaml, damage, fragment):
+    invoke("train", mlp_yaml, "--out", tmp_path / "a")
+    history = tmp_path / "a" / "history.csv"
+    damaged = damage(history.read_text())
+    history.write_bytes(damaged if isinstance(damaged, bytes) else damaged.encode())
+    assert_usage_error(invoke("plot", tmp_path / "a", "--out", tmp_path / "p.png"), f"{history}", fragment)
+    assert not (tmp_path / "p.png").exists()
