@@ -393,8 +393,15 @@ class EvalReport:
         return float(np.mean(accuracies)), float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0
 
     def to_json(self) -> list[dict]:
-        """One object per checkpoint, then one for the ensemble (with the vote's figures inside)."""
+        """One object per checkpoint, then one for the ensemble (with the vote's figures inside).
+
+        When there is no ensemble because the checkpoints' splits differ, every
+        checkpoint's object carries the reason as `note`.
+        """
         rows = [m.to_json() for m in self.models]
+        if self.note is not None:
+            for row in rows:
+                row["note"] = self.note
         if self.ensemble is not None:
             row = self.ensemble.to_json()
             row["checkpoint"] = "ensemble"

@@ -240,3 +240,23 @@ def test_resume_with_a_damaged_gradient_log_is_one_error_line(tmp_path, digits, 
     assert len(lines) == 1 and lines[0].startswith(f"error: {log}") and fragment in lines[0], result.stderr
     assert "Traceback" not in result.output
     assert ((run.run_dir / "history.csv").read_bytes(), run.final_checkpoint.read_bytes()) == before
+
+
+def test_eval_json_says_why_there_is_no_ensemble(tmp_path, table):
+    import json
+
+    config = {
+        "name": "table", "seed": 0,
+        "data": {"source": "csv", "path": str(table), "target": "label", "test_split": 0.25},
+        "model": {"layers": [{"type": "dense", "units": 1}]},
+        "loss": "binary_cross_entropy",
+        "training": {"epochs": 2, "batch_size": 16},
+    }
+    paths = [str(r.final_checkpoint) for r in nncli.train_seeds(config, 2, out=tmp_path / "seeds")]
+    result = CliRunner().invoke(app, ["eval", *paths, "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [r["checkpoint"] for r in rows] == paths  # one object per checkpoint, no extra one
+    assert all("own test split" in r["note"] for r in rows)
+    single = CliRunner().invoke(app, ["eval", paths[0], "--json"])
+    assert "note" not in json.loads(single.stdout)
