@@ -138,13 +138,11 @@ def train(
     resume: str | Path | None = None,
     weights: str | Path | None = None,
     callbacks: Sequence[Callback] = (),
-    on_start=None,
 ) -> TrainResult:
     """Train from a config; return where the run and its checkpoints are.
 
     Everything is validated (config, data, checkpoints) before the run folder
     is created, so a failed start leaves no trace and never touches earlier runs.
-    `on_start(run_dir, trainer)` is called once the run folder exists.
     """
     if resume is not None and weights is not None:
         raise ConfigError("use --resume (continue a run) or --weights (new run from its weights), not both", location="train")
@@ -178,8 +176,6 @@ def train(
     run = RunFolder(run_dir, experiment.resolved(), data_meta)
     views = [GradientLog(run_dir)] if experiment.training.log_gradients else []
     trainer.callbacks = [*views, run, *callbacks]
-    if on_start is not None:
-        on_start(run_dir, trainer)
 
     with StopSignals() as stop:
         trainer.stop = stop

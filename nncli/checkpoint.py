@@ -64,13 +64,11 @@ class Checkpoint:
     def config(self) -> dict:
         return self.meta["config"]
 
-    def experiment(self, overrides=()):
+    def experiment(self):
         """The Experiment from the embedded config (errors name the checkpoint)."""
-        from .config import apply_overrides
         from .experiment import from_document
 
         doc = document_from_dict(self.config, source=f"{self.path} (embedded config)")
-        apply_overrides(doc, overrides)
         try:
             return from_document(doc)
         except ConfigError as exc:
