@@ -242,3 +242,17 @@ def test_idx_keeps_8_bit_pixels_until_the_rows_are_chosen(tmp_path):
     np.testing.assert_array_equal(data.train.x, images[keep][train])
     np.testing.assert_array_equal(data.val.x, images[keep][val])
     assert data.train.x.dtype == np.float32 and data.test.x.dtype == np.float32
+
+
+def test_idx_refuses_zero_items_of_an_impossible_shape(tmp_path):
+    import struct
+
+    from nncli.data.idx import read_idx
+
+    path = tmp_path / "zero"
+    for dims in ((0, 3_036_988_439, 3_037_012_561), (3_036_988_439, 0, 3_037_012_561)):
+        path.write_bytes(bytes([0, 0, 0x08, 3]) + struct.pack(">3I", *dims))
+        with pytest.raises(DataError, match="refusing"):
+            read_idx(path)
+    path.write_bytes(bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 0, 28, 28))  # zero items of a sane shape: fine
+    assert read_idx(path).shape == (0, 28, 28)

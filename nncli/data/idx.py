@@ -67,7 +67,8 @@ def read_idx(path: Path) -> np.ndarray:
     """The array stored in an IDX file; magic number, dimensions and length validated."""
     dtype, dims, start = _header(path, _open_bytes(path, 4 + 4 * 4))
     expected = math.prod(dims) * dtype.itemsize  # Python ints: four 32-bit dimensions overflow int64
-    if expected > _MAX_BYTES:
+    shape_bytes = math.prod(d for d in dims if d) * dtype.itemsize  # a 0 anywhere must not hide a shape numpy refuses
+    if expected > _MAX_BYTES or shape_bytes > _MAX_BYTES:
         raise DataError(f"{path}: header claims {dims}, {expected} bytes; refusing")
     data = _open_bytes(path, start + expected)
     body = len(data) - start
