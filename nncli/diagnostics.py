@@ -2,7 +2,7 @@
 
 With `training.log_gradients: true`, every epoch adds one row per layer to
 `gradients.csv` (epoch, layer, grad_norm, zero_fraction, saturated_fraction);
-`gradients.png` is drawn when training ends (or stops on a signal). grad_norm is the mean over the epoch's updates of
+`gradients.png` is drawn once, at the end. grad_norm is the mean over the epoch's updates of
 ‖∂L/∂θ_layer‖₂; the activation fractions are measured on a fixed probe of
 training samples in evaluation mode. A deep sigmoid net shows its first
 layers' gradients vanishing and its units saturating; a ReLU net shows
