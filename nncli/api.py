@@ -11,6 +11,7 @@ The CLI is a thin layer over these; they are equally usable from Python:
 from __future__ import annotations
 
 import json
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -21,11 +22,11 @@ from .checkpoint import Checkpoint, read_checkpoint
 from .compare import CURVE_COLUMNS, RUN_COLUMNS, SUMMARY_COLUMNS, Comparison, OptimizerSummary, csv_text, curve_rows, json_rows
 from .compare import compare as run_comparison
 from .config import dump_yaml
-from .data import DATA_SOURCES, Dataset
+from .data import DATA_SOURCES, SPLITS, Dataset
 from .diagnostics import GradientLog
-from .errors import CheckpointError, ConfigError, DataError, DivergedError, TrainingInterrupted
+from .errors import CheckpointError, ConfigError, DataError, DivergedError, TrainingInterrupted, dotted
 from .experiment import SECTIONS, Experiment, load_experiment, refuse_training_side_effects
-from .files import atomic_write_text, new_run_folder
+from .files import atomic_write_text, new_run_folder, unique_path
 from .initializers import INITIALIZERS
 from .layers import ACTIVATIONS, LAYERS
 from .losses import LOSSES
@@ -70,22 +71,63 @@ def _load_data(experiment: Experiment, preprocessing: dict | None = None) -> Dat
     return experiment.data.load(experiment.seeds("data"), preprocessing)
 
 
+_ABSENT = object()
+
+
+def _first_difference(mine, theirs, path: tuple = ()) -> tuple[tuple, object, object] | None:
+    """(key path, my value, their value) of the first difference between two resolved configs, in config order."""
+    if isinstance(mine, dict) and isinstance(theirs, dict):
+        for key in [*mine, *(k for k in theirs if k not in mine)]:
+            if (*path, key) in (("name",), ("training", "epochs")):
+                continue  # the run's name, and the epochs a resume may extend to
+            found = _first_difference(mine.get(key, _ABSENT), theirs.get(key, _ABSENT), (*path, key))
+            if found is not None:
+                return found
+        return None
+    if isinstance(mine, list) and isinstance(theirs, list) and len(mine) == len(theirs):
+        for i, (a, b) in enumerate(zip(mine, theirs)):
+            found = _first_difference(a, b, (*path, i))
+            if found is not None:
+                return found
+        return None
+    return None if mine == theirs else (path, mine, theirs)
+
+
+def _show(value) -> str:
+    if value is _ABSENT:
+        return "not set"
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
 def _check_resumable(experiment: Experiment, checkpoint: Checkpoint) -> None:
     """Exact resume needs the same config; only training.epochs may grow."""
-    mine, theirs = experiment.resolved(), checkpoint.config
-    for section in mine.keys() | theirs.keys():
-        a, b = mine.get(section), theirs.get(section)
-        if section == "training" and isinstance(a, dict) and isinstance(b, dict):
-            a = {k: v for k, v in a.items() if k != "epochs"}
-            b = {k: v for k, v in b.items() if k != "epochs"}
-        if section != "name" and a != b:
-            path = experiment.doc.locate((section,))
-            raise ConfigError(
-                f"differs from the config in {checkpoint.path}; --resume continues the same experiment "
-                "(only training.epochs may change); use --weights to start a new run from its weights",
-                (section,),
-                path,
-            )
+    found = _first_difference(experiment.resolved(), checkpoint.config)
+    if found is not None:
+        path, mine, theirs = found
+        raise ConfigError(
+            f"differs from the config in {checkpoint.path}: {dotted(path)} is {_show(mine)} here, {_show(theirs)} in the checkpoint; "
+            "--resume continues the same experiment (only training.epochs may change); "
+            "use --weights to start a new run from its weights",
+            path[:1],
+            experiment.doc.locate(path),
+        )
+
+
+def _own_run_folder(checkpoint: Path) -> Path | None:
+    """The run folder `checkpoint` is the latest checkpoint of (<run>/checkpoints/last.npz), or None.
+
+    Only then does --resume continue in place: a checkpoint anywhere else (a
+    copy, best.npz, a file next to the user's own config.yaml) starts a new
+    run folder, so nothing already there is overwritten.
+    """
+    folder = checkpoint.parent
+    if folder.name != "checkpoints":
+        folder = checkpoint.absolute().parent  # e.g. `--resume last.npz` from inside checkpoints/
+    run = folder.parent
+    if checkpoint.name != "last.npz" or folder.name != "checkpoints":
+        return None
+    return run if (run / "config.yaml").is_file() and (run / "history.csv").is_file() else None
 
 
 def train(
@@ -96,13 +138,11 @@ def train(
     resume: str | Path | None = None,
     weights: str | Path | None = None,
     callbacks: Sequence[Callback] = (),
-    on_start=None,
 ) -> TrainResult:
     """Train from a config; return where the run and its checkpoints are.
 
     Everything is validated (config, data, checkpoints) before the run folder
     is created, so a failed start leaves no trace and never touches earlier runs.
-    `on_start(run_dir, trainer)` is called once the run folder exists.
     """
     if resume is not None and weights is not None:
         raise ConfigError("use --resume (continue a run) or --weights (new run from its weights), not both", location="train")
@@ -119,10 +159,7 @@ def train(
     model.initialize(np.random.default_rng(experiment.seeds("init")))
     for ckpt in (start, resumed):
         if ckpt is not None:
-            if tuple(ckpt.meta["input_shape"]) != dataset.input_shape:
-                raise CheckpointError(
-                    f"{ckpt.path}: trained on inputs of shape {tuple(ckpt.meta['input_shape'])}, this data has {dataset.input_shape}"
-                )
+            ckpt.require_input_shape(dataset.input_shape)
             ckpt.load_into(model)
     optimizer = experiment.make_optimizer()
     seeds = {k: experiment.seeds(k) for k in ("shuffle", "layers", "augment")}
@@ -130,16 +167,15 @@ def train(
     if resumed is not None:
         trainer.restore(resumed.meta, resumed.arrays, str(resumed.path))
 
-    if resumed is not None and out is None:
-        run_dir = resumed.path.parent.parent  # continue in the run's own folder
+    own = _own_run_folder(resumed.path) if resumed is not None and out is None else None
+    if own is not None:
+        run_dir = own  # continue in the run's own folder
     else:
         run_dir = new_run_folder(out if out is not None else Path("runs") / experiment.name)
     data_meta = {"input_shape": list(dataset.input_shape), "preprocessing": dataset.preprocessing}
     run = RunFolder(run_dir, experiment.resolved(), data_meta)
     views = [GradientLog(run_dir)] if experiment.training.log_gradients else []
     trainer.callbacks = [*views, run, *callbacks]
-    if on_start is not None:
-        on_start(run_dir, trainer)
 
     with StopSignals() as stop:
         trainer.stop = stop
@@ -151,9 +187,11 @@ def train(
         if stop.signum is not None:
             saved = run.save(trainer, run.last)
             where = f"epoch {state.epoch + 1}, batch {state.batch}" if state.batch else f"after epoch {state.epoch}"
+            again = ["nncli", "train", "CONFIG" if isinstance(config, dict) else str(config)]
+            again += [arg for override in overrides for arg in ("--set", override)]
+            again += ["--seed", str(seed)] if seed is not None else []
             raise TrainingInterrupted(
-                f"interrupted by {stop.name} ({where}); saved {saved}; continue with: "
-                f"nncli train {config if not isinstance(config, dict) else 'CONFIG'} --resume {saved}",
+                f"interrupted by {stop.name} ({where}); saved {saved}; continue with: {shlex.join([*again, '--resume', str(saved)])}",
                 stop.exit_code,
                 str(saved),
             )
@@ -197,17 +235,32 @@ def history_of(run: str | Path) -> list[dict]:
     if not Path(run).exists():
         raise DataError(f"{run}: no such run folder or history.csv")
     path = Path(run) / "history.csv" if Path(run).is_dir() else Path(run)
+    rows = []
     try:
-        with open(path, newline="") as f:
-            rows = list(csv.DictReader(f))
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            if not reader.fieldnames or "train_loss" not in reader.fieldnames:
+                raise DataError(f"{path}: not an nncli history.csv")
+            for row in reader:
+                if None in row:
+                    raise DataError(f"{path}:{reader.line_num}: more cells than the header's {len(reader.fieldnames)} columns")
+                rows.append({k: _history_value(path, reader.line_num, k, v) for k, v in row.items()})
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    if not rows or "train_loss" not in rows[0]:
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not readable as CSV ({exc})") from None
+    if not rows:
         raise DataError(f"{path}: not an nncli history.csv")
+    return rows
+
+
+def _history_value(path: Path, line: int, column: str, value: str | None) -> float | None:
+    if value in ("", None):
+        return None
     try:
-        return [{k: (float(v) if v not in ("", None) else None) for k, v in r.items()} for r in rows]
-    except ValueError as exc:
-        raise DataError(f"{path}: {exc}") from None
+        return float(value)
+    except ValueError:
+        raise DataError(f"{path}:{line}: column '{column}': '{value}' is not a number") from None
 
 
 def plot_runs(runs: Sequence[str | Path], out: str | Path = "plot.png") -> Path:
@@ -217,12 +270,12 @@ def plot_runs(runs: Sequence[str | Path], out: str | Path = "plot.png") -> Path:
     if not runs:
         raise ConfigError("give at least one run folder", location="plot")
     histories = [history_of(r) for r in runs]
-    target = Path(out)
-    n = 2
-    while target.exists():
-        target = Path(out).with_name(f"{Path(out).stem}-{n}{Path(out).suffix}")
-        n += 1
-    plot_history(histories, [Path(r).name if Path(r).is_dir() else Path(r).parent.name for r in runs], target)
+    target = unique_path(out)  # reserved (empty) until the figure replaces it
+    try:
+        plot_history(histories, [Path(r).name if Path(r).is_dir() else Path(r).parent.name for r in runs], target)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
     return target
 
 
@@ -273,10 +326,20 @@ def compare_optimizers(
         )
     plan = experiment.compare.runs()
     experiment.check_optimizer_sizes([(spec, path) for _, spec, path in plan])  # before any data is read
-    comparison = run_comparison(experiment, [experiment.seed + i for i in range(seeds)], on_run_end)
-
+    # Reserve the out folder before the (possibly long) runs: a bad --out fails now, not after them.
     out_dir = new_run_folder(out if out is not None else Path("runs") / f"{experiment.name}-compare")
-    atomic_write_text(out_dir / "config.yaml", dump_yaml(experiment.resolved()))
+    config_file = out_dir / "config.yaml"
+    atomic_write_text(config_file, dump_yaml(experiment.resolved()))  # no longer empty: nobody else takes it
+    try:
+        comparison = run_comparison(experiment, [experiment.seed + i for i in range(seeds)], on_run_end)
+    except BaseException:  # bad data, divergence handling gone wrong, Ctrl-C: leave no trace
+        config_file.unlink(missing_ok=True)
+        try:
+            out_dir.rmdir()
+        except OSError:
+            pass  # something else was put there meanwhile: keep it
+        raise
+
     atomic_write_text(out_dir / "summary.csv", csv_text(SUMMARY_COLUMNS, [r.row() for r in comparison.rows]))
     atomic_write_text(out_dir / "runs.csv", csv_text(RUN_COLUMNS, [r.row() for r in comparison.runs]))
     atomic_write_text(out_dir / "curves.csv", csv_text(CURVE_COLUMNS, curve_rows(comparison.runs)))
@@ -326,8 +389,15 @@ class EvalReport:
         return float(np.mean(accuracies)), float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0
 
     def to_json(self) -> list[dict]:
-        """One object per checkpoint, then one for the ensemble (with the vote's figures inside)."""
+        """One object per checkpoint, then one for the ensemble (with the vote's figures inside).
+
+        When there is no ensemble because the checkpoints' splits differ, every
+        checkpoint's object carries the reason as `note`.
+        """
         rows = [m.to_json() for m in self.models]
+        if self.note is not None:
+            for row in rows:
+                row["note"] = self.note
         if self.ensemble is not None:
             row = self.ensemble.to_json()
             row["checkpoint"] = "ensemble"
@@ -342,8 +412,11 @@ def evaluate(
     checkpoints: Sequence[str | Path], split: str = "test", data_path: str | Path | None = None
 ) -> EvalReport:
     """Evaluate each checkpoint on a split (rebuilt from the checkpoint alone) and, for several, their ensemble."""
-    if split not in ("train", "val", "test"):
-        raise ConfigError(f"expected test, val or train, got '{split}'.{did_you_mean(split, ['test', 'val', 'train'])}", location="--split")
+    if split not in SPLITS:
+        choices = SPLITS[::-1]  # test, val, train: the default first
+        raise ConfigError(
+            f"expected {', '.join(choices[:-1])} or {choices[-1]}, got '{split}'.{did_you_mean(split, list(choices))}", location="--split"
+        )
     if not checkpoints:
         raise ConfigError("give at least one checkpoint", location="eval")
     loaded = [read_checkpoint(p) for p in checkpoints]  # check all before any work
@@ -357,10 +430,7 @@ def evaluate(
         if key not in cache:
             cache[key] = _load_data(experiment, ckpt.meta["preprocessing"])
         dataset = cache[key]
-        if tuple(ckpt.meta["input_shape"]) != dataset.input_shape:
-            raise CheckpointError(
-                f"{ckpt.path}: trained on inputs of shape {tuple(ckpt.meta['input_shape'])}, the data has {dataset.input_shape}"
-            )
+        ckpt.require_input_shape(dataset.input_shape)
         model = ckpt.build_model(experiment)
         part = dataset.split(split)
         result = evaluate_split(
@@ -428,7 +498,8 @@ def components(kind: str | None = None) -> list[ComponentInfo]:
     if kind is None:
         kinds = known
     else:
-        key = kind.lower().rstrip("s") if kind.lower() not in known else kind.lower()
+        lowered = kind.lower()  # plurals too: layers, losses, data sources ('data' itself)
+        key = next((k for k in (lowered, lowered.removesuffix("s"), lowered.removesuffix("es")) if k in known), lowered)
         if key not in known:
             raise ConfigError(f"unknown component kind '{kind}'.{did_you_mean(key, known)} Kinds: {', '.join(known)}", location="components")
         kinds = [key]

@@ -64,17 +64,21 @@ class Checkpoint:
     def config(self) -> dict:
         return self.meta["config"]
 
-    def experiment(self, overrides=()):
+    def experiment(self):
         """The Experiment from the embedded config (errors name the checkpoint)."""
-        from .config import apply_overrides
         from .experiment import from_document
 
         doc = document_from_dict(self.config, source=f"{self.path} (embedded config)")
-        apply_overrides(doc, overrides)
         try:
             return from_document(doc)
         except ConfigError as exc:
             raise CheckpointError(f"{self.path}: embedded config is invalid: {exc}") from None
+
+    def require_input_shape(self, shape: tuple[int, ...]) -> None:
+        """Refuse data whose per-sample shape is not the one this checkpoint was trained on."""
+        trained = tuple(self.meta["input_shape"])
+        if trained != tuple(shape):
+            raise CheckpointError(f"{self.path}: trained on inputs of shape {trained}, this data has {tuple(shape)}")
 
     def build_model(self, experiment=None) -> Sequential:
         """A model with this checkpoint's architecture, weights and layer state."""

@@ -2,8 +2,10 @@
 
 `cli_errors()` is the one place that maps failures to exit statuses:
 NncliError subclasses print `error: <one line>` on stderr and exit with
-their code (2 for bad usage, config, data or checkpoint; 1 for a diverged
-run; 130/143 after SIGINT/SIGTERM with a checkpoint saved). Anything else is
+their code (2 for bad usage, config, data or checkpoint, or an output
+folder that cannot be created; 1 for a diverged run, or a result file that
+cannot be written mid-run, e.g. a full disk; 130/143 after SIGINT/SIGTERM
+with a checkpoint saved). Anything else is
 a bug and keeps its traceback.
 """
 
@@ -52,7 +54,7 @@ def train(
     resume: Optional[Path] = typer.Option(None, "--resume", help="Continue a run exactly from this checkpoint."),
     weights: Optional[Path] = typer.Option(None, "--weights", help="Start a new run from this checkpoint's weights."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain one-line-per-epoch progress instead of bars."),
-    seeds: int = typer.Option(1, "--seeds", help="Train this many copies with seeds s, s+1, ... (for an ensemble).", min=1),
+    seeds: int = typer.Option(1, "--seeds", help="Train this many copies with seeds s, s+1, ... (for an ensemble)."),  # api checks >= 1
 ):
     """Train a model from a YAML config; the last line printed is the final checkpoint's path."""
     with cli_errors():

@@ -231,11 +231,12 @@ STOP_REASONS = {
 
 
 def _stop(reason: str) -> str:
-    parts = [p.strip() for p in reason.split(",")]
-    return ", ".join(
-        " ".join([STOP_REASONS.get(p.split(" ×")[0], p.split(" ×")[0]), *(["×" + p.split(" ×")[1]] if " ×" in p else [])])
-        for p in parts
-    )
+    """'gradient_tolerance ×3, max_iterations ×2' -> 'max|∇f| ≤ tol ×3, iteration budget ×2'."""
+    shown = []
+    for part in reason.split(","):
+        key, sep, count = part.strip().partition(" ×")
+        shown.append(STOP_REASONS.get(key, key) + (f" ×{count}" if sep else ""))
+    return ", ".join(shown)
 
 
 def compare_progress(seeds: int = 1, console: Console = stderr):

@@ -1,8 +1,8 @@
 """Views that show *why* a network trains or does not: per-layer gradients and activation statistics.
 
 With `training.log_gradients: true`, every epoch adds one row per layer to
-`gradients.csv` (epoch, layer, grad_norm, zero_fraction, saturated_fraction)
-and redraws `gradients.png`. grad_norm is the mean over the epoch's updates of
+`gradients.csv` (epoch, layer, grad_norm, zero_fraction, saturated_fraction);
+`gradients.png` is drawn once, at the end. grad_norm is the mean over the epoch's updates of
 ‖∂L/∂θ_layer‖₂; the activation fractions are measured on a fixed probe of
 training samples in evaluation mode. A deep sigmoid net shows its first
 layers' gradients vanishing and its units saturating; a ReLU net shows
@@ -12,12 +12,12 @@ healthy gradients and exact zeros (sparsity) instead.
 from __future__ import annotations
 
 import csv
-import io
 from pathlib import Path
 
 import numpy as np
 
-from .files import atomic_write_text
+from .errors import DataError
+from .files import atomic_write_text, csv_text
 from .layers.activations import Activation
 from .model import Sequential
 from .training import Callback, Trainer
@@ -41,7 +41,7 @@ def activation_statistics(model: Sequential, x: np.ndarray) -> dict[int, tuple[f
 
 
 class GradientLog(Callback):
-    """Writes gradients.csv and gradients.png into a run folder after every epoch."""
+    """Writes gradients.csv into a run folder after every epoch, and gradients.png when training ends."""
 
     def __init__(self, run_dir: Path):
         self.path = Path(run_dir) / "gradients.csv"
@@ -53,8 +53,28 @@ class GradientLog(Callback):
         self.updates = 0
         self.probe = trainer.data.train.x[:PROBE_SIZE]
         if self.path.exists():  # resuming: keep the rows of the epochs the checkpoint has
-            with open(self.path, newline="") as f:
-                self.rows = [r for r in csv.DictReader(f) if int(r["epoch"]) <= trainer.state.epoch]
+            self.rows = [r for r in self._read() if int(r["epoch"]) <= trainer.state.epoch]
+
+    def _read(self) -> list[dict]:
+        """The rows of an existing gradients.csv; a damaged file is one DataError naming file and line."""
+        fix = "repair or move it away to resume"
+        try:
+            with open(self.path, newline="", encoding="utf-8") as f:
+                reader = csv.DictReader(f)
+                missing = [c for c in GRADIENT_COLUMNS if c not in (reader.fieldnames or [])]
+                if missing:
+                    raise DataError(f"{self.path}:1: not a gradients.csv header (no column '{missing[0]}'); {fix}")
+                rows = []
+                for row in reader:
+                    epoch = row["epoch"]
+                    if epoch is None or not epoch.strip().isdigit():
+                        raise DataError(f"{self.path}:{reader.line_num}: column 'epoch': {epoch!r} is not an epoch number; {fix}")
+                    rows.append(row)
+                return rows
+        except (csv.Error, UnicodeDecodeError) as exc:
+            raise DataError(f"{self.path}: not readable as CSV ({exc}); {fix}") from None
+        except OSError as exc:
+            raise DataError(f"{self.path}: cannot read ({exc.strerror})") from None
 
     def on_batch_end(self, trainer: Trainer) -> None:
         grad = trainer.gradient()
@@ -82,16 +102,10 @@ class GradientLog(Callback):
             )
         self.sums[:] = 0
         self.updates = 0
-        atomic_write_text(self.path, _csv(self.rows))
-        from .plots import plot_gradients
+        atomic_write_text(self.path, csv_text(GRADIENT_COLUMNS, self.rows))
 
-        plot_gradients(self.rows, self.path.with_suffix(".png"))
+    def on_train_end(self, trainer: Trainer) -> None:
+        if self.rows:  # once, like loss.png: redrawing it every epoch cost more than a small epoch
+            from .plots import plot_gradients
 
-
-def _csv(rows: list[dict]) -> str:
-    out = io.StringIO()
-    writer = csv.DictWriter(out, GRADIENT_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for r in rows:
-        writer.writerow({k: ("" if r[k] is None else repr(r[k]) if isinstance(r[k], float) else r[k]) for k in GRADIENT_COLUMNS})
-    return out.getvalue()
+            plot_gradients(self.rows, self.path.with_suffix(".png"))

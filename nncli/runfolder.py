@@ -7,31 +7,25 @@ version of each file intact.
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 from . import __version__
 from .checkpoint import model_arrays, save_checkpoint
 from .config import dump_yaml
-from .files import atomic_write_text
+from .files import atomic_link, atomic_write_text, csv_line, csv_row, csv_text
 from .training import HISTORY_COLUMNS, Callback, Trainer
+
+
+HISTORY_HEADER = csv_row(HISTORY_COLUMNS)
 
 
 def format_history(rows: list[dict]) -> str:
     """CSV text: the contract's columns in order, floats at full precision, empty cells for None."""
-    out = io.StringIO()
-    out.write(",".join(HISTORY_COLUMNS) + "\n")
-    for row in rows:
-        out.write(",".join(_cell(row.get(c)) for c in HISTORY_COLUMNS) + "\n")
-    return out.getvalue()
+    return csv_text(HISTORY_COLUMNS, rows)
 
 
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float):
-        return repr(value) if value == value else ""
-    return str(value)
+def history_line(row: dict) -> str:
+    return csv_line(HISTORY_COLUMNS, row)
 
 
 class RunFolder(Callback):
@@ -45,8 +39,9 @@ class RunFolder(Callback):
         self.data_meta = data_meta  # input_shape, preprocessing: what eval needs besides the config
         self.last = self.checkpoints / "last.npz"
         self.best = self.checkpoints / "best.npz"
+        self._lines: list[str] = []  # history.csv's formatted rows
         for stale in [*self.path.glob(".*.tmp"), *self.checkpoints.glob(".*.tmp")]:
-            stale.unlink(missing_ok=True)  # half-written files of a killed run (atomic_write's temporaries)
+            stale.unlink(missing_ok=True)  # a killed run's temporaries (atomic_write's, atomic_link's)
         atomic_write_text(self.path / "config.yaml", dump_yaml(config))
 
     @property
@@ -54,7 +49,11 @@ class RunFolder(Callback):
         return self.best.exists()
 
     def write_history(self, rows: list[dict]) -> None:
-        atomic_write_text(self.path / "history.csv", format_history(rows))
+        self._lines = [history_line(row) for row in rows]  # kept, so each epoch formats only its own row
+        self._write_lines()
+
+    def _write_lines(self) -> None:
+        atomic_write_text(self.path / "history.csv", HISTORY_HEADER + "".join(self._lines))
 
     def save(self, trainer: Trainer, path: Path) -> Path:
         meta, arrays = trainer.snapshot()
@@ -72,10 +71,14 @@ class RunFolder(Callback):
         self.write_history(trainer.state.history)
 
     def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
-        self.write_history(trainer.state.history)
+        if len(self._lines) + 1 == len(trainer.state.history):
+            self._lines.append(history_line(row))
+            self._write_lines()
+        else:  # the history changed other than by this row: format it afresh
+            self.write_history(trainer.state.history)
         self.save(trainer, self.last)
         if trainer.improved:
-            self.save(trainer, self.best)
+            atomic_link(self.last, self.best)  # the same snapshot: no second serialisation
 
     def on_train_end(self, trainer: Trainer) -> None:
         if trainer.state.history:

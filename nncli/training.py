@@ -16,7 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 
@@ -53,7 +53,9 @@ class TrainState:
     history: list[dict] = field(default_factory=list)
 
     def to_meta(self) -> dict:
-        return asdict(self)
+        """The fields as a dict for the checkpoint's JSON: shallow, since serialising it copies anyway
+        (asdict's deep copy of the whole history made every save cost O(epochs))."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
 
     @classmethod
     def from_meta(cls, meta: dict) -> TrainState:
@@ -117,10 +119,6 @@ def full_batch_objective(model: Sequential, loss: Loss, x: np.ndarray, y: np.nda
         return value, grad.copy()
 
     return objective
-
-
-def _f(x) -> float:
-    return float(x)
 
 
 class Trainer:
@@ -265,7 +263,7 @@ class Trainer:
             cb.on_batch_end(self)
         train = evaluate(self.model, self.loss, self.data.train, self.data.num_classes, self.config.eval_batch_size)
         step_size = result.step_size if result.step_size is not None else float("nan")
-        self._end_epoch(_f(result.loss), train.accuracy, step_size, time.perf_counter() - started)
+        self._end_epoch(float(result.loss), train.accuracy, step_size, time.perf_counter() - started)
 
     def objective(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """f(θ) and ∇f(θ) on the whole training set, evaluation of the objective a minimiser sees."""
@@ -277,8 +275,8 @@ class Trainer:
         s = self.state
         row = {
             "epoch": s.epoch + 1,
-            "train_loss": _f(train_loss),
-            "train_accuracy": _f(train_accuracy),
+            "train_loss": float(train_loss),
+            "train_accuracy": float(train_accuracy),
             "val_loss": None,
             "val_accuracy": None,
             "learning_rate": lr,
@@ -288,9 +286,9 @@ class Trainer:
             val = evaluate(self.model, self.loss, self.data.val, self.data.num_classes, self.config.eval_batch_size)
             if not math.isfinite(val.loss):
                 raise self._diverged(val.loss, self.batches_per_epoch - 1, lr, "the validation loss is not finite")
-            row["val_loss"], row["val_accuracy"] = _f(val.loss), _f(val.accuracy)
+            row["val_loss"], row["val_accuracy"] = float(val.loss), float(val.accuracy)
             if s.best_val_loss is None or val.loss < s.best_val_loss:
-                s.best_val_loss, s.best_epoch = _f(val.loss), s.epoch + 1
+                s.best_val_loss, s.best_epoch = float(val.loss), s.epoch + 1
         s.history.append(row)
         s.epoch += 1
         s.batch = 0

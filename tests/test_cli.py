@@ -148,3 +148,130 @@ def test_rich_progress_on_a_terminal(tmp_path, mlp_yaml):
     shown = terminal.file.getvalue()
     assert "epoch 1/2" in shown and "epoch 2/2" in shown
     assert isinstance(progress_for(quiet=True), PlainProgress)
+
+
+def test_eval_data_path_with_columns_in_another_order(tmp_path, table):
+    config = {
+        "name": "tab", "data": {"source": "csv", "path": str(table), "target": "label"},
+        "model": {"layers": [{"type": "dense", "units": 1}]}, "loss": "binary_cross_entropy",
+        "optimizer": {"type": "gd", "learning_rate": 0.5}, "training": {"epochs": 5},
+    }
+    assert invoke("train", write_config(tmp_path / "tab.yaml", config), "--out", tmp_path / "r").exit_code == 0
+    ckpt = tmp_path / "r" / "checkpoints" / "last.npz"
+    rows = [line.split(",") for line in table.read_text().splitlines()]
+    swapped = tmp_path / "swapped.csv"  # label,c,a,b
+    swapped.write_text("".join(",".join(row[i] for i in (3, 2, 0, 1)) + "\n" for row in rows))
+    same = invoke("eval", ckpt, "--json")
+    moved = invoke("eval", ckpt, "--json", "--data-path", swapped)
+    assert moved.exit_code == 0, moved.output
+    drop = lambda text: {k: v for k, v in json.loads(text).items() if k != "checkpoint"}
+    assert drop(moved.stdout) == drop(same.stdout)
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text(table.read_text().replace("a,b,c,label", "a,b,see,label", 1))
+    assert_usage_error(invoke("eval", ckpt, "--data-path", renamed), "renamed.csv: no column named 'c'")
+
+
+def _compare_config(table, **data):
+    return {
+        "name": "table", "data": {"source": "csv", "path": str(table), "test_split": 0.25, "validation_split": 0.0, **data},
+        "model": {"layers": [{"type": "dense", "units": 1}]}, "loss": "binary_cross_entropy", "optimizer": "newton",
+        "training": {"dtype": "float64"}, "compare": {"max_iterations": 5, "optimizers": ["gd", "newton"]},
+    }
+
+
+def test_compare_optimizers_refuses_a_bad_out_before_running_anything(tmp_path, table, monkeypatch):
+    import nncli
+
+    monkeypatch.setattr("nncli.plots.plot_curves", lambda runs, path, title="": path.write_bytes(b"skipped"))
+    finished = []
+    with pytest.raises(nncli.NncliError, match="cannot write"):
+        nncli.compare_optimizers(_compare_config(table), out=table / "o", on_run_end=finished.append)
+    assert finished == []  # refused before the work, not after it
+    result = invoke("compare-optimizers", write_config(tmp_path / "c.yaml", _compare_config(table)), "--out", table / "o")
+    assert_usage_error(result, "cannot write")
+    # a comparison that fails on its data leaves no folder behind; one that works fills the reserved one
+    assert_usage_error(invoke("compare-optimizers", write_config(tmp_path / "d.yaml", _compare_config(tmp_path / "none.csv")),
+                              "--out", tmp_path / "o"), "none.csv: no such file")
+    assert not (tmp_path / "o").exists()
+    assert invoke("compare-optimizers", tmp_path / "c.yaml", "--out", tmp_path / "o").exit_code == 0
+    assert {p.name for p in (tmp_path / "o").iterdir()} == {"config.yaml", "summary.csv", "runs.csv", "curves.csv", "curves.png"}
+
+
+def test_eval_on_data_of_another_shape(tmp_path, mlp_yaml):
+    from helpers import make_digits
+
+    invoke("train", mlp_yaml, "--out", tmp_path / "a")
+    bigger = make_digits(tmp_path / "bigger", n_train=30, n_test=9, size=10)
+    ckpt = tmp_path / "a" / "checkpoints" / "last.npz"
+    assert_usage_error(invoke("eval", ckpt, "--data-path", bigger), f"{ckpt}: trained on inputs of shape (8, 8, 1), this data has (10, 10, 1)")
+
+
+def test_plot_to_a_missing_folder_is_a_usage_error(tmp_path, mlp_yaml):
+    invoke("train", mlp_yaml, "--out", tmp_path / "a")
+    target = tmp_path / "missing" / "dir" / "p.png"
+    assert_usage_error(invoke("plot", tmp_path / "a", "--out", target), f"{target}: cannot write (no such folder)")
+    assert not (tmp_path / "missing").exists()
+
+
+def test_unique_path_reserves_each_name_once(tmp_path):
+    from nncli.files import unique_path
+
+    (tmp_path / "p.png").write_bytes(b"earlier")
+    names = [unique_path(tmp_path / "p.png") for _ in range(3)]
+    assert [n.name for n in names] == ["p-2.png", "p-3.png", "p-4.png"]  # each reserved, so never handed out twice
+    assert (tmp_path / "p.png").read_bytes() == b"earlier"
+
+
+def test_a_failed_plot_leaves_no_reserved_file(tmp_path, mlp_yaml, monkeypatch):
+    import nncli
+
+    invoke("train", mlp_yaml, "--out", tmp_path / "a")
+
+    def broken(*args):
+        raise RuntimeError("matplotlib broke")
+
+    monkeypatch.setattr("nncli.plots.plot_history", broken)
+    with pytest.raises(RuntimeError):
+        nncli.plot_runs([tmp_path / "a"], tmp_path / "p.png")
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_stop_reasons_are_shown_in_words_with_their_counts():
+    from nncli.console import _stop
+
+    assert _stop("gradient_tolerance ×3, max_iterations ×2") == "max|∇f| ≤ tol ×3, iteration budget ×2"
+    assert _stop("change_tolerance") == "|Δf| ≤ tol" and _stop("something new ×1") == "something new ×1"
+
+
+@pytest.mark.parametrize("kind", ["losses", "layers", "activations", "schedules", "sections", "Optimizers", "data"])
+def test_components_accepts_plural_kinds(kind):
+    result = invoke("components", kind)
+    assert result.exit_code == 0, result.output
+
+
+def test_components_of_an_unknown_plural_suggests_the_kind():
+    assert_usage_error(invoke("components", "lossess"), "unknown component kind 'lossess'. Did you mean 'loss'?")
+
+
+@pytest.mark.parametrize("value", ["0", "-1"])
+def test_train_with_too_few_seeds_is_one_error_line(tmp_path, mlp_yaml, value):
+    assert_usage_error(invoke("train", mlp_yaml, "--seeds", value), f"--seeds: must be at least 1, got {value}")
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize(
+    "damage,fragment",
+    [
+        (lambda text: text.replace("\n2,", "\ntwo,", 1), "history.csv:3: column 'epoch': 'two' is not a number"),
+        (lambda text: text + "3,1,1,1,1,1,1,1\n", "history.csv:4: more cells than the header's 7 columns"),
+        (lambda text: text.encode().replace(b"epoch", b"\xe9poch"), "history.csv: not readable as CSV"),
+    ],
+    ids=["bad value", "extra cells", "not utf-8"],
+)
+def test_plot_of_a_damaged_history_names_the_line_and_column(tmp_path, mlp_yaml, damage, fragment):
+    invoke("train", mlp_yaml, "--out", tmp_path / "a")
+    history = tmp_path / "a" / "history.csv"
+    damaged = damage(history.read_text())
+    history.write_bytes(damaged if isinstance(damaged, bytes) else damaged.encode())
+    assert_usage_error(invoke("plot", tmp_path / "a", "--out", tmp_path / "p.png"), f"{history}", fragment)
+    assert not (tmp_path / "p.png").exists()

@@ -189,3 +189,71 @@ def test_binary_and_gzip_csv_are_refused(tmp_path):
     path.write_bytes(gzip.compress(b"a,label\n1,0\n"))
     with pytest.raises(DataError, match="binary file|not UTF-8"):
         csv(path).load(SEED)
+
+
+def _reorder(source, target, order):
+    rows = [line.split(",") for line in source.read_text().splitlines()]
+    target.write_text("".join(",".join(row[i] for i in order) + "\n" for row in rows))
+    return target
+
+
+def test_csv_with_a_checkpoints_preprocessing_selects_columns_by_name(table, tmp_path):
+    first = csv(table, target="label").load(SEED)  # header a,b,c,label
+    swapped = _reorder(table, tmp_path / "swapped.csv", [2, 3, 0, 1])  # c,label,a,b
+    again = csv(swapped, target="label").load(SEED, preprocessing=first.preprocessing)
+    for name in ("train", "val", "test"):
+        np.testing.assert_array_equal(getattr(again, name).x, getattr(first, name).x)
+        np.testing.assert_array_equal(getattr(again, name).y, getattr(first, name).y)
+    # the target too is found by its name, even when the config names it by position
+    by_index = csv(swapped, target=-1).load(SEED, preprocessing=first.preprocessing)
+    np.testing.assert_array_equal(by_index.test.x, first.test.x)
+
+
+def test_csv_missing_a_trained_column_names_file_and_column(table, tmp_path):
+    first = csv(table, target="label").load(SEED)
+    renamed = tmp_path / "renamed.csv"
+    renamed.write_text(table.read_text().replace("a,b,c,label", "a,bee,c,label", 1))
+    with pytest.raises(DataError, match=r"renamed.csv: no column named 'b', which the checkpoint was trained on"):
+        csv(renamed, target="label").load(SEED, preprocessing=first.preprocessing)
+
+
+def test_idx_keeps_8_bit_pixels_until_the_rows_are_chosen(tmp_path):
+    import tracemalloc
+
+    folder = make_digits(tmp_path / "d", n_train=12000, n_test=10, size=28, gz=False)
+    whole_float32 = 12000 * 28 * 28 * 4
+    tracemalloc.start()
+    try:
+        data = idx(folder, limit=600, validation_split=0.5).load(SEED)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < whole_float32 / 2, f"peak {peak >> 20} MiB: the whole training set was converted to float32"
+    # and the pixels are exactly those of converting first and selecting afterwards
+    from nncli.data.idx import read_idx
+
+    images = np.divide(read_idx(folder / "train-images-idx3-ubyte"), 255, dtype=np.float32)[..., None]
+    rng = np.random.default_rng(SEED)
+    from nncli.data.base import encode_labels, split_off, stratified_subset
+
+    labels = read_idx(folder / "train-labels-idx1-ubyte").astype(np.int64)
+    y = encode_labels(labels, [0, 1, 2], "")
+    keep = stratified_subset(y, 600, rng)
+    train, val = split_off(y[keep], 0.5, rng, "", "validation")
+    np.testing.assert_array_equal(data.train.x, images[keep][train])
+    np.testing.assert_array_equal(data.val.x, images[keep][val])
+    assert data.train.x.dtype == np.float32 and data.test.x.dtype == np.float32
+
+
+def test_idx_refuses_zero_items_of_an_impossible_shape(tmp_path):
+    import struct
+
+    from nncli.data.idx import read_idx
+
+    path = tmp_path / "zero"
+    for dims in ((0, 3_036_988_439, 3_037_012_561), (3_036_988_439, 0, 3_037_012_561)):
+        path.write_bytes(bytes([0, 0, 0x08, 3]) + struct.pack(">3I", *dims))
+        with pytest.raises(DataError, match="refusing"):
+            read_idx(path)
+    path.write_bytes(bytes([0, 0, 0x08, 3]) + struct.pack(">3I", 0, 28, 28))  # zero items of a sane shape: fine
+    assert read_idx(path).shape == (0, 28, 28)

@@ -187,3 +187,108 @@ def test_second_order_resume_is_bitwise_identical(tmp_path, table, minimiser):
     straight = nncli.train(config, out=tmp_path / "straight")
     assert straight.state.step == 8
     assert_same_run(straight, interrupted_then_resumed(config, tmp_path, [3, 5]))
+
+
+# -- where a resumed run writes ------------------------------------------------------
+def _files(folder):
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+@pytest.mark.parametrize("where", ["sub/mine.npz", "checkpoints/last.npz", "checkpoints/mine.npz"])
+def test_resume_from_a_checkpoint_outside_its_run_folder_starts_a_new_one(tmp_path, digits, where):
+    """Only <run>/checkpoints/last.npz of a real run folder continues in place; elsewhere nothing is overwritten."""
+    config = mlp_config(digits, epochs=4)
+    straight = nncli.train(config, out=tmp_path / "straight")
+    short = nncli.train(mlp_config(digits, epochs=2), out=tmp_path / "short")
+    mine = tmp_path / "mine"
+    (mine / where).parent.mkdir(parents=True)
+    (mine / where).write_bytes(short.final_checkpoint.read_bytes())
+    (mine / "config.yaml").write_text("my own notes\n")
+    if where != "checkpoints/last.npz":  # a complete-looking run folder around the copy
+        (mine / "history.csv").write_text("epoch,train_loss\n1,2\n")
+    (mine / ".draft.tmp").write_text("keep me")
+    before = _files(mine)
+    resumed = nncli.train(config, resume=mine / where)
+    assert resumed.run_dir.resolve() == (tmp_path / "runs" / "tiny").resolve()
+    assert _files(mine) == before
+    assert_same_run(straight, resumed)
+
+
+def test_resume_from_best_does_not_overwrite_the_later_epochs(tmp_path, digits):
+    run = nncli.train(mlp_config(digits, epochs=4, schedule={"type": "step", "step_size": 1, "gamma": 20.0}), out=tmp_path / "run")
+    best = read_checkpoint(run.best_checkpoint).meta["epoch"]
+    assert best < 4, "the test needs a best epoch before the last"
+    before = _files(run.run_dir)
+    resumed = nncli.train(read_checkpoint(run.best_checkpoint).config, resume=run.best_checkpoint)
+    assert resumed.run_dir != run.run_dir and _files(run.run_dir) == before
+    assert len(resumed.history) == 4
+
+
+def test_resume_in_place_from_inside_the_checkpoints_folder(tmp_path, digits, monkeypatch):
+    config = mlp_config(digits, epochs=3)
+    straight = nncli.train(config, out=tmp_path / "straight")
+    nncli.train(mlp_config(digits, epochs=2), out=tmp_path / "short")
+    monkeypatch.chdir(tmp_path / "short" / "checkpoints")
+    resumed = nncli.train(config, resume="last.npz")
+    assert resumed.run_dir.resolve() == (tmp_path / "short").resolve()
+    assert history(tmp_path / "short") == history(straight.run_dir)
+
+
+# -- how to continue -----------------------------------------------------------------
+def _continue_command(message: str) -> list[str]:
+    import shlex
+
+    argv = shlex.split(message.split("continue with: ", 1)[1])
+    assert argv[:2] == ["nncli", "train"]
+    return argv[2:]
+
+
+def test_the_continue_command_repeats_overrides_and_seed(tmp_path, digits):
+    from typer.testing import CliRunner
+
+    from nncli.cli import app
+
+    path = write_config(tmp_path / "my config.yaml", mlp_config(digits, epochs=2))
+    overrides = ["training.batch_size=20", "optimizer={type: adam, learning_rate: 0.02}"]
+    with pytest.raises(TrainingInterrupted) as err:
+        nncli.train(path, overrides, seed=3, out=tmp_path / "r", callbacks=[InterruptAt(4)])
+    argv = _continue_command(str(err.value))
+    assert argv[0] == str(path) and "--seed" in argv and argv[argv.index("--seed") + 1] == "3"
+    result = CliRunner().invoke(app, ["train", *argv, "--quiet"])
+    assert result.exit_code == 0, result.output
+    straight = nncli.train(path, overrides, seed=3, out=tmp_path / "straight")
+    assert history(tmp_path / "r") == history(straight.run_dir)
+
+
+def test_the_continue_command_of_a_seeds_run_resumes_that_seed(tmp_path, digits):
+    from typer.testing import CliRunner
+
+    from nncli.cli import app
+
+    path = write_config(tmp_path / "c.yaml", mlp_config(digits, epochs=2))
+    with pytest.raises(TrainingInterrupted) as err:
+        nncli.train_seeds(path, 2, ["training.batch_size=20"], out=tmp_path / "s", seed=5, callbacks=[InterruptAt(3)])
+    argv = _continue_command(str(err.value))
+    assert argv[argv.index("--seed") + 1] == "5" and str(tmp_path / "s" / "seed-5") in argv[-1]
+    result = CliRunner().invoke(app, ["train", *argv, "--quiet"])
+    assert result.exit_code == 0, result.output
+
+
+def test_resume_with_another_config_names_the_differing_key_and_both_values(tmp_path, digits):
+    from typer.testing import CliRunner
+
+    from nncli.cli import app
+
+    run = nncli.train(mlp_config(digits), out=tmp_path / "run")
+    changed = mlp_config(digits, epochs=5)  # epochs may differ; the learning rate may not
+    changed["optimizer"]["learning_rate"] = 0.02
+    path = write_config(tmp_path / "c.yaml", changed)
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if "learning_rate" in text)
+    result = CliRunner().invoke(app, ["train", str(path), "--resume", str(run.final_checkpoint)])
+    assert result.exit_code == 2
+    message = result.stderr.strip()
+    assert message.startswith(f"error: {path}:{line}: optimizer: differs from the config in {run.final_checkpoint}")
+    assert "optimizer.learning_rate is 0.02 here, 0.01 in the checkpoint" in message
+    layers = CliRunner().invoke(app, ["train", str(path), "--resume", str(run.final_checkpoint), "--set", "optimizer.learning_rate=0.01",
+                                      "--set", "model.layers.1.units=9"])
+    assert "model.layers.1.units is 9 here, 8 in the checkpoint" in layers.stderr

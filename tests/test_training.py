@@ -203,3 +203,72 @@ def test_resume_with_random_layers_and_batchnorm_equals_an_uninterrupted_run(tmp
     for key in a:
         if key.startswith(("param/", "state/", "optim/")):
             np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+
+
+# -- the cost of writing a run folder stays linear in the epochs -----------------------------
+def test_each_epoch_formats_only_its_own_history_row_and_shares_the_history(tmp_path, digits, monkeypatch):
+    import nncli.runfolder as runfolder
+    from nncli.training import TrainState
+
+    state = TrainState(history=[{"epoch": 1}])
+    assert state.to_meta()["history"] is state.history  # no deep copy per save: serialising copies anyway
+    formatted = []
+    real = runfolder.history_line
+    monkeypatch.setattr(runfolder, "history_line", lambda row: formatted.append(row["epoch"]) or real(row))
+    result = nncli.train(mlp_config(digits, epochs=6), out=tmp_path / "run")
+    assert formatted == [1, 2, 3, 4, 5, 6]  # not 1 + 2 + ... + 6 rows
+    assert without_seconds(history(result.run_dir)) == without_seconds(
+        [dict(zip(COLUMNS, line.split(","))) for line in runfolder.format_history(result.history).splitlines()[1:]]
+    )
+
+
+def test_best_checkpoint_is_the_last_ones_bytes_not_a_second_snapshot(tmp_path, digits, monkeypatch):
+    import os
+
+    import nncli.checkpoint
+
+    saves = []
+    real = nncli.runfolder.save_checkpoint
+    monkeypatch.setattr(nncli.runfolder, "save_checkpoint", lambda path, *a: saves.append(path) or real(path, *a))
+    result = nncli.train(mlp_config(digits, epochs=3), out=tmp_path / "run")
+    assert result.state.best_epoch == 3  # improved in the last epoch: best is last
+    assert [p.name for p in saves] == ["last.npz"] * 3
+    assert os.stat(result.best_checkpoint).st_ino == os.stat(result.final_checkpoint).st_ino  # a hard link
+    assert read_checkpoint(result.best_checkpoint).meta["epoch"] == 3
+    assert not list(result.run_dir.glob("**/*.tmp"))
+
+
+def test_best_checkpoint_survives_later_epochs_and_falls_back_to_a_copy(tmp_path, digits, monkeypatch):
+    import os
+
+    config = mlp_config(digits, epochs=4, schedule={"type": "step", "step_size": 1, "gamma": 20.0})  # best at epoch 2
+    linked = nncli.train(config, out=tmp_path / "linked")
+    assert linked.state.best_epoch == 2
+
+    def no_links(src, dst):
+        raise OSError(1, "Operation not permitted")
+
+    monkeypatch.setattr(os, "link", no_links)
+    copied = nncli.train(config, out=tmp_path / "copied")
+    for run in (linked, copied):
+        best, last = read_checkpoint(run.best_checkpoint), read_checkpoint(run.final_checkpoint)
+        assert best.meta["epoch"] == 2 and last.meta["epoch"] == 4
+        assert best.meta["train_state"]["history"] == last.meta["train_state"]["history"][:2]
+    assert os.stat(copied.best_checkpoint).st_ino != os.stat(copied.final_checkpoint).st_ino
+    assert not list(copied.run_dir.glob("**/*.tmp"))
+
+
+def test_one_csv_writer_for_every_result_file():
+    import math
+
+    from nncli import compare, files
+    from nncli.runfolder import format_history
+
+    row = {"epoch": 3, "train_loss": 0.1 + 0.2, "train_accuracy": 1.0, "val_loss": None, "val_accuracy": math.nan,
+           "learning_rate": np.float64(1e-3), "seconds": math.inf}
+    assert format_history([row]) == (
+        "epoch,train_loss,train_accuracy,val_loss,val_accuracy,learning_rate,seconds\n3,0.30000000000000004,1.0,,,0.001,inf\n"
+    )
+    columns = ["name", "a", "b", "c", "d", "e"]
+    rows = [{"name": 'adam, "fast"', "a": True, "b": np.int64(7), "c": -math.inf, "d": math.nan, "e": None}, {"name": "x"}]
+    assert files.csv_text(columns, rows) == compare.csv_text(columns, rows)  # compare.py can switch to it unchanged

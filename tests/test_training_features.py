@@ -189,3 +189,75 @@ def test_seeded_csv_runs_have_their_own_test_splits_so_eval_reports_their_mean(t
     assert report.ensemble is not None and report.note is None
     weights = [read_checkpoint(r.final_checkpoint).arrays["param/0.dense/W"] for r in fixed]
     assert not np.array_equal(weights[0], weights[1])
+
+
+def test_gradient_plot_is_drawn_once_at_the_end_even_after_a_signal(tmp_path, digits, monkeypatch):
+    import signal
+
+    import nncli.plots
+    from nncli.errors import TrainingInterrupted
+    from nncli.training import Callback
+
+    drawn = []
+    real = nncli.plots.plot_gradients
+    monkeypatch.setattr(nncli.plots, "plot_gradients", lambda rows, path: drawn.append(len(rows)) or real(rows, path))
+    run = nncli.train(mlp_config(digits, epochs=3, log_gradients=True), out=tmp_path / "r").run_dir
+    assert drawn == [6]  # three epochs × two layers, drawn once
+    assert len(rows(run, "gradients.csv")) == 6 and (run / "gradients.png").stat().st_size > 1000
+
+    class StopAfterEpoch2(Callback):
+        def on_epoch_end(self, trainer, row):
+            if row["epoch"] == 2:
+                trainer.stop._handle(signal.SIGINT, None)
+
+    drawn.clear()
+    with pytest.raises(TrainingInterrupted):
+        nncli.train(mlp_config(digits, epochs=5, log_gradients=True), out=tmp_path / "s", callbacks=[StopAfterEpoch2()])
+    assert drawn == [4] and (tmp_path / "s" / "gradients.png").is_file()
+
+
+@pytest.mark.parametrize(
+    "damage,fragment",
+    [
+        (lambda text: text.replace("\n1,", "\nx,", 1), "gradients.csv:2: column 'epoch': 'x' is not an epoch number"),
+        (lambda text: text + ",1.dense,0.1,0,0\n", "gradients.csv:6: column 'epoch': '' is not an epoch number"),
+        (lambda text: "garbage\n" + text, "gradients.csv:1: not a gradients.csv header (no column 'epoch')"),
+        (lambda text: text.encode().replace(b"dense", b"d\xe9nse", 1), "gradients.csv: not readable as CSV"),
+    ],
+    ids=["bad epoch", "empty epoch", "no header", "not utf-8"],
+)
+def test_resume_with_a_damaged_gradient_log_is_one_error_line(tmp_path, digits, damage, fragment):
+    from helpers import write_config
+
+    run = nncli.train(mlp_config(digits, epochs=2, log_gradients=True), out=tmp_path / "r")
+    log = run.run_dir / "gradients.csv"
+    damaged = damage(log.read_text())
+    log.write_bytes(damaged if isinstance(damaged, bytes) else damaged.encode())
+    before = (run.run_dir / "history.csv").read_bytes(), run.final_checkpoint.read_bytes()
+    longer = write_config(tmp_path / "longer.yaml", mlp_config(digits, epochs=3, log_gradients=True))
+    result = CliRunner().invoke(app, ["train", str(longer), "--resume", str(run.final_checkpoint)])
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {log}") and fragment in lines[0], result.stderr
+    assert "Traceback" not in result.output
+    assert ((run.run_dir / "history.csv").read_bytes(), run.final_checkpoint.read_bytes()) == before
+
+
+def test_eval_json_says_why_there_is_no_ensemble(tmp_path, table):
+    import json
+
+    config = {
+        "name": "table", "seed": 0,
+        "data": {"source": "csv", "path": str(table), "target": "label", "test_split": 0.25},
+        "model": {"layers": [{"type": "dense", "units": 1}]},
+        "loss": "binary_cross_entropy",
+        "training": {"epochs": 2, "batch_size": 16},
+    }
+    paths = [str(r.final_checkpoint) for r in nncli.train_seeds(config, 2, out=tmp_path / "seeds")]
+    result = CliRunner().invoke(app, ["eval", *paths, "--json"])
+    assert result.exit_code == 0, result.output
+    rows = [json.loads(line) for line in result.stdout.strip().splitlines()]
+    assert [r["checkpoint"] for r in rows] == paths  # one object per checkpoint, no extra one
+    assert all("own test split" in r["note"] for r in rows)
+    single = CliRunner().invoke(app, ["eval", paths[0], "--json"])
+    assert "note" not in json.loads(single.stdout)

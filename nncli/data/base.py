@@ -34,9 +34,6 @@ class Split:
     def __len__(self) -> int:
         return len(self.y)
 
-    def subset(self, index: np.ndarray) -> Split:
-        return Split(self.x[index], self.y[index])
-
 
 @dataclass
 class DataInfo:

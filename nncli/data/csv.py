@@ -144,17 +144,36 @@ class CsvSource(DataSource):
         self.delimiter = delimiter
         self.split_seed = split_seed
 
-    def _parse(self) -> tuple[_Table, int, list[int]]:
+    def _parse(self, preprocessing: dict | None = None) -> tuple[_Table, int, list[int]]:
+        """The table, its target column and feature columns.
+
+        With a checkpoint's `preprocessing` the columns it was trained on are
+        found by name, so a file with the same columns in another order (or
+        with extra ones) is read the same way; a missing one is an error.
+        """
         table = _Table(self.path, self.delimiter)
-        target = table.column_index(self.target)
-        return table, target, [c for c in range(len(table.header)) if c != target]
+        names = (preprocessing or {}).get("features")
+        if names is None:
+            target = table.column_index(self.target)
+            return table, target, [c for c in range(len(table.header)) if c != target]
+        stored_target = preprocessing.get("target")
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names) and isinstance(stored_target, (str, type(None)))):
+            raise DataError(f"{self.path}: the checkpoint's preprocessing.features must be a list of column names")
+        target = table.column_index(self.target) if stored_target is None else self._trained_column(table, stored_target)
+        return table, target, [self._trained_column(table, name) for name in names]
+
+    def _trained_column(self, table: _Table, name: str) -> int:
+        if name not in table.header:
+            hint = did_you_mean(name, table.header)
+            raise DataError(f"{self.path}: no column named '{name}', which the checkpoint was trained on.{hint} Columns: {', '.join(table.header)}")
+        return table.header.index(name)
 
     def inspect(self) -> DataInfo:
         table, target, features = self._parse()
         return DataInfo((len(features),), len({_label_value(row[target]) for row in table.rows}))
 
     def load(self, seed, preprocessing=None):
-        table, target, feature_cols = self._parse()
+        table, target, feature_cols = self._parse(preprocessing)
         description = f"{self.path} (csv)"
         values = []
         for row, line in zip(table.rows, table.lines):

@@ -67,7 +67,8 @@ def read_idx(path: Path) -> np.ndarray:
     """The array stored in an IDX file; magic number, dimensions and length validated."""
     dtype, dims, start = _header(path, _open_bytes(path, 4 + 4 * 4))
     expected = math.prod(dims) * dtype.itemsize  # Python ints: four 32-bit dimensions overflow int64
-    if expected > _MAX_BYTES:
+    shape_bytes = math.prod(d for d in dims if d) * dtype.itemsize  # a 0 anywhere must not hide a shape numpy refuses
+    if expected > _MAX_BYTES or shape_bytes > _MAX_BYTES:
         raise DataError(f"{path}: header claims {dims}, {expected} bytes; refusing")
     data = _open_bytes(path, start + expected)
     body = len(data) - start
@@ -85,14 +86,29 @@ def _find(folder: Path, name: str) -> Path | None:
     return None
 
 
-def _as_images(path: Path, array: np.ndarray) -> np.ndarray:
-    """(N, H, W) or (N, H, W, C) -> NHWC float32; 8-bit pixels scaled to [0, 1]."""
+def _nhwc(path: Path, array: np.ndarray) -> np.ndarray:
+    """(N, H, W) or (N, H, W, C) -> NHWC, still in the file's dtype."""
     if array.ndim == 3:
         array = array[..., None]
     if array.ndim != 4:
         raise DataError(f"{path}: expected images (N, rows, cols), got an array of shape {array.shape}")
-    if array.dtype.itemsize == 1 and array.dtype.kind == "u":
-        return np.divide(array, 255, dtype=np.float32)
+    return array
+
+
+def _is_pixels(array: np.ndarray) -> bool:
+    return array.dtype.itemsize == 1 and array.dtype.kind == "u"
+
+
+def _scaled(array: np.ndarray) -> np.ndarray:
+    """8-bit pixels -> float32 in [0, 1]; anything else is float32 already (see IdxSource._read)."""
+    return np.divide(array, 255, dtype=np.float32) if _is_pixels(array) else array
+
+
+def _as_images(path: Path, array: np.ndarray) -> np.ndarray:
+    """(N, H, W) or (N, H, W, C) -> NHWC float32; 8-bit pixels scaled to [0, 1]."""
+    array = _nhwc(path, array)
+    if _is_pixels(array):
+        return _scaled(array)
     out = array.astype(np.float32)
     if not np.isfinite(out).all():
         raise DataError(f"{path}: contains non-finite values")
@@ -162,6 +178,7 @@ class IdxSource(DataSource):
         return DataInfo(shape, len(np.unique(_labels(labels, read_idx(labels)))))
 
     def _read(self, part: str, required: bool) -> tuple[np.ndarray, np.ndarray] | None:
+        """NHWC images (8-bit pixels as they are, anything else as float32) and their labels."""
         pair = self._pair(part, required)
         if pair is None:
             return None
@@ -172,7 +189,8 @@ class IdxSource(DataSource):
             raise DataError(
                 f"{images_path}: {len(images)} images but {labels_path.name} has {len(labels)} labels"
             )
-        return _as_images(images_path, images), labels
+        # 8-bit pixels stay 8-bit until the rows to keep are chosen (a quarter of float32's memory)
+        return (_nhwc(images_path, images) if _is_pixels(images) else _as_images(images_path, images)), labels
 
     def load(self, seed, preprocessing=None):
         x, labels = self._read("train", required=True)
@@ -186,15 +204,15 @@ class IdxSource(DataSource):
             keep = stratified_subset(y, self.limit, rng)
             x, y = x[keep], y[keep]
         train_idx, val_idx = split_off(y, self.validation_split, rng, description, "validation")
-        val = Split(x[val_idx], y[val_idx]) if len(val_idx) else None
-        train = Split(x[train_idx], y[train_idx]) if len(val_idx) else Split(x, y)
+        val = Split(_scaled(x[val_idx]), y[val_idx]) if len(val_idx) else None
+        train = Split(_scaled(x[train_idx]), y[train_idx]) if len(val_idx) else Split(_scaled(x), y)
         test = None
         test_pair = self._read("test", required=False)
         if test_pair is not None:
             tx, tlabels = test_pair
             if tx.shape[1:] != x.shape[1:]:
                 raise DataError(f"{self.path}: test images are {tx.shape[1:]}, training images {x.shape[1:]}")
-            test = Split(tx, encode_labels(tlabels, classes, str(self.path)))
+            test = Split(_scaled(tx), encode_labels(tlabels, classes, str(self.path)))
         return Dataset(
             train=train,
             val=val,
