@@ -19,14 +19,14 @@ from pathlib import Path
 import numpy as np
 
 from .checkpoint import Checkpoint, read_checkpoint
-from .compare import CURVE_COLUMNS, RUN_COLUMNS, SUMMARY_COLUMNS, Comparison, OptimizerSummary, csv_text, curve_rows, json_rows
+from .compare import CURVE_COLUMNS, RUN_COLUMNS, SUMMARY_COLUMNS, Comparison, OptimizerSummary, curve_rows, json_rows
 from .compare import compare as run_comparison
 from .config import dump_yaml
 from .data import DATA_SOURCES, SPLITS, Dataset
 from .diagnostics import GradientLog
 from .errors import CheckpointError, ConfigError, DataError, DivergedError, TrainingInterrupted, dotted
 from .experiment import SECTIONS, Experiment, load_experiment, refuse_training_side_effects
-from .files import atomic_write_text, new_run_folder, unique_path
+from .files import atomic_write_text, csv_text, new_run_folder, unique_path
 from .initializers import INITIALIZERS
 from .layers import ACTIVATIONS, LAYERS
 from .losses import LOSSES

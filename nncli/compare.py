@@ -439,31 +439,6 @@ def compare(
 
 
 # -- output files ----------------------------------------------------------------
-def _cell(value) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, float):
-        return repr(value) if math.isfinite(value) else ("" if value != value else repr(value))
-    if isinstance(value, (np.floating, np.integer)):
-        return _cell(value.item())
-    return str(value)
-
-
-def csv_text(columns: Sequence[str], rows: Sequence[dict]) -> str:
-    """Header plus one line per row; floats at full precision, empty cells for None, true/false for booleans."""
-    import csv
-    import io
-
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(columns)
-    for row in rows:
-        writer.writerow([_cell(row.get(c)) for c in columns])
-    return out.getvalue()
-
-
 def curve_rows(runs: Sequence[RunResult]) -> list[dict]:
     return [
         {"optimizer": r.optimizer, "iteration": k, "loss": loss, "seconds": t, "seed": r.seed}
