@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from nncli.checkpoint import read_checkpoint, save_checkpoint
 from nncli.layers import LAYERS
 from nncli.model import Sequential
 
@@ -134,3 +135,16 @@ def mlp_config(data_path: Path, **training) -> dict:
         "optimizer": {"type": "adam", "learning_rate": 0.01},
         "training": {"epochs": 2, "batch_size": 16, **training},
     }
+
+
+def rewrite_checkpoint(src, dst, change_meta=None, change_arrays=None):
+    """Copy a checkpoint with its meta or arrays changed, written the normal way."""
+    ckpt = read_checkpoint(src)
+    meta = {k: v for k, v in ckpt.meta.items() if k not in ("format", "version")}
+    arrays = dict(ckpt.arrays)
+    if change_meta:
+        change_meta(meta)
+    if change_arrays:
+        change_arrays(arrays)
+    save_checkpoint(dst, meta, arrays)
+    return dst

@@ -5,29 +5,16 @@ import zipfile
 
 import numpy as np
 import pytest
-from helpers import mlp_config
+from helpers import mlp_config, rewrite_checkpoint
 
 import nncli
-from nncli.checkpoint import read_checkpoint, save_checkpoint
+from nncli.checkpoint import read_checkpoint
 from nncli.errors import CheckpointError
 
 
 @pytest.fixture
 def trained(tmp_path, digits):
     return nncli.train(mlp_config(digits, epochs=1), out=tmp_path / "run").final_checkpoint
-
-
-def rewrite(src, dst, change_meta=None, change_arrays=None):
-    """Copy a checkpoint with its meta or arrays changed, written the normal way."""
-    ckpt = read_checkpoint(src)
-    meta = {k: v for k, v in ckpt.meta.items() if k not in ("format", "version")}
-    arrays = dict(ckpt.arrays)
-    if change_meta:
-        change_meta(meta)
-    if change_arrays:
-        change_arrays(arrays)
-    save_checkpoint(dst, meta, arrays)
-    return dst
 
 
 def test_round_trip_restores_the_trained_model(tmp_path, digits):
@@ -57,7 +44,7 @@ def test_round_trip_restores_the_trained_model(tmp_path, digits):
     ],
 )
 def test_bad_meta_is_refused(tmp_path, trained, damage, message):
-    bad = rewrite(trained, tmp_path / "bad.npz", change_meta=damage)
+    bad = rewrite_checkpoint(trained, tmp_path / "bad.npz", change_meta=damage)
     with pytest.raises(CheckpointError) as err:
         nncli.evaluate([bad])
     assert message in str(err.value) and str(bad) in str(err.value)
@@ -75,7 +62,7 @@ def test_bad_meta_is_refused(tmp_path, trained, damage, message):
     ],
 )
 def test_bad_arrays_are_refused(tmp_path, trained, damage, message):
-    bad = rewrite(trained, tmp_path / "bad.npz", change_arrays=damage)
+    bad = rewrite_checkpoint(trained, tmp_path / "bad.npz", change_arrays=damage)
     with pytest.raises(CheckpointError, match=message.replace("(", r"\(").replace(")", r"\)")):
         nncli.evaluate([bad])
 

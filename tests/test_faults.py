@@ -25,11 +25,11 @@ from typing import Callable
 import numpy as np
 import pytest
 import yaml
-from helpers import make_csv, make_digits, mlp_config, write_config, write_idx
+from helpers import make_csv, make_digits, mlp_config, rewrite_checkpoint, write_config, write_idx
 from typer.testing import CliRunner
 
 import nncli
-from nncli.checkpoint import read_checkpoint, save_checkpoint
+from nncli.checkpoint import read_checkpoint
 from nncli.cli import app
 
 
@@ -164,16 +164,7 @@ def csv_args(w: World, tmp: Path, text: str, **data) -> list[str]:
 
 
 def checkpoint_copy(w: World, tmp: Path, change_meta=None, change_arrays=None, source=None) -> Path:
-    ckpt = read_checkpoint(source or w.last)
-    meta = {k: v for k, v in ckpt.meta.items() if k not in ("format", "version")}
-    arrays = dict(ckpt.arrays)
-    if change_meta:
-        change_meta(meta)
-    if change_arrays:
-        change_arrays(arrays)
-    dst = tmp / "bad.npz"
-    save_checkpoint(dst, meta, arrays)
-    return dst
+    return rewrite_checkpoint(source or w.last, tmp / "bad.npz", change_meta, change_arrays)
 
 
 def raw_npz(tmp: Path, members: dict[str, bytes]) -> Path:
