@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import gzip
 import struct
 from pathlib import Path
@@ -148,3 +149,30 @@ def rewrite_checkpoint(src, dst, change_meta=None, change_arrays=None):
         change_arrays(arrays)
     save_checkpoint(dst, meta, arrays)
     return dst
+
+
+def csv_rows(run_dir: Path, name: str = "history.csv") -> list[dict]:
+    """A run folder's CSV file (history.csv, gradients.csv) as dicts of strings."""
+    with open(run_dir / name, newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def history_lines(run_dir: Path) -> list[str]:
+    """history.csv's lines without the `seconds` column (the only value that may differ between identical runs)."""
+    lines = (run_dir / "history.csv").read_text().splitlines()
+    return [",".join(line.split(",")[:-1]) for line in lines]
+
+
+def run_arrays(checkpoint: Path) -> dict[str, np.ndarray]:
+    """Weights, layer state and optimizer state of a checkpoint."""
+    arrays = read_checkpoint(checkpoint).arrays
+    return {k: v for k, v in arrays.items() if k.startswith(("param/", "state/", "optim/"))}
+
+
+def assert_same_run(a, b) -> None:
+    """Two TrainResults are the same run: history (but seconds) and every array, bit for bit."""
+    assert history_lines(a.run_dir) == history_lines(b.run_dir)
+    pa, pb = run_arrays(a.final_checkpoint), run_arrays(b.final_checkpoint)
+    assert pa.keys() == pb.keys()
+    for key in pa:
+        np.testing.assert_array_equal(pa[key], pb[key], err_msg=key)

@@ -197,7 +197,8 @@ def test_conv_nets_that_cannot_split_still_take_large_batches_in_chunks(monkeypa
 
 
 def test_conv_net_resume_is_bitwise_identical(tmp_path, digits):
-    from test_resume import assert_same_run, interrupted_then_resumed
+    from helpers import assert_same_run
+    from test_resume import interrupted_then_resumed
 
     config = {
         "name": "tiny_cnn",

@@ -8,7 +8,7 @@ import time
 
 import numpy as np
 import pytest
-from helpers import make_digits, mlp_config, write_config
+from helpers import assert_same_run, history_lines, make_digits, mlp_config, run_arrays, write_config
 
 import nncli
 from nncli.checkpoint import read_checkpoint
@@ -25,24 +25,6 @@ class InterruptAt(Callback):
     def on_batch_end(self, trainer):
         if trainer.state.step == self.step:
             trainer.stop._handle(self.signum, None)
-
-
-def history(run_dir):
-    lines = (run_dir / "history.csv").read_text().splitlines()
-    return [",".join(line.split(",")[:-1]) for line in lines]  # drop `seconds`
-
-
-def params(checkpoint):
-    arrays = read_checkpoint(checkpoint).arrays
-    return {k: v for k, v in arrays.items() if k.startswith(("param/", "state/", "optim/"))}
-
-
-def assert_same_run(a, b):
-    assert history(a.run_dir) == history(b.run_dir)
-    pa, pb = params(a.final_checkpoint), params(b.final_checkpoint)
-    assert pa.keys() == pb.keys()
-    for key in pa:
-        np.testing.assert_array_equal(pa[key], pb[key], err_msg=key)
 
 
 RANDOM_LAYERS = [  # dropout and rrelu draw random numbers every batch; batchnorm keeps running statistics
@@ -154,9 +136,9 @@ def test_signal_to_a_training_process_saves_and_resumes_exactly(tmp_path, signum
     assert resumed.returncode == 0, resumed.stderr
     config["training"]["epochs"] = stop_epoch
     straight = nncli.train(config, out=tmp_path / "straight")
-    assert history(out) == history(straight.run_dir)
-    for key, value in params(straight.final_checkpoint).items():
-        np.testing.assert_array_equal(value, params(checkpoint)[key], err_msg=key)
+    assert history_lines(out) == history_lines(straight.run_dir)
+    for key, value in run_arrays(straight.final_checkpoint).items():
+        np.testing.assert_array_equal(value, run_arrays(checkpoint)[key], err_msg=key)
 
 
 def test_a_second_ctrl_c_during_the_save_does_not_corrupt_it(tmp_path):
@@ -231,7 +213,7 @@ def test_resume_in_place_from_inside_the_checkpoints_folder(tmp_path, digits, mo
     monkeypatch.chdir(tmp_path / "short" / "checkpoints")
     resumed = nncli.train(config, resume="last.npz")
     assert resumed.run_dir.resolve() == (tmp_path / "short").resolve()
-    assert history(tmp_path / "short") == history(straight.run_dir)
+    assert history_lines(tmp_path / "short") == history_lines(straight.run_dir)
 
 
 # -- how to continue -----------------------------------------------------------------
@@ -257,7 +239,7 @@ def test_the_continue_command_repeats_overrides_and_seed(tmp_path, digits):
     result = CliRunner().invoke(app, ["train", *argv, "--quiet"])
     assert result.exit_code == 0, result.output
     straight = nncli.train(path, overrides, seed=3, out=tmp_path / "straight")
-    assert history(tmp_path / "r") == history(straight.run_dir)
+    assert history_lines(tmp_path / "r") == history_lines(straight.run_dir)
 
 
 def test_the_continue_command_of_a_seeds_run_resumes_that_seed(tmp_path, digits):

@@ -5,18 +5,13 @@ import json
 
 import numpy as np
 import pytest
-from helpers import mlp_config, write_config
+from helpers import csv_rows, mlp_config, write_config
 
 import nncli
 from nncli.checkpoint import read_checkpoint
 from nncli.errors import CheckpointError, ConfigError, DivergedError
 
 COLUMNS = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds"]
-
-
-def history(run_dir):
-    with open(run_dir / "history.csv", newline="") as f:
-        return list(csv.DictReader(f))
 
 
 def without_seconds(rows):
@@ -32,7 +27,7 @@ def test_training_learns_and_writes_the_run_folder(tmp_path, digits, plots):
     assert result.best_checkpoint == run / "checkpoints" / "best.npz"
     with open(run / "history.csv", newline="") as f:
         assert next(csv.reader(f)) == COLUMNS
-    rows = history(run)
+    rows = csv_rows(run)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     assert float(rows[-1]["train_loss"]) < float(rows[0]["train_loss"])
     assert float(rows[-1]["val_accuracy"]) > 0.9
@@ -45,8 +40,8 @@ def test_same_seed_same_history_different_seed_different(tmp_path, digits):
     a = nncli.train(config, out=tmp_path / "a").run_dir
     b = nncli.train(config, out=tmp_path / "b").run_dir
     c = nncli.train(config, out=tmp_path / "c", seed=1).run_dir
-    assert without_seconds(history(a)) == without_seconds(history(b))
-    assert without_seconds(history(a)) != without_seconds(history(c))
+    assert without_seconds(csv_rows(a)) == without_seconds(csv_rows(b))
+    assert without_seconds(csv_rows(a)) != without_seconds(csv_rows(c))
     np.testing.assert_array_equal(
         read_checkpoint(a / "checkpoints/last.npz").arrays["param/1.dense/W"],
         read_checkpoint(b / "checkpoints/last.npz").arrays["param/1.dense/W"],
@@ -80,7 +75,7 @@ def test_no_validation_means_no_best_checkpoint(tmp_path, digits):
     config["data"]["validation_split"] = 0.0
     result = nncli.train(config, out=tmp_path / "run")
     assert result.best_checkpoint is None and not (result.run_dir / "checkpoints/best.npz").exists()
-    assert history(result.run_dir)[0]["val_loss"] == ""
+    assert csv_rows(result.run_dir)[0]["val_loss"] == ""
 
 
 def test_existing_run_folder_is_never_reused(tmp_path, digits):
@@ -110,7 +105,7 @@ def test_resume_at_an_epoch_boundary_equals_an_uninterrupted_run(tmp_path, digit
     part = nncli.train(mlp_config(digits, epochs=1), out=tmp_path / "part")
     cont = nncli.train(mlp_config(digits, epochs=3), resume=part.final_checkpoint)
     assert cont.run_dir == part.run_dir
-    assert without_seconds(history(cont.run_dir)) == without_seconds(history(full.run_dir))
+    assert without_seconds(csv_rows(cont.run_dir)) == without_seconds(csv_rows(full.run_dir))
     a = read_checkpoint(full.final_checkpoint).arrays
     b = read_checkpoint(cont.final_checkpoint).arrays
     for key in a:
@@ -132,7 +127,7 @@ def test_weights_start_a_new_run_from_trained_weights(tmp_path, digits):
     config["optimizer"] = {"type": "sgd", "learning_rate": 0.01}
     tuned = nncli.train(config, weights=part.final_checkpoint, out=tmp_path / "tuned")
     assert tuned.run_dir != part.run_dir
-    assert float(history(tuned.run_dir)[0]["train_loss"]) < float(history(part.run_dir)[0]["train_loss"])
+    assert float(csv_rows(tuned.run_dir)[0]["train_loss"]) < float(csv_rows(part.run_dir)[0]["train_loss"])
     wrong = mlp_config(digits)
     wrong["model"]["layers"][1]["units"] = 5
     with pytest.raises(CheckpointError, match="has shape"):
@@ -197,7 +192,7 @@ def test_resume_with_random_layers_and_batchnorm_equals_an_uninterrupted_run(tmp
     full = nncli.train(normalised_config(digits, 2), out=tmp_path / "full")
     part = nncli.train(normalised_config(digits, 1), out=tmp_path / "part")
     cont = nncli.train(normalised_config(digits, 2), resume=part.final_checkpoint)
-    assert without_seconds(history(cont.run_dir)) == without_seconds(history(full.run_dir))
+    assert without_seconds(csv_rows(cont.run_dir)) == without_seconds(csv_rows(full.run_dir))
     a = read_checkpoint(full.final_checkpoint).arrays
     b = read_checkpoint(cont.final_checkpoint).arrays
     for key in a:
@@ -217,7 +212,7 @@ def test_each_epoch_formats_only_its_own_history_row_and_shares_the_history(tmp_
     monkeypatch.setattr(runfolder, "history_line", lambda row: formatted.append(row["epoch"]) or real(row))
     result = nncli.train(mlp_config(digits, epochs=6), out=tmp_path / "run")
     assert formatted == [1, 2, 3, 4, 5, 6]  # not 1 + 2 + ... + 6 rows
-    assert without_seconds(history(result.run_dir)) == without_seconds(
+    assert without_seconds(csv_rows(result.run_dir)) == without_seconds(
         [dict(zip(COLUMNS, line.split(","))) for line in runfolder.format_history(result.history).splitlines()[1:]]
     )
 

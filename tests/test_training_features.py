@@ -1,10 +1,8 @@
 """Trainer features: schedules in history, early stopping, clipping, augmentation, gradient views, seeds, plots."""
 
-import csv
-
 import numpy as np
 import pytest
-from helpers import mlp_config
+from helpers import csv_rows, mlp_config
 from typer.testing import CliRunner
 
 import nncli
@@ -14,15 +12,10 @@ from nncli.data.augment import Augment
 from nncli.errors import ConfigError
 
 
-def rows(run_dir, name="history.csv"):
-    with open(run_dir / name, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def test_history_records_the_scheduled_rate(tmp_path, digits):
     config = mlp_config(digits, epochs=4, schedule={"type": "step", "step_size": 2, "gamma": 0.5})
     run = nncli.train(config, out=tmp_path / "r").run_dir
-    assert [float(r["learning_rate"]) for r in rows(run)] == [0.01, 0.01, 0.005, 0.005]
+    assert [float(r["learning_rate"]) for r in csv_rows(run)] == [0.01, 0.01, 0.005, 0.005]
 
 
 def test_the_scheduled_rate_is_the_one_used(tmp_path, digits):
@@ -42,7 +35,7 @@ def test_early_stopping_restores_and_saves_the_best_weights(tmp_path, digits):
     result = nncli.train(config, out=tmp_path / "r")
     s = result.state
     assert s.stop_reason.startswith("early stopping: val_loss did not improve for 2 epochs")
-    history = rows(result.run_dir)
+    history = csv_rows(result.run_dir)
     assert len(history) == s.monitor_epoch + 2 < 30
     best = min(history, key=lambda r: float(r["val_loss"]))
     assert int(best["epoch"]) == s.monitor_epoch == s.best_epoch
@@ -113,7 +106,7 @@ def test_augmented_training_changes_the_batches_but_not_evaluation(tmp_path, dig
 def test_gradient_log_writes_rows_per_layer_and_epoch(tmp_path, digits):
     config = mlp_config(digits, epochs=2, log_gradients=True)
     run = nncli.train(config, out=tmp_path / "r").run_dir
-    grad_rows = rows(run, "gradients.csv")
+    grad_rows = csv_rows(run, "gradients.csv")
     assert [(r["epoch"], r["layer"]) for r in grad_rows] == [("1", "1.dense"), ("1", "2.dense"), ("2", "1.dense"), ("2", "2.dense")]
     assert all(float(r["grad_norm"]) > 0 for r in grad_rows)
     assert 0 < float(grad_rows[0]["zero_fraction"]) < 1  # relu: some exact zeros
@@ -129,7 +122,7 @@ def test_deep_sigmoid_gradients_vanish_compared_with_relu(tmp_path, digits):
         ] + [{"type": "dense", "units": 3}]
         config["optimizer"] = {"type": "sgd", "learning_rate": 0.01}
         run = nncli.train(config, out=tmp_path / activation).run_dir
-        return float(rows(run, "gradients.csv")[0]["grad_norm"])
+        return float(csv_rows(run, "gradients.csv")[0]["grad_norm"])
 
     assert first_layer_norm("sigmoid") < first_layer_norm("relu") / 100
 
@@ -203,7 +196,7 @@ def test_gradient_plot_is_drawn_once_at_the_end_even_after_a_signal(tmp_path, di
     monkeypatch.setattr(nncli.plots, "plot_gradients", lambda rows, path: drawn.append(len(rows)) or real(rows, path))
     run = nncli.train(mlp_config(digits, epochs=3, log_gradients=True), out=tmp_path / "r").run_dir
     assert drawn == [6]  # three epochs × two layers, drawn once
-    assert len(rows(run, "gradients.csv")) == 6 and (run / "gradients.png").stat().st_size > 1000
+    assert len(csv_rows(run, "gradients.csv")) == 6 and (run / "gradients.png").stat().st_size > 1000
 
     class StopAfterEpoch2(Callback):
         def on_epoch_end(self, trainer, row):
