@@ -16,99 +16,93 @@ THETA0 = [1.0, 2.0, 3.0, 4.0]
 GRADS = [[1.0, 6.0, 7.0, 2.0], [0.5, -3.0, 2.0, -1.0], [-2.0, 1.0, 0.25, 4.0]]
 
 
-def reference_gd(options):
-    lr = options["learning_rate"]
+def per_element(rule):
+    """Turn `rule(theta_i, grads_i)`, a generator of one coordinate's values after each step, into a reference
+    run over whole vectors: the optimizers are elementwise, so each coordinate is simulated on its own."""
 
     def run(theta, grads):
-        out = []
-        for g in grads:
-            theta = [t - lr * gi for t, gi in zip(theta, g)]
-            out.append(theta)
-        return out
+        columns = [list(rule(t, [g[i] for g in grads])) for i, t in enumerate(theta)]
+        return [list(step) for step in zip(*columns)]
 
     return run
 
 
-def reference_momentum(options, nesterov=False):
-    lr, mu = options["learning_rate"], options["momentum"]
+def reference_gd(o):
+    def rule(x, gs):
+        for g in gs:
+            x -= o["learning_rate"] * g
+            yield x
 
-    def run(theta, grads):
-        v = [0.0] * len(theta)
-        out = []
-        for g in grads:
-            v = [mu * vi + gi for vi, gi in zip(v, g)]
-            step = [gi + mu * vi for gi, vi in zip(g, v)] if nesterov else v
-            theta = [t - lr * s for t, s in zip(theta, step)]
-            out.append(theta)
-        return out
-
-    return run
+    return per_element(rule)
 
 
-def reference_adagrad(options):
-    lr, eps, g0 = options["learning_rate"], options["epsilon"], options["initial_accumulator_value"]
+def reference_momentum(o, nesterov=False):
+    lr, mu = o["learning_rate"], o["momentum"]
 
-    def run(theta, grads):
-        acc = [g0] * len(theta)
-        out = []
-        for g in grads:
-            acc = [a + gi * gi for a, gi in zip(acc, g)]
-            theta = [t - lr * gi / (math.sqrt(a) + eps) for t, gi, a in zip(theta, g, acc)]
-            out.append(theta)
-        return out
+    def rule(x, gs):
+        v = 0.0
+        for g in gs:
+            v = mu * v + g
+            x -= lr * (g + mu * v if nesterov else v)
+            yield x
 
-    return run
+    return per_element(rule)
 
 
-def reference_adadelta(options):
-    lr, rho, eps = options["learning_rate"], options["rho"], options["epsilon"]
+def reference_adagrad(o):
+    lr, eps = o["learning_rate"], o["epsilon"]
 
-    def run(theta, grads):
-        eg, ed = [0.0] * len(theta), [0.0] * len(theta)
-        out = []
-        for g in grads:
-            eg = [rho * e + (1 - rho) * gi * gi for e, gi in zip(eg, g)]
-            delta = [math.sqrt(d + eps) / math.sqrt(e + eps) * gi for d, e, gi in zip(ed, eg, g)]
-            ed = [rho * d + (1 - rho) * dl * dl for d, dl in zip(ed, delta)]
-            theta = [t - lr * dl for t, dl in zip(theta, delta)]
-            out.append(theta)
-        return out
+    def rule(x, gs):
+        acc = o["initial_accumulator_value"]
+        for g in gs:
+            acc += g * g
+            x -= lr * g / (math.sqrt(acc) + eps)
+            yield x
 
-    return run
+    return per_element(rule)
 
 
-def reference_rmsprop(options):
-    lr, rho, eps = options["learning_rate"], options["rho"], options["epsilon"]
+def reference_adadelta(o):
+    lr, rho, eps = o["learning_rate"], o["rho"], o["epsilon"]
 
-    def run(theta, grads):
-        v = [0.0] * len(theta)
-        out = []
-        for g in grads:
-            v = [rho * vi + (1 - rho) * gi * gi for vi, gi in zip(v, g)]
-            theta = [t - lr * gi / (math.sqrt(vi) + eps) for t, gi, vi in zip(theta, g, v)]
-            out.append(theta)
-        return out
+    def rule(x, gs):
+        eg = ed = 0.0
+        for g in gs:
+            eg = rho * eg + (1 - rho) * g * g
+            delta = math.sqrt(ed + eps) / math.sqrt(eg + eps) * g
+            ed = rho * ed + (1 - rho) * delta * delta
+            x -= lr * delta
+            yield x
 
-    return run
+    return per_element(rule)
 
 
-def reference_adam(options, decoupled=0.0):
-    lr, b1, b2, eps = (options[k] for k in ("learning_rate", "beta_1", "beta_2", "epsilon"))
+def reference_rmsprop(o):
+    lr, rho, eps = o["learning_rate"], o["rho"], o["epsilon"]
 
-    def run(theta, grads):
-        m, v = [0.0] * len(theta), [0.0] * len(theta)
-        out = []
-        for t, g in enumerate(grads, start=1):
-            theta = [x * (1 - lr * decoupled) for x in theta]
-            m = [b1 * mi + (1 - b1) * gi for mi, gi in zip(m, g)]
-            v = [b2 * vi + (1 - b2) * gi * gi for vi, gi in zip(v, g)]
-            mhat = [mi / (1 - b1**t) for mi in m]
-            vhat = [vi / (1 - b2**t) for vi in v]
-            theta = [x - lr * mh / (math.sqrt(vh) + eps) for x, mh, vh in zip(theta, mhat, vhat)]
-            out.append(theta)
-        return out
+    def rule(x, gs):
+        v = 0.0
+        for g in gs:
+            v = rho * v + (1 - rho) * g * g
+            x -= lr * g / (math.sqrt(v) + eps)
+            yield x
 
-    return run
+    return per_element(rule)
+
+
+def reference_adam(o, decoupled=0.0):
+    lr, b1, b2, eps = (o[k] for k in ("learning_rate", "beta_1", "beta_2", "epsilon"))
+
+    def rule(x, gs):
+        m = v = 0.0
+        for t, g in enumerate(gs, start=1):
+            x *= 1 - lr * decoupled
+            m = b1 * m + (1 - b1) * g
+            v = b2 * v + (1 - b2) * g * g
+            x -= lr * (m / (1 - b1**t)) / (math.sqrt(v / (1 - b2**t)) + eps)
+            yield x
+
+    return per_element(rule)
 
 
 # name -> (options, reference). Every registered first-order optimizer must appear here.
