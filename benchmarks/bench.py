@@ -414,11 +414,21 @@ def bench_config(path: str, args) -> None:
     rates = {name: [] for name, _ in runs}
     for r in range(args.rounds):
         for name, run in runs if r % 2 == 0 else runs[::-1]:  # alternate who goes first, as for training
-            rates[name].append(len(x) / run.infer(inputs[name], batch))
+            rates[name].append(images_per_second(run, inputs[name], batch))
     report("infer", rates, "img/s", ",.0f", f"batch {batch}, {len(x):,} test images, medians of {args.rounds}")
 
     if args.profile:
         profile(nn_run, args.profile_steps or min(200, 2 * nn_run.steps_per_epoch))
+
+
+def images_per_second(run, x, batch: int, min_seconds: float = 0.5) -> float:
+    """Whole passes over x until at least min_seconds have passed: a small MLP's single pass takes a few
+    milliseconds, too short to time against the machine's noise."""
+    seconds, passes = 0.0, 0
+    while seconds < min_seconds:
+        seconds += run.infer(x, batch)
+        passes += 1
+    return passes * len(x) / seconds
 
 
 def main(argv=None) -> None:
