@@ -152,15 +152,20 @@ def test_plot_overlays_runs_and_never_overwrites(tmp_path, digits):
     assert bad.exit_code == 2 and bad.stderr.startswith("error:")
 
 
-def test_seeded_csv_runs_have_their_own_test_splits_so_eval_reports_their_mean(tmp_path, table):
-    """`train --seeds` on CSV data splits by each seed: eval gives every model and their mean ± sd, no ensemble."""
-    config = {
+def logistic_on_table(table, epochs):
+    """Logistic regression on the tiny CSV with a seeded test split: each run seed draws its own split."""
+    return {
         "name": "table", "seed": 0,
         "data": {"source": "csv", "path": str(table), "target": "label", "test_split": 0.25},
         "model": {"layers": [{"type": "dense", "units": 1}]},
         "loss": "binary_cross_entropy",
-        "training": {"epochs": 3, "batch_size": 16},
+        "training": {"epochs": epochs, "batch_size": 16},
     }
+
+
+def test_seeded_csv_runs_have_their_own_test_splits_so_eval_reports_their_mean(tmp_path, table):
+    """`train --seeds` on CSV data splits by each seed: eval gives every model and their mean ± sd, no ensemble."""
+    config = logistic_on_table(table, epochs=3)
     paths = [r.final_checkpoint for r in nncli.train_seeds(config, 3, out=tmp_path / "seeds")]
     report = nncli.evaluate(paths)
     assert report.ensemble is None and report.vote is None and "own test split" in report.note
@@ -239,13 +244,7 @@ def test_resume_with_a_damaged_gradient_log_is_one_error_line(tmp_path, digits, 
 def test_eval_json_says_why_there_is_no_ensemble(tmp_path, table):
     import json
 
-    config = {
-        "name": "table", "seed": 0,
-        "data": {"source": "csv", "path": str(table), "target": "label", "test_split": 0.25},
-        "model": {"layers": [{"type": "dense", "units": 1}]},
-        "loss": "binary_cross_entropy",
-        "training": {"epochs": 2, "batch_size": 16},
-    }
+    config = logistic_on_table(table, epochs=2)
     paths = [str(r.final_checkpoint) for r in nncli.train_seeds(config, 2, out=tmp_path / "seeds")]
     result = CliRunner().invoke(app, ["eval", *paths, "--json"])
     assert result.exit_code == 0, result.output
