@@ -13,7 +13,7 @@ from .api import compare_optimizers, components, evaluate, plot_runs, summarize,
 from .checkpoint import read_checkpoint  # noqa: E402
 from .errors import NncliError  # noqa: E402
 from .experiment import load_experiment  # noqa: E402
-from .model import Sequential  # noqa: E402
+from .models import Sequential  # noqa: E402
 
 __all__ = [
     "NncliError",

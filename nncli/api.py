@@ -30,17 +30,18 @@ from .files import atomic_write_text, csv_text, new_run_folder, unique_path
 from .initializers import INITIALIZERS
 from .layers import ACTIVATIONS, LAYERS
 from .losses import LOSSES
-from .metrics import Evaluation, ensemble, evaluate as evaluate_split
-from .model import SummaryRow
+from .metrics import Evaluation, ensemble
+from .models import MODELS, MemoryNeed, PlanRow, available_memory, human_bytes
 from .optimizers import OPTIMIZERS
 from .registry import ComponentInfo, Registry, describe_options, did_you_mean
 from .regularizers import REGULARIZERS
 from .runfolder import RunFolder
 from .schedules import SCHEDULES
-from .training import Callback, StopSignals, Trainer, TrainState
+from .training import Callback, OneShotFit, StopSignals, Trainer, TrainState
 
 # Component kinds listed by `nncli components`, in display order.
 KINDS: dict[str, Registry] = {
+    "model": MODELS,
     "layer": LAYERS,
     "activation": ACTIVATIONS,
     "regularizer": REGULARIZERS,
@@ -61,6 +62,7 @@ class TrainResult:
     state: TrainState
     num_params: int
     experiment: Experiment
+    epochs: int  # the epochs (iterations) the run was set to reach
 
     @property
     def history(self) -> list[dict]:
@@ -102,7 +104,7 @@ def _show(value) -> str:
 
 def _check_resumable(experiment: Experiment, checkpoint: Checkpoint) -> None:
     """Exact resume needs the same config; only training.epochs may grow."""
-    found = _first_difference(experiment.resolved(), checkpoint.config)
+    found = _first_difference(experiment.resolved(), checkpoint.experiment().resolved())
     if found is not None:
         path, mine, theirs = found
         raise ConfigError(
@@ -130,6 +132,29 @@ def _own_run_folder(checkpoint: Path) -> Path | None:
     return run if (run / "config.yaml").is_file() and (run / "history.csv").is_file() else None
 
 
+def memory_needed(experiment: Experiment, plan) -> MemoryNeed:
+    """What training this experiment's model needs, from shapes alone: parameters and their copies, and a batch's work."""
+    training = experiment.training
+    if not experiment.model.gradient_trained:
+        return experiment.model.memory(plan, training.eval_batch_size, 1)
+    optimizer_cls = OPTIMIZERS.get(experiment.optimizer_spec["type"])
+    copies = 3 + len(getattr(optimizer_cls, "slots", ())) + (1 if training.early_stopping is not None else 0)  # θ, ∇θ, undo copy
+    return experiment.model.memory(plan, max(training.batch_size, training.eval_batch_size), copies)
+
+
+def check_memory(experiment: Experiment, need: MemoryNeed) -> None:
+    """Refuse, in one line naming the largest layer, a model whose training cannot fit in the memory available."""
+    available = available_memory()
+    if available is not None and need.total > available:
+        parts = ", ".join(f"{name} {human_bytes(size)}" for name, size in need.parts.items())
+        raise ConfigError(
+            f"training needs about {human_bytes(need.total)} ({parts}; largest: {need.largest}) "
+            f"but {human_bytes(available)} of memory is available; use a smaller model or batch",
+            ("model",),
+            experiment.doc.locate(("model",)),
+        )
+
+
 def train(
     config: str | Path | dict,
     overrides: Sequence[str] = (),
@@ -147,11 +172,14 @@ def train(
     if resume is not None and weights is not None:
         raise ConfigError("use --resume (continue a run) or --weights (new run from its weights), not both", location="train")
     experiment = load_experiment(config, overrides, seed)
-    experiment.check_optimizer_sizes([(experiment.optimizer_spec, ("optimizer",))])  # before any data is read
+    if experiment.model.gradient_trained:
+        experiment.check_optimizer_sizes([(experiment.optimizer_spec, ("optimizer",))])  # before any data is read
     resumed = read_checkpoint(resume) if resume is not None else None
     if resumed is not None:
         _check_resumable(experiment, resumed)
     start = read_checkpoint(weights) if weights is not None else None
+    info = experiment.data_info()  # headers only: refuse a model that cannot fit before reading the data
+    check_memory(experiment, memory_needed(experiment, experiment.plan(info.input_shape, info.num_classes)))
 
     dataset = _load_data(experiment, resumed.meta["preprocessing"] if resumed else None)
     experiment.check_fits(dataset)
@@ -161,11 +189,13 @@ def train(
         if ckpt is not None:
             ckpt.require_input_shape(dataset.input_shape)
             ckpt.load_into(model)
-    optimizer = experiment.make_optimizer()
-    seeds = {k: experiment.seeds(k) for k in ("shuffle", "layers", "augment")}
-    trainer = Trainer(model, experiment.loss, optimizer, dataset, experiment.training, seeds)
+    if experiment.model.gradient_trained:
+        seeds = {k: experiment.seeds(k) for k in ("shuffle", "layers", "augment")}
+        trainer = Trainer(model, experiment.loss, experiment.optimizer, dataset, experiment.training, seeds)
+    else:
+        trainer = OneShotFit(experiment.model, model, dataset, experiment.training)
     if resumed is not None:
-        trainer.restore(resumed.meta, resumed.arrays, str(resumed.path))
+        trainer.restore(resumed.snapshot, str(resumed.path))
 
     own = _own_run_folder(resumed.path) if resumed is not None and out is None else None
     if own is not None:
@@ -174,7 +204,7 @@ def train(
         run_dir = new_run_folder(out if out is not None else Path("runs") / experiment.name)
     data_meta = {"input_shape": list(dataset.input_shape), "preprocessing": dataset.preprocessing}
     run = RunFolder(run_dir, experiment.resolved(), data_meta)
-    views = [GradientLog(run_dir)] if experiment.training.log_gradients else []
+    views = [GradientLog(run_dir, dataset.train.x)] if experiment.training.log_gradients else []
     trainer.callbacks = [*views, run, *callbacks]
 
     with StopSignals() as stop:
@@ -202,6 +232,7 @@ def train(
         state=state,
         num_params=model.num_params,
         experiment=experiment,
+        epochs=trainer.epochs,
     )
 
 
@@ -320,12 +351,14 @@ def compare_optimizers(
             ("compare",),
             experiment.doc.locate(("compare",)),
         )
+    if not experiment.model.gradient_trained:
+        raise ConfigError(f"{experiment.model.spec['type']} is not trained by gradient descent: there are no optimizers to compare", ("model", "type"))
     with experiment.doc.errors_located():  # every optimizer must see the same fixed objective
-        refuse_training_side_effects(
-            [LAYERS.create(spec) for spec in experiment.layer_specs], "compare-optimizers", "remove it to compare optimizers on this model"
-        )
+        refuse_training_side_effects(experiment.model, "compare-optimizers", "remove it to compare optimizers on this model")
     plan = experiment.compare.runs()
-    experiment.check_optimizer_sizes([(spec, path) for _, spec, path in plan])  # before any data is read
+    experiment.check_optimizer_sizes([(run.spec, run.path) for run in plan])  # before any data is read
+    info = experiment.data_info()
+    check_memory(experiment, memory_needed(experiment, experiment.plan(info.input_shape, info.num_classes)))
     # Reserve the out folder before the (possibly long) runs: a bad --out fails now, not after them.
     out_dir = new_run_folder(out if out is not None else Path("runs") / f"{experiment.name}-compare")
     config_file = out_dir / "config.yaml"
@@ -433,7 +466,7 @@ def evaluate(
         ckpt.require_input_shape(dataset.input_shape)
         model = ckpt.build_model(experiment)
         part = dataset.split(split)
-        result = evaluate_split(
+        result = experiment.model.evaluate(
             model, experiment.loss, part, dataset.num_classes, experiment.training.eval_batch_size, keep_probabilities=len(loaded) > 1
         )
         majority = np.bincount(dataset.train.y, minlength=dataset.num_classes).argmax()
@@ -470,25 +503,32 @@ def config_sections() -> list[ComponentInfo]:
 @dataclass
 class ModelSummary:
     name: str
+    kind: str  # model.type
     input_shape: tuple[int, ...]
-    rows: list[SummaryRow]
+    rows: list[PlanRow]
     total_params: int
-    loss: str
-    optimizer: str
+    loss: str | None  # None for kinds not trained by gradient descent
+    optimizer: str | None
+    memory: MemoryNeed  # what training would need
+    available: int | None  # memory available now (bytes), when known
 
 
 def summarize(config: str | Path | dict, overrides: Sequence[str] = ()) -> ModelSummary:
-    """Layers, output shapes and parameter counts from shapes alone (only data headers are read)."""
+    """Layers, output shapes, parameter counts and training memory from shapes alone (only data headers are read)."""
     experiment = load_experiment(config, overrides)
     info = experiment.data_info()
-    model = experiment.build_model(info.input_shape, info.num_classes)
+    plan = experiment.plan(info.input_shape, info.num_classes)
+    experiment.check_loss(plan.output_shape, info.num_classes)
     return ModelSummary(
         name=experiment.name,
-        input_shape=model.input_shape,
-        rows=model.summary_rows(),
-        total_params=model.num_params,
-        loss=experiment.loss.spec["type"],
-        optimizer=experiment.optimizer_spec["type"],
+        kind=experiment.model.spec["type"],
+        input_shape=plan.input_shape,
+        rows=plan.rows,
+        total_params=plan.num_params,
+        loss=experiment.loss.spec["type"] if experiment.loss is not None else None,
+        optimizer=experiment.optimizer_spec["type"] if experiment.optimizer_spec is not None else None,
+        memory=memory_needed(experiment, plan),
+        available=available_memory(),
     )
 
 

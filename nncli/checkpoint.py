@@ -22,7 +22,7 @@ import numpy as np
 from .config import document_from_dict
 from .errors import CheckpointError, ConfigError
 from .files import atomic_write
-from .model import Sequential
+from .training import Snapshot, TrainState
 
 FORMAT = "nncli-checkpoint"
 VERSION = 1
@@ -36,11 +36,36 @@ MAX_META_BYTES = 64 << 20
 _NUMERIC_KINDS = "biuf"  # bool, signed, unsigned, float: no objects, strings (except meta), complex, structs
 
 
-def model_arrays(model: Sequential) -> dict[str, np.ndarray]:
+def model_arrays(model) -> dict[str, np.ndarray]:
     """param/... and state/... arrays of a model, keyed as in the checkpoint."""
     arrays = {f"param/{k}": v for k, v in model.named_params()}
     arrays.update({f"state/{k}": v for k, v in model.named_state()})
     return arrays
+
+
+def run_checkpoint(model, snapshot: Snapshot, run_meta: dict) -> tuple[dict, dict[str, np.ndarray]]:
+    """(meta, arrays) of a run checkpoint: the one place its layout is written (`Checkpoint.snapshot` reads it).
+
+    `run_meta` holds config, epoch, nncli_version, input_shape and preprocessing; the
+    snapshot adds the training state, optimizer slots and counters, schedule and
+    generator states, the epoch's sample order and early stopping's best weights.
+    """
+    arrays = model_arrays(model)
+    arrays.update({f"optim/{k}": v for k, v in snapshot.optimizer.items() if isinstance(v, np.ndarray)})
+    if snapshot.order is not None:
+        arrays["train/order"] = snapshot.order
+    if snapshot.best is not None:
+        theta, state = snapshot.best
+        arrays["train/best/theta"] = theta
+        arrays.update({f"train/best/state/{k}": v for k, v in state.items()})
+    meta = {
+        **run_meta,
+        "train_state": snapshot.state.to_meta(),
+        "optimizer_state": {k: v for k, v in snapshot.optimizer.items() if not isinstance(v, np.ndarray)},
+        "schedule_state": snapshot.schedule,
+        "rng": snapshot.rng,
+    }
+    return meta, arrays
 
 
 def save_checkpoint(path: str | Path, meta: dict, arrays: dict[str, np.ndarray]) -> None:
@@ -74,13 +99,27 @@ class Checkpoint:
         except ConfigError as exc:
             raise CheckpointError(f"{self.path}: embedded config is invalid: {exc}") from None
 
+    def snapshot(self) -> Snapshot:
+        """The training state a resume continues from (the inverse of `run_checkpoint`); KeyError if absent."""
+        best = None
+        if "train/best/theta" in self.arrays:
+            best = (self.arrays["train/best/theta"], self.group("train/best/state/"))
+        return Snapshot(
+            state=TrainState.from_meta(self.meta["train_state"]),
+            optimizer={**self.meta["optimizer_state"], **self.group("optim/")},
+            schedule=self.meta["schedule_state"],
+            rng=self.meta["rng"],
+            order=self.arrays.get("train/order"),
+            best=best,
+        )
+
     def require_input_shape(self, shape: tuple[int, ...]) -> None:
         """Refuse data whose per-sample shape is not the one this checkpoint was trained on."""
         trained = tuple(self.meta["input_shape"])
         if trained != tuple(shape):
             raise CheckpointError(f"{self.path}: trained on inputs of shape {trained}, this data has {tuple(shape)}")
 
-    def build_model(self, experiment=None) -> Sequential:
+    def build_model(self, experiment=None):
         """A model with this checkpoint's architecture, weights and layer state."""
         experiment = experiment or self.experiment()
         classes = self.meta.get("preprocessing", {}).get("classes")
@@ -91,7 +130,7 @@ class Checkpoint:
         self.load_into(model)
         return model
 
-    def load_into(self, model: Sequential) -> None:
+    def load_into(self, model) -> None:
         """Copy weights and layer state into `model`, checking names, shapes and finiteness."""
         for prefix, named in (("param/", model.named_params()), ("state/", model.named_state())):
             stored = self.group(prefix)

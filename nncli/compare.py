@@ -10,10 +10,14 @@ What is measured, per optimizer (the semantics CompareConfig documents):
   bfgs, dfp, lbfgs, cg) and one update of a mini-batch method (one batch of
   `batch_size` rows; the batch order is the same for every mini-batch method).
   Iteration 0 is the common starting point.
-- `seconds` is the wall time of the method's own work: its gradients (full
-  or mini-batch), directions and line searches. For mini-batch methods the
-  full-objective evaluation after each update is bookkeeping for the curve
-  and the stopping rule: it is neither timed nor counted.
+- Every run goes through the training loop (`Trainer.step`), so a first-order
+  run takes the same updates as `nncli train` (schedule, clipping,
+  augmentation included); what a comparison adds is the callback
+  `ObjectiveTrace`: the curve and the stopping rule.
+- `seconds` is the wall time of the method's own work (`StepLog.seconds`):
+  its gradients (full or mini-batch), directions and line searches. The
+  full-objective evaluation after each first-order update is bookkeeping for
+  the curve and the stopping rule: it is neither timed nor counted.
 - `function_evaluations` / `gradient_evaluations` count objective calls
   whose loss / gradient the method used (Newton's Hessian columns use only
   gradients); for mini-batch methods, mini-batch evaluations. `epochs` is
@@ -30,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import gc
+import inspect
 import math
 import statistics
 import time
@@ -39,24 +44,25 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .data import Dataset
-from .experiment import CompareConfig, Experiment
-from .metrics import evaluate
-from .model import Sequential
+from .errors import DivergedError
+from .experiment import CompareConfig, CompareRun, Experiment
 from .optimizers import Minimizer, Optimizer
 from .optimizers.base import CONVERGED, DIVERGED, GRADIENT_TOLERANCE, MAX_ITERATIONS, convergence, gradient_converged
-from .training import full_batch_objective
+from .schedules import SCHEDULES
+from .training import Callback, Fit, Trainer, full_batch_objective
 
 # summary.csv: the contract's columns first, in order, then the extra ones.
 SUMMARY_COLUMNS = (
     "optimizer", "final_loss", "train_accuracy", "test_accuracy", "iterations", "seconds", "converged",
-    "type", "function_evaluations", "gradient_evaluations", "epochs", "stop_reason",
+    "type", "function_evaluations", "gradient_evaluations", "epochs", "stop_reason", "schedule",
     "seeds", "final_loss_sd", "train_accuracy_sd", "test_accuracy_sd", "iterations_sd", "seconds_sd",
 )  # fmt: skip
 RUN_COLUMNS = (
     "optimizer", "seed", "final_loss", "train_accuracy", "test_accuracy", "iterations", "seconds", "converged",
-    "type", "function_evaluations", "gradient_evaluations", "epochs", "stop_reason",
+    "type", "function_evaluations", "gradient_evaluations", "epochs", "stop_reason", "schedule",
 )  # fmt: skip
 CURVE_COLUMNS = ("optimizer", "iteration", "loss", "seconds", "seed")
+LINE_SEARCH = "line search"  # the schedule column of a minimiser, which has no learning rate
 
 
 @dataclass
@@ -76,6 +82,7 @@ class RunResult:
     train_accuracy: float
     test_accuracy: float | None
     theta: np.ndarray = field(repr=False)
+    schedule: str = LINE_SEARCH  # the learning-rate schedule the run used, e.g. "cosine"
 
     @property
     def iterations(self) -> int:
@@ -113,6 +120,7 @@ class OptimizerSummary:
     gradient_evaluations: float
     epochs: float
     stop_reason: str  # e.g. "gradient_tolerance", or "gradient_tolerance ×4, max_iterations ×1"
+    schedule: str
     seeds: int
     final_loss_sd: float | None = None
     train_accuracy_sd: float | None = None
@@ -138,7 +146,7 @@ class Baseline:
 class SeedSetup:
     seed: int
     data: Dataset
-    model: Sequential
+    model: object
     theta0: np.ndarray
     baseline: Baseline
 
@@ -185,6 +193,7 @@ def summarize(runs: Sequence[RunResult]) -> OptimizerSummary:
         gradient_evaluations=_mean(col("gradient_evaluations")),
         epochs=_mean(col("epochs")),
         stop_reason=_reasons(col("stop_reason")),
+        schedule=first.schedule,
         seeds=len(runs),
         final_loss_sd=_sd(col("final_loss")),
         train_accuracy_sd=_sd(col("train_accuracy")),
@@ -214,160 +223,138 @@ def prepare_seed(experiment: Experiment) -> SeedSetup:
     return SeedSetup(experiment.seed, data, model, model.theta.copy(), majority_baseline(data))
 
 
+def schedule_name(spec) -> str:
+    """A schedule's compact label for the table, its options that differ from the defaults in brackets:
+    'cosine', 'warmup(2) > cosine', 'step(10, 0.5)'."""
+    spec = {"type": spec} if isinstance(spec, str) else spec
+    name, then = spec["type"], spec.get("then")
+    defaults = inspect.signature(SCHEDULES.get(name)).parameters
+    options = [str(v) for k, v in spec.items() if k not in ("type", "then") and k in defaults and v != defaults[k].default]
+    label = f"{name}({', '.join(options)})" if options else name
+    return f"{label} > {schedule_name(then)}" if then is not None else label
+
+
 def run_optimizer(
-    label: str,
-    optimizer: Optimizer | Minimizer,
-    setup: SeedSetup,
-    experiment: Experiment,
-    settings: CompareConfig,
+    run: CompareRun, optimizer: Optimizer | Minimizer, setup: SeedSetup, experiment: Experiment, settings: CompareConfig
 ) -> RunResult:
-    """Run one optimizer from setup.theta0 until a stopping rule fires; evaluate the final weights."""
+    """Run one optimizer from setup.theta0 through the training loop until a stopping rule fires; evaluate the final weights."""
     model, data, loss = setup.model, setup.data, experiment.loss
     model.theta[...] = setup.theta0
-    objective = full_batch_objective(model, loss, data.train.x, data.train.y)
+    minimizer = isinstance(optimizer, Minimizer)
+    schedule = SCHEDULES.create(run.schedule if run.schedule is not None else experiment.training.schedule.spec)
+    batch_size = settings.batch_size or experiment.training.batch_size
+    n = len(data.train)
+    per_epoch = 1 if minimizer else math.ceil(n / (n if optimizer.full_batch else min(batch_size, n)))
+    loop = dataclasses.replace(
+        experiment.training,
+        epochs=math.ceil(settings.max_iterations / per_epoch),  # the budget, in the loop's epochs
+        batch_size=batch_size,
+        schedule=schedule,
+        early_stopping=None,  # the comparison's own stopping rule decides
+        log_gradients=False,
+    )
+    seeds = {k: experiment.seeds(k) for k in ("shuffle", "layers", "augment")}
+    trace = ObjectiveTrace(full_batch_objective(model, loss, data.train.x, data.train.y), settings)
+    trainer = Trainer(model, loss, optimizer, dataclasses.replace(data, val=None), loop, seeds, [trace])
     gc.collect()
     gc.disable()  # NOTE: a collection inside a millisecond-long run would dominate its timing
-    try:  # overflow and NaN are detected explicitly (a 'diverged' run), not warned about, as in Trainer.fit
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            if isinstance(optimizer, Minimizer):
-                trace = _minimize(optimizer, objective, model, len(data.train), settings)
-            else:
-                batch_size = settings.batch_size or experiment.training.batch_size
-                shuffle = np.random.default_rng(experiment.seeds("shuffle")) if experiment.training.shuffle else None
-                trace = _first_order(optimizer, objective, model, loss, data, batch_size, shuffle, settings)
+    try:
+        trainer.fit()
+    except DivergedError:  # the loop refused a non-finite loss, gradient or update: θ is the last good point
+        trace.stop_reason = DIVERGED
     finally:
         gc.enable()
-    model.theta[...] = trace.theta
     n_classes, eval_batch = data.num_classes, experiment.training.eval_batch_size
+    kind = experiment.model
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):  # a diverged run's weights
-        train = evaluate(model, loss, data.train, n_classes, eval_batch)
-        test = evaluate(model, loss, data.test, n_classes, eval_batch) if data.test is not None and len(data.test) else None
+        train = kind.evaluate(model, loss, data.train, n_classes, eval_batch)
+        test = kind.evaluate(model, loss, data.test, n_classes, eval_batch) if data.test is not None and len(data.test) else None
     return RunResult(
-        optimizer=label,
+        optimizer=run.label,
         type=optimizer.spec["type"],
         seed=setup.seed,
-        second_order=isinstance(optimizer, Minimizer),
+        second_order=minimizer,
         losses=trace.losses,
         times=trace.times,
         function_evaluations=trace.function_evaluations,
         gradient_evaluations=trace.gradient_evaluations,
-        epochs=trace.rows / len(data.train),
+        epochs=trace.rows / n,
         stop_reason=trace.stop_reason,
         train_accuracy=train.accuracy,
         test_accuracy=test.accuracy if test is not None else None,
-        theta=np.array(trace.theta),  # the one copy: a first-order trace's θ is the model's own array
+        theta=model.theta.copy(),
+        schedule=LINE_SEARCH if minimizer else schedule_name(schedule.spec),
     )
 
 
-@dataclass
-class _Trace:
-    theta: np.ndarray
-    losses: list[float] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-    function_evaluations: int = 0
-    gradient_evaluations: int = 0
-    rows: int = 0  # training rows processed by gradient evaluations
-    stop_reason: str = MAX_ITERATIONS
+class ObjectiveTrace(Callback):
+    """compare-optimizers' view of a run: f(θ_k) on the whole training set after every update, and the stopping rule.
 
+    For a minimiser f(θ_k) is its own (the loop's `StepLog.loss`); a first-order
+    update is followed by an untimed, uncounted evaluation of the full objective.
+    Stopping, after every update, in this order: non-finite loss (diverged), the
+    minimiser's own stop reason, the shared `convergence` rule (first-order
+    methods; the change part once per epoch, between the losses at epoch ends),
+    the iteration budget.
+    """
 
-def _finite(value: float, *arrays: np.ndarray) -> bool:
-    return math.isfinite(value) and all(np.isfinite(a).all() for a in arrays)
+    def __init__(self, objective, settings: CompareConfig):
+        self.objective, self.settings = objective, settings
+        self.losses: list[float] = []
+        self.times: list[float] = []
+        self.function_evaluations = self.gradient_evaluations = self.rows = 0
+        self.elapsed = 0.0
+        self.stop_reason = MAX_ITERATIONS
+        self._epoch_loss: float | None = None  # f at the last epoch end (first-order change rule)
 
+    def _stop(self, fit: Fit, reason: str) -> None:
+        self.stop_reason = reason
+        fit.request_stop(reason)
 
-def _minimize(opt: Minimizer, objective, model: Sequential, rows: int, settings: CompareConfig) -> _Trace:
-    """`rows`: training rows behind one objective call."""
-    clock = time.perf_counter()
-    f, g = objective(model.theta)
-    elapsed = time.perf_counter() - clock
-    theta = model.theta.copy()  # the minimiser's start (line searches move model.theta)
-    trace = _Trace(theta, [float(f)], [elapsed], 1, 1, rows)
-    if not _finite(f, g):
-        trace.stop_reason = DIVERGED
-        return trace
-    for _ in range(settings.max_iterations):
-        clock = time.perf_counter()
-        result = opt.step(objective, theta, f, g)
-        elapsed += time.perf_counter() - clock
-        trace.function_evaluations += result.function_evaluations
-        trace.gradient_evaluations += result.gradient_evaluations
-        trace.rows += rows * result.gradient_evaluations
-        if not result.step_size and result.stop_reason:  # no step taken (converged at the start, or a failed
-            trace.times[-1] = elapsed  # line search): not an iteration; its time still counts, at the last point
-            trace.stop_reason = result.stop_reason
-            return trace
-        theta = np.asarray(result.theta, model.dtype)  # as the model holds it (minimisers compute in float64)
-        f, g = result.loss, result.grad
-        trace.theta = theta
-        trace.losses.append(float(f))
-        trace.times.append(elapsed)
-        if not _finite(f, g, theta):
-            trace.stop_reason = DIVERGED
-            return trace
-        if result.stop_reason:
-            trace.stop_reason = result.stop_reason
-            return trace
-    return trace
+    def on_train_begin(self, fit: Fit) -> None:
+        f, g = self.objective(fit.model.theta)  # the common starting point, iteration 0
+        self.losses.append(float(f))
+        self.times.append(0.0)
+        self._epoch_loss = f
+        if not (math.isfinite(f) and np.isfinite(g).all()):
+            self._stop(fit, DIVERGED)
+        elif not fit.minimizer and gradient_converged(g, self.settings.tolerance_grad):
+            self._stop(fit, GRADIENT_TOLERANCE)
 
-
-def _first_order(opt, objective, model, loss, data, batch_size, shuffle, settings) -> _Trace:
-    n = len(data.train)
-    full = opt.full_batch
-    batch_size = n if full else min(batch_size, n)
-    x_train, y_train = data.train.x.astype(model.dtype, copy=False), data.train.y
-    theta = model.theta  # updated in place, as in training
-    lr = float(opt.learning_rate)
-    elapsed = 0.0
-    clock = time.perf_counter()
-    f, g = objective(theta)
-    if full:  # gd needs this gradient: its cost is the method's
-        elapsed = time.perf_counter() - clock
-    trace = _Trace(theta, [float(f)], [elapsed], int(full), int(full), n if full else 0)
-    if not _finite(f, g):
-        trace.stop_reason = DIVERGED
-        return trace
-    if gradient_converged(g, settings.tolerance_grad):
-        trace.stop_reason = GRADIENT_TOLERANCE
-        return trace
-    order, position = None, n
-    for _ in range(settings.max_iterations):
-        clock = time.perf_counter()
-        if full:
-            opt.step(theta, g, lr)
-            f_new, g = objective(theta)
-            rows = n
+    def on_batch_end(self, fit: Fit) -> None:
+        step = fit.last_step
+        self.elapsed += step.seconds
+        self.function_evaluations += step.function_evaluations
+        self.gradient_evaluations += step.gradient_evaluations
+        self.rows += step.rows
+        if fit.minimizer:
+            if not step.step_size and step.stop_reason:  # no step taken (converged at the start, or a failed
+                self.times[-1] = self.elapsed  # line search): not an iteration; its time still counts, at the last point
+                self._stop(fit, step.stop_reason)
+                return
+            self._append(step.loss)
+            if step.stop_reason:
+                self._stop(fit, step.stop_reason)
         else:
-            if position >= n:
-                order = shuffle.permutation(n) if shuffle is not None else np.arange(n)
-                position = 0
-            index = order[position : position + batch_size]
-            position += len(index)
-            model.train_step(loss, x_train[index], y_train[index])
-            if not np.isfinite(model.grad).all():
-                trace.stop_reason = DIVERGED
-                return trace
-            opt.step(theta, model.grad, lr)
-            rows = len(index)
-        elapsed += time.perf_counter() - clock
-        if not full:  # bookkeeping, untimed: the full objective at the new point
-            f_new, g = objective(theta)
-        trace.function_evaluations += 1
-        trace.gradient_evaluations += 1
-        trace.rows += rows
-        trace.losses.append(float(f_new))
-        trace.times.append(elapsed)
-        if not _finite(f_new, g, theta):
-            trace.stop_reason = DIVERGED
-            break
-        # NOTE: between two mini-batch updates the loss change is noise and can be tiny by chance, so
-        # mini-batch methods apply the change rule once per epoch, to the losses at epoch ends
-        epoch_end = full or position >= n
-        reason = convergence(f if epoch_end else None, f_new, g, settings.tolerance_grad, settings.tolerance_change)
-        if epoch_end:
-            f = f_new
-        if reason:
-            trace.stop_reason = reason
-            break
-    return trace
+            f, g = self.objective(fit.model.theta)  # bookkeeping, untimed
+            self._append(f)
+            if not (math.isfinite(f) and np.isfinite(g).all()):
+                self._stop(fit, DIVERGED)
+                return
+            # NOTE: between two mini-batch updates the loss change is noise and can be tiny by chance, so
+            # mini-batch methods apply the change rule once per epoch, to the losses at epoch ends
+            epoch_end = fit.state.batch == fit.batches_per_epoch
+            reason = convergence(self._epoch_loss if epoch_end else None, f, g, self.settings.tolerance_grad, self.settings.tolerance_change)
+            if epoch_end:
+                self._epoch_loss = f
+            if reason:
+                self._stop(fit, reason)
+        if fit.state.stop_reason is None and len(self.losses) - 1 >= self.settings.max_iterations:
+            self._stop(fit, MAX_ITERATIONS)
+
+    def _append(self, loss: float) -> None:
+        self.losses.append(float(loss))
+        self.times.append(self.elapsed)
 
 
 @dataclass
@@ -417,13 +404,13 @@ def compare(
         seeded = dataclasses.replace(experiment, seed=seed)
         setup = prepare_seed(seeded)
         baselines.append(setup.baseline)
-        for label, spec, path in plan:
-            optimizer = seeded.make_optimizer(spec, path)  # fresh state for every run
-            run = run_optimizer(label, optimizer, setup, seeded, settings)
+        for entry in plan:
+            optimizer = seeded.make_optimizer(entry.spec, entry.path)  # fresh state for every run
+            run = run_optimizer(entry, optimizer, setup, seeded, settings)
             runs.append(run)
             if on_run_end is not None:
                 on_run_end(run)
-    rows = [summarize([r for r in runs if r.optimizer == label]) for label, _, _ in plan]
+    rows = [summarize([r for r in runs if r.optimizer == entry.label]) for entry in plan]
     data = setup.data
     return Comparison(
         name=experiment.name,

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -226,8 +226,9 @@ def document_from_dict(data: dict, source: str = "<dict>") -> Document:
     return Document(copy.deepcopy(data), source, {(): source})
 
 
-def apply_overrides(doc: Document, overrides: Iterable[str]) -> None:
-    """Apply `--set a.b.0.c=VALUE` overrides in order; VALUE is parsed as YAML."""
+def apply_overrides(doc: Document, overrides: Iterable[str], sections: Sequence[str] = ()) -> None:
+    """Apply `--set a.b.0.c=VALUE` overrides in order; VALUE is parsed as YAML. A new top-level
+    section must be one of `sections` (the config's keys), so a misspelt one is caught here."""
     for text in overrides:
         origin = f"--set {text}"
         key, sep, value_text = text.partition("=")
@@ -264,8 +265,8 @@ def apply_overrides(doc: Document, overrides: Iterable[str]) -> None:
                 elif name in node and node[name] is not None:
                     raise ConfigError(f"is {type(node[name]).__name__}, not a section", parts, origin)
                 else:
-                    if parts == [name] and name not in TOP_LEVEL_KEYS:
-                        hint = did_you_mean(name, TOP_LEVEL_KEYS)
+                    if parts == [name] and sections and name not in sections:
+                        hint = did_you_mean(name, list(sections))
                         raise ConfigError(f"unknown section {quoted(name)}.{hint}", parts, origin)
                     node[name] = {}
                     node = node[name]
@@ -275,10 +276,6 @@ def apply_overrides(doc: Document, overrides: Iterable[str]) -> None:
         for mark in [m for m in doc.marks if m[: len(prefix)] == prefix]:
             del doc.marks[mark]
         doc.marks[prefix] = origin
-
-
-# The sections a config may have, in the order the resolved config writes them.
-TOP_LEVEL_KEYS = ("name", "seed", "data", "model", "loss", "optimizer", "training", "compare")
 
 
 class _FlowMap(dict):

@@ -15,8 +15,9 @@ from rich.table import Table
 
 from .api import ComparisonResult, EvalReport, ModelSummary, TrainResult
 from .compare import RunResult
+from .models import human_bytes
 from .registry import REQUIRED, ComponentInfo
-from .training import Callback, Trainer
+from .training import Callback, Fit
 
 stderr = Console(stderr=True, highlight=False, soft_wrap=True)
 stdout = Console(highlight=False)
@@ -36,11 +37,9 @@ def _pct(value) -> str:
     return f"{100 * value:.2f}%"
 
 
-def epoch_line(trainer: Trainer, row: dict) -> str:
-    total = trainer.config.epochs
-    unit = "iteration" if trainer.batches_per_epoch == 1 and trainer.optimizer.full_batch else "epoch"
+def epoch_line(fit: Fit, row: dict) -> str:
     parts = [
-        f"{unit} {row['epoch']}/{total}",
+        f"{fit.unit} {row['epoch']}/{fit.epochs}",
         f"loss {_num(row['train_loss'])}",
         f"acc {_pct(row['train_accuracy'])}",
     ]
@@ -50,9 +49,8 @@ def epoch_line(trainer: Trainer, row: dict) -> str:
     if lr is not None and not math.isnan(lr):
         parts.append(f"lr {lr:.3g}")
     seconds = row["seconds"]
-    samples = len(trainer.data.train)
-    parts.append(f"{seconds:.1f}s ({samples / seconds:,.0f} samples/s)" if seconds > 0 else f"{seconds:.1f}s")
-    if trainer.improved:
+    parts.append(f"{seconds:.1f}s ({fit.samples / seconds:,.0f} samples/s)" if seconds > 0 else f"{seconds:.1f}s")
+    if fit.improved:
         parts.append("*best")
     return "  ".join(parts)
 
@@ -90,7 +88,7 @@ class RichProgress(Callback):
 
     def on_train_begin(self, trainer):
         self.progress.start()
-        self.epochs = self.progress.add_task("epochs", total=trainer.config.epochs, completed=trainer.state.epoch, stats="")
+        self.epochs = self.progress.add_task("epochs", total=trainer.epochs, completed=trainer.state.epoch, stats="")
         self.batches = self.progress.add_task(
             "batches", total=trainer.batches_per_epoch, completed=trainer.state.batch, stats=""
         )
@@ -128,7 +126,7 @@ def train_summary(result: TrainResult) -> Table:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("parameters", f"{result.num_params:,}")
-    table.add_row("epochs", f"{s.epoch}/{result.experiment.training.epochs}" + (f" (stopped: {s.stop_reason})" if s.stop_reason else ""))
+    table.add_row("epochs", f"{s.epoch}/{result.epochs}" + (f" (stopped: {s.stop_reason})" if s.stop_reason else ""))
     table.add_row("time", f"{sum(r['seconds'] for r in s.history):.1f}s")
     table.add_row("train loss / acc", f"{_num(last.get('train_loss'))} / {_pct(last.get('train_accuracy'))}")
     if last.get("val_loss") is not None:
@@ -170,7 +168,8 @@ def eval_tables(report: EvalReport) -> list[Table]:
 
 
 def model_summary(summary: ModelSummary) -> Table:
-    table = Table(title=f"{summary.name}: input {summary.input_shape}, loss {summary.loss}, optimizer {summary.optimizer}", title_justify="left")
+    trained = f"loss {summary.loss}, optimizer {summary.optimizer}" if summary.loss is not None else f"model {summary.kind}"
+    table = Table(title=f"{summary.name}: input {summary.input_shape}, {trained}", title_justify="left")
     table.add_column("#", justify="right")
     table.add_column("layer")
     table.add_column("output shape")
@@ -179,6 +178,12 @@ def model_summary(summary: ModelSummary) -> Table:
         table.add_row(str(row.index), row.layer, str(row.output_shape), f"{row.params:,}")
     table.add_section()
     table.add_row("", "total", "", f"{summary.total_params:,}")
+    need = summary.memory
+    parts = ", ".join(f"{name} {human_bytes(size)}" for name, size in need.parts.items())
+    available = f"; {human_bytes(summary.available)} available" if summary.available is not None else ""
+    fits = " (does not fit)" if summary.available is not None and need.total > summary.available else ""
+    table.caption = f"training needs about {human_bytes(need.total)}: {parts}{available}{fits}"
+    table.caption_justify = "left"
     return table
 
 
@@ -274,8 +279,8 @@ def comparison_table(result: ComparisonResult) -> Table:
         + (f"; mean ± sd over {seeds} seeds" if seeds > 1 else "")
     )
     table = Table(title=title, title_justify="left")
-    for name in ("optimizer", "final loss", "gap to best", "train acc", "test acc", "iterations", "epochs", "f evals", "g evals", "seconds", "stopped by"):
-        table.add_column(name, justify="left" if name in ("optimizer", "stopped by") else "right")
+    for name in ("optimizer", "schedule", "final loss", "gap to best", "train acc", "test acc", "iterations", "epochs", "f evals", "g evals", "seconds", "stopped by"):
+        table.add_column(name, justify="left" if name in ("optimizer", "schedule", "stopped by") else "right")
     previous = None
     for row in c.rows:
         if previous is not None and row.second_order != previous:
@@ -283,6 +288,7 @@ def comparison_table(result: ComparisonResult) -> Table:
         previous = row.second_order
         table.add_row(
             row.optimizer,
+            row.schedule,
             _pm(row.final_loss, row.final_loss_sd, lambda v: f"{v:.8f}", lambda v: f"{v:.2g}"),
             f"{c.gap(row.optimizer):.1e}",
             _pm(row.train_accuracy, row.train_accuracy_sd, _pct),
@@ -317,6 +323,13 @@ def comparison_notes(result: ComparisonResult) -> list[str]:
         f"gap to best = final loss minus the lowest final loss of any optimizer; f/g evals = objective calls whose "
         f"loss/gradient the method used (mini-batch calls for mini-batch methods); epochs = data passes they cost; "
         f"seconds = the method's own work"
+    )
+    training = result.experiment.training
+    unused = [name for name, present in (("training.early_stopping", training.early_stopping is not None),
+                                         ("training.log_gradients", training.log_gradients)) if present]  # fmt: skip
+    notes.append(
+        "first-order runs train as `nncli train` does (schedule, clipping, augmentation); minimisers take none of them"
+        + (f"; {' and '.join(unused)} do not apply: a run stops by the rules above" if unused else "")
     )
     notes.append(f"wrote {result.out_dir}/summary.csv, runs.csv, curves.csv, curves.png")
     return notes

@@ -19,8 +19,8 @@ import numpy as np
 from .errors import DataError
 from .files import atomic_write_text, csv_text
 from .layers.activations import Activation
-from .model import Sequential
-from .training import Callback, Trainer
+from .models import Sequential
+from .training import Callback, Fit
 
 GRADIENT_COLUMNS = ("epoch", "layer", "grad_norm", "zero_fraction", "saturated_fraction")
 PROBE_SIZE = 1000  # training samples used for the activation statistics
@@ -43,15 +43,16 @@ def activation_statistics(model: Sequential, x: np.ndarray) -> dict[int, tuple[f
 class GradientLog(Callback):
     """Writes gradients.csv into a run folder after every epoch, and gradients.png when training ends."""
 
-    def __init__(self, run_dir: Path):
+    def __init__(self, run_dir: Path, train_x: np.ndarray):
         self.path = Path(run_dir) / "gradients.csv"
         self.rows: list[dict] = []
+        self.train_x = train_x  # the probe is its first PROBE_SIZE samples
 
-    def on_train_begin(self, trainer: Trainer) -> None:
+    def on_train_begin(self, trainer: Fit) -> None:
         self.spans = trainer.model.layer_slices()
         self.sums = np.zeros(len(self.spans))
         self.updates = 0
-        self.probe = trainer.data.train.x[:PROBE_SIZE]
+        self.probe = self.train_x[:PROBE_SIZE].astype(trainer.model.dtype, copy=False)
         if self.path.exists():  # resuming: keep the rows of the epochs the checkpoint has
             self.rows = [r for r in self._read() if int(r["epoch"]) <= trainer.state.epoch]
 
@@ -76,14 +77,14 @@ class GradientLog(Callback):
         except OSError as exc:
             raise DataError(f"{self.path}: cannot read ({exc.strerror})") from None
 
-    def on_batch_end(self, trainer: Trainer) -> None:
+    def on_batch_end(self, trainer: Fit) -> None:
         grad = trainer.gradient()
         for k, (_, span) in enumerate(self.spans):
             g = grad[span]
             self.sums[k] += float(np.sqrt(np.dot(g, g)))
         self.updates += 1
 
-    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
+    def on_epoch_end(self, trainer: Fit, row: dict) -> None:
         model = trainer.model
         norms = {i: float(self.sums[k]) / max(self.updates, 1) for k, (i, _) in enumerate(self.spans)}
         acts = activation_statistics(model, self.probe)
@@ -104,7 +105,7 @@ class GradientLog(Callback):
         self.updates = 0
         atomic_write_text(self.path, csv_text(GRADIENT_COLUMNS, self.rows))
 
-    def on_train_end(self, trainer: Trainer) -> None:
+    def on_train_end(self, trainer: Fit) -> None:
         if self.rows:  # once, like loss.png: redrawing it every epoch cost more than a small epoch
             from .plots import plot_gradients
 

@@ -21,66 +21,13 @@ import numpy as np
 from .config import Document, apply_overrides, document_from_dict, load_document
 from .data import DATA_SOURCES, DataInfo, DataSource
 from .errors import ConfigError
-from .layers import LAYERS
 from .losses import LOSSES, Loss
-from .model import Sequential
-from .optimizers import OPTIMIZERS, Minimizer
-from .registry import NonNegativeFloat, NonNegativeInt, PositiveFloat, PositiveInt, check_options, quoted, to_plain
-from .schedules import Schedule_
-
-
-@dataclass(frozen=True)
-class EarlyStopping:
-    """Stop when a monitored metric stops improving; the best weights are restored and saved.
-
-    Options:
-    monitor: history column watched (val_* needs validation data)
-    mode: min (losses) or max (accuracies); auto picks from the column name
-    patience: epochs without improvement before stopping
-    min_delta: smallest change that counts as an improvement
-    """
-
-    monitor: Literal["val_loss", "val_accuracy", "train_loss", "train_accuracy"] = "val_loss"
-    mode: Literal["auto", "min", "max"] = "auto"
-    patience: PositiveInt = 10
-    min_delta: NonNegativeFloat = 0.0
-
-    @property
-    def direction(self) -> str:
-        if self.mode != "auto":
-            return self.mode
-        return "max" if self.monitor.endswith("accuracy") else "min"
-
-
-@dataclass(frozen=True)
-class TrainingConfig:
-    """How to train (the `training:` section).
-
-    Options:
-    epochs: passes over the training data (iterations, for full-batch minimisers)
-    batch_size: samples per update (full-batch optimizers use the whole training set)
-    shuffle: reshuffle the training data every epoch (seeded)
-    weight_decay: adds ½·weight_decay·Σw² over every kernel (not biases) to the loss: gradient weight_decay·w, as torch
-    eval_batch_size: samples per forward pass when evaluating; bounds memory only
-    dtype: floating-point type of weights and activations
-    schedule: learning-rate schedule, one rate per epoch (see `schedule` components)
-    early_stopping: stop when a metric stops improving, restoring the best weights
-    clip_norm: rescale each update's gradient to at most this global L2 norm
-    clip_value: clip every gradient element to [-clip_value, clip_value]
-    log_gradients: write per-layer gradient norms and activation statistics to gradients.csv
-    """
-
-    epochs: PositiveInt = 10
-    batch_size: PositiveInt = 32
-    shuffle: bool = True
-    weight_decay: NonNegativeFloat = 0.0
-    eval_batch_size: PositiveInt = 1000
-    dtype: Literal["float32", "float64"] = "float32"
-    schedule: Schedule_ = "constant"
-    early_stopping: EarlyStopping | None = None
-    clip_norm: PositiveFloat | None = None
-    clip_value: PositiveFloat | None = None
-    log_gradients: bool = False
+from .models import DEFAULT_KIND, MODELS, ModelKind, ModelPlan
+from .optimizers import OPTIMIZERS, Minimizer, Optimizer
+from .optimizers.second_order import dense_matrix_message
+from .registry import NonNegativeFloat, NonNegativeInt, PositiveInt, check_options, quoted, to_plain
+from .schedules import SCHEDULES
+from .training import TrainingConfig
 
 
 @dataclass(frozen=True)
@@ -99,8 +46,15 @@ class CompareConfig:
     rules itself with its own tolerance_grad and tolerance_change options: set
     in its spec they win, left out they take this section's values.
 
+    First-order runs train exactly as `nncli train` does (training.schedule,
+    clip_norm, clip_value and data.augment apply; an epoch is one pass at
+    batch_size, and a schedule spans the budget's epochs); an entry's own
+    `schedule` overrides training.schedule for that run. Minimisers pick their
+    steps by line search on the fixed training set: they take no schedule and
+    no augmentation.
+
     Options:
-    optimizers: optimizer specs, {type: NAME, ...options}, each optionally with a label (default: the type)
+    optimizers: optimizer specs, {type: NAME, ...options}, each optionally with a label (default: the type) and, for first-order methods, its own schedule
     max_iterations: budget per optimizer: outer iterations (full batch) or updates (mini-batch)
     tolerance_grad: stop when ‖∇f‖∞ over the training set <= this (a minimiser's own setting wins)
     tolerance_change: stop when the training loss changes by <= this, relative to max(1, loss) (a minimiser's own setting wins)
@@ -113,14 +67,25 @@ class CompareConfig:
     tolerance_change: NonNegativeFloat = 1e-9
     batch_size: PositiveInt | None = None
 
-    def runs(self) -> list[tuple[str, dict, tuple]]:
-        """(label, optimizer spec, key path) per optimizer, in order."""
+    def runs(self) -> list[CompareRun]:
+        """One CompareRun per optimizer, in order."""
         out = []
         for i, spec in enumerate(self.optimizers):
             spec = dict(spec)
             label = spec.pop("label", None) or spec["type"]
-            out.append((label, spec, ("compare", "optimizers", i)))
+            schedule = spec.pop("schedule", None)
+            out.append(CompareRun(label, spec, ("compare", "optimizers", i), schedule))
         return out
+
+
+@dataclass(frozen=True)
+class CompareRun:
+    """One entry of compare.optimizers: its row label, optimizer spec, key path and own schedule (None: training's)."""
+
+    label: str
+    spec: dict
+    path: tuple
+    schedule: dict | str | None = None
 
 
 _SHARED_TOLERANCES = ("tolerance_grad", "tolerance_change")
@@ -141,12 +106,21 @@ def _compare_section(raw: dict) -> CompareConfig:
         label = spec.pop("label", None)
         if label is not None and (not isinstance(label, str) or not label.strip()):
             raise ConfigError(f"expected a non-empty string, got {label!r}", (*path, "label"))
+        schedule = spec.pop("schedule", None)
         if "type" in spec and isinstance(spec["type"], str) and spec["type"] in OPTIMIZERS:
             accepted = inspect.signature(OPTIMIZERS.get(spec["type"])).parameters
             for key in _SHARED_TOLERANCES:  # the section's stopping rule, unless the spec sets its own
                 if key in accepted and key not in spec:
                     spec[key] = options[key]
-        resolved = OPTIMIZERS.create(spec, path).spec
+        optimizer = OPTIMIZERS.create(spec, path)
+        resolved = dict(optimizer.spec)
+        if schedule is not None:
+            if isinstance(optimizer, Minimizer):
+                raise ConfigError(
+                    f"{resolved['type']} is a full-batch minimiser that picks its steps by line search; it takes no schedule",
+                    (*path, "schedule"),
+                )
+            resolved["schedule"] = to_plain(SCHEDULES.create(schedule, (*path, "schedule")))
         specs.append(resolved)
         labels.append(label)
     # duplicates without labels get a number: adam, adam-2, ...
@@ -161,15 +135,6 @@ def _compare_section(raw: dict) -> CompareConfig:
             name = f"{name}-{taken[name]}"
         out.append({**({"label": name} if name != spec["type"] else {}), **spec})
     return CompareConfig(**{**options, "optimizers": out})
-
-
-def _model_section(layers: list[Annotated[object, LAYERS]], input_shape: tuple[PositiveInt, ...] | None = None):
-    """The `model:` section.
-
-    Options:
-    layers: the layer list, first to last
-    input_shape: per-sample input shape; null reads it from the data headers
-    """
 
 
 def _top_level(
@@ -188,7 +153,7 @@ def _top_level(
     name: run name (default: the config file's name); the run folder is runs/<name>
     seed: seeds data splits, initial weights, shuffling and every random layer
     data: where the data comes from ({source: idx|csv, path: ...})
-    model: {layers: [...]}
+    model: the model kind (model.type, default sequential) and its options, e.g. {layers: [...]}
     loss: cross_entropy | binary_cross_entropy | mse
     optimizer: {type: adam, learning_rate: ...}
     training: epochs, batch size, ...
@@ -197,7 +162,8 @@ def _top_level(
 
 
 # The fixed parts of a config, for `nncli components section` and the README reference.
-SECTIONS = {"(top level)": _top_level, "model": _model_section, "training": TrainingConfig, "compare": CompareConfig}
+SECTIONS = {"(top level)": _top_level, "training": TrainingConfig, "compare": CompareConfig}
+TOP_LEVEL_KEYS = tuple(inspect.signature(_top_level).parameters)  # the one list of a config's sections
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
@@ -207,10 +173,9 @@ class Experiment:
     name: str
     seed: int
     data: DataSource
-    layer_specs: list  # resolved specs, one per layer
-    input_shape: tuple[int, ...] | None  # as declared in model.input_shape
-    loss: Loss
-    optimizer_spec: dict
+    model: ModelKind  # the model: section, resolved (model.type selects the kind)
+    loss: Loss | None  # None for kinds not trained by gradient descent
+    optimizer: Optimizer | Minimizer | None  # validated and built once: the one a `train` run uses
     training: TrainingConfig
     compare: CompareConfig | None
     doc: Document  # where values came from, for locating errors found later
@@ -218,24 +183,37 @@ class Experiment:
     # -- building -------------------------------------------------------------
     def data_info(self) -> DataInfo:
         """Input shape and class count from the declared shape or the data headers (no data loaded)."""
-        if self.input_shape is not None:
-            return DataInfo(self.input_shape, None)
+        declared = getattr(self.model, "input_shape", None)
+        if declared is not None:
+            return DataInfo(declared, None)
         return self.data.inspect()
 
-    def build_model(self, input_shape=None, num_classes: int | None = None, dtype=None) -> Sequential:
-        """A fresh model; shape errors name the layer, a loss/output mismatch names `loss`."""
+    def plan(self, input_shape=None, num_classes: int | None = None) -> ModelPlan:
+        """The model from shapes alone (nothing allocated): summary rows, parameter count, memory estimate."""
         if input_shape is None:
             info = self.data_info()
             input_shape, num_classes = info.input_shape, num_classes or info.num_classes
         with self.doc.errors_located():
-            model = Sequential.from_specs(
-                self.layer_specs, input_shape, dtype or self.training.dtype, self.training.weight_decay
-            )
-            try:
-                self.loss.check(model.output_shape, num_classes)
-            except ValueError as exc:
-                raise ConfigError(str(exc), ("loss",)) from None
+            return self.model.plan(tuple(input_shape), num_classes, self.training.dtype)
+
+    def build_model(self, input_shape=None, num_classes: int | None = None, dtype=None):
+        """A fresh model of the configured kind; shape errors name the layer, a loss/output mismatch names `loss`."""
+        if input_shape is None:
+            info = self.data_info()
+            input_shape, num_classes = info.input_shape, num_classes or info.num_classes
+        with self.doc.errors_located():
+            model = self.model.build(tuple(input_shape), num_classes, dtype or self.training.dtype, self.training)
+            self.check_loss(model.output_shape, num_classes)
         return model
+
+    def check_loss(self, output_shape, num_classes) -> None:
+        """Refuse a loss that does not fit the model's output and the data's classes (names `loss`)."""
+        if self.loss is not None:
+            with self.doc.errors_located():
+                try:
+                    self.loss.check(output_shape, num_classes)
+                except ValueError as exc:
+                    raise ConfigError(str(exc), ("loss",)) from None
 
     def check_fits(self, dataset) -> None:
         """Settings that need what the data turned out to be (e.g. a validation split to monitor)."""
@@ -252,27 +230,29 @@ class Experiment:
                 if column.startswith("val_") and dataset.val is None:
                     raise ConfigError(f"{column} needs validation data; set data.validation_split above 0", key_path)
 
+    @property
+    def optimizer_spec(self) -> dict | None:
+        return self.optimizer.spec if self.optimizer is not None else None
+
     def make_optimizer(self, spec: dict | None = None, path=("optimizer",)):
+        """A fresh optimizer (compare-optimizers: one per run) from `spec`, by default the config's."""
         with self.doc.errors_located():
             return OPTIMIZERS.create(spec if spec is not None else self.optimizer_spec, path)
 
     def check_optimizer_sizes(self, specs: list[tuple[dict, tuple]]) -> None:
         """Refuse optimizers whose dense P×P matrices would not fit this model, from shapes alone (no data loaded).
 
-        `specs` holds (optimizer spec, key path) pairs; the error names the path and the memory needed.
+        `specs` holds (resolved optimizer spec, key path) pairs; a method with a dense matrix
+        has `max_parameters` in its spec. The error names the path and the memory needed.
         """
-        with self.doc.errors_located():
-            built = [(OPTIMIZERS.create(spec, path), path) for spec, path in specs]
-        if not any(getattr(opt, "max_parameters", None) is not None for opt, _ in built):
+        limited = [(spec, path) for spec, path in specs if spec.get("max_parameters") is not None]
+        if not limited:
             return  # nothing to check: skip reading the data headers
-        model = self.build_model()
+        num_params = self.plan().num_params
         with self.doc.errors_located():
-            for opt, path in built:
-                try:
-                    if hasattr(opt, "check_size"):
-                        opt.check_size(model.num_params)
-                except ConfigError as exc:
-                    raise exc.under(path) from None
+            for spec, path in limited:
+                if num_params > spec["max_parameters"]:
+                    raise ConfigError(dense_matrix_message(spec["type"], num_params, spec["max_parameters"]), path)
 
     def seeds(self, purpose: str) -> np.random.SeedSequence:
         """Independent, reproducible seed streams per purpose (adding a purpose never shifts the others)."""
@@ -288,28 +268,25 @@ class Experiment:
             "name": self.name,
             "seed": self.seed,
             "data": to_plain(self.data.spec),
-            "model": {
-                "input_shape": list(self.input_shape) if self.input_shape is not None else None,
-                "layers": to_plain(self.layer_specs),
-            },
-            "loss": to_plain(self.loss),
-            "optimizer": to_plain(self.optimizer_spec),
-            "training": to_plain(self.training),
+            "model": to_plain(self.model),
         }
+        if self.model.gradient_trained:
+            out["loss"] = to_plain(self.loss)
+            out["optimizer"] = to_plain(self.optimizer_spec)
+            out["training"] = to_plain(self.training)
+        else:
+            out["training"] = {k: v for k, v in to_plain(self.training).items() if k in self.model.one_shot_training}
         if self.compare is not None:
             out["compare"] = to_plain(self.compare)
         return out
 
 
-def refuse_training_side_effects(layers, who: str, hint: str) -> None:
-    """`who` needs one fixed objective f(θ): refuse layers whose training pass is random or changes state."""
-    for i, layer in enumerate(layers):
-        effect = layer.training_side_effect()
-        if effect is not None:
-            raise ConfigError(
-                f"{layer.describe()} {effect}, so the objective {who} evaluates would change from call to call; {hint}",
-                ("model", "layers", i),
-            )
+def refuse_training_side_effects(model: ModelKind, who: str, hint: str) -> None:
+    """`who` needs one fixed objective f(θ): refuse a model whose training pass is random or changes state."""
+    effect = model.training_side_effect()
+    if effect is not None:
+        path, what = effect
+        raise ConfigError(f"{what}, so the objective {who} evaluates would change from call to call; {hint}", path)
 
 
 def _refuse_mini_batch_settings(name: str, training: TrainingConfig, data) -> None:
@@ -327,6 +304,22 @@ def _refuse_mini_batch_settings(name: str, training: TrainingConfig, data) -> No
             )
 
 
+def _refuse_gradient_settings(model: ModelKind, document: dict, training: dict) -> None:
+    """A kind fitted in one shot has no loss, optimizer or comparison, and reads only a few training settings."""
+    kind = model.spec["type"]
+    for key in ("loss", "optimizer", "compare"):
+        if key in document:
+            raise ConfigError(f"model.type {kind} is not trained by gradient descent, so it takes no {key}; remove it", (key,))
+    if isinstance(training, dict):
+        for key in training:
+            if key not in model.one_shot_training:
+                allowed = ", ".join(model.one_shot_training)
+                raise ConfigError(
+                    f"model.type {kind} is fitted in one shot; training.{key} does not apply (it reads only {allowed})",
+                    ("training", key),
+                )
+
+
 def from_document(doc: Document, seed: int | None = None, name: str | None = None) -> Experiment:
     """Validate a config document into an Experiment; every ConfigError names file, line and key path."""
     with doc.errors_located():
@@ -336,24 +329,25 @@ def from_document(doc: Document, seed: int | None = None, name: str | None = Non
             raise ConfigError(
                 f"{quoted(run_name)} cannot name a run folder; use letters, digits, '.', '_' and '-'", ("name",)
             )
-        model = check_options(_model_section, top["model"], ("model",))
-        if not model["layers"]:
-            raise ConfigError("the model needs at least one layer", ("model", "layers"))
-        training = TrainingConfig(**check_options(TrainingConfig, top["training"] or {}, ("training",)))
-        if isinstance(top["optimizer"], Minimizer):
+        section = top["model"]
+        model = MODELS.create({"type": DEFAULT_KIND, **section} if "type" not in section else section, ("model",))
+        training_raw = top["training"] or {}
+        if not model.gradient_trained:
+            _refuse_gradient_settings(model, doc.data, training_raw)
+        training = TrainingConfig(**check_options(TrainingConfig, training_raw, ("training",)))
+        if model.gradient_trained and isinstance(top["optimizer"], Minimizer):
             _refuse_mini_batch_settings(top["optimizer"].spec["type"], training, top["data"])
             refuse_training_side_effects(
-                model["layers"], f"the full-batch minimiser {top['optimizer'].spec['type']}", "remove it or use a mini-batch optimizer"
+                model, f"the full-batch minimiser {top['optimizer'].spec['type']}", "remove it or use a mini-batch optimizer"
             )
         compare = _compare_section(top["compare"]) if top["compare"] is not None else None
     return Experiment(
         name=run_name,
         seed=top["seed"] if seed is None else seed,
         data=top["data"],
-        layer_specs=[layer.spec for layer in model["layers"]],
-        input_shape=model["input_shape"],
-        loss=top["loss"],
-        optimizer_spec=top["optimizer"].spec,
+        model=model,
+        loss=top["loss"] if model.gradient_trained else None,
+        optimizer=top["optimizer"] if model.gradient_trained else None,
         training=training,
         compare=compare,
         doc=doc,
@@ -368,7 +362,7 @@ def load_experiment(
         doc, name = document_from_dict(config), None
     else:
         doc, name = load_document(config), Path(config).stem
-    apply_overrides(doc, overrides)
+    apply_overrides(doc, overrides, TOP_LEVEL_KEYS)
     if seed is not None and seed < 0:
         raise ConfigError(f"must be a non-negative integer, got {seed}", location="--seed")
     return from_document(doc, seed=seed, name=name)

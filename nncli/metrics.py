@@ -8,7 +8,6 @@ import numpy as np
 
 from .data import Split
 from .losses import Loss
-from .model import Sequential
 
 
 @dataclass
@@ -38,7 +37,7 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -
 
 
 def evaluate(
-    model: Sequential,
+    model,
     loss: Loss,
     split: Split,
     num_classes: int,

@@ -105,6 +105,12 @@ class Registry:
 
         return decorator
 
+    def unregister(self, name: str) -> None:
+        """Remove `name` and its aliases (a plugin or a test that registered its own component)."""
+        canonical = self.canonical(name)
+        for key in [k for k, v in self._canonical.items() if v == canonical]:
+            del self._entries[key], self._canonical[key]
+
     def names(self) -> list[str]:
         """Canonical names, sorted (aliases left out)."""
         return sorted(set(self._canonical.values()))

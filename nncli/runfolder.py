@@ -10,10 +10,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from . import __version__
-from .checkpoint import model_arrays, save_checkpoint
+from .checkpoint import run_checkpoint, save_checkpoint
 from .config import dump_yaml
 from .files import atomic_link, atomic_write_text, csv_line, csv_row, csv_text
-from .training import HISTORY_COLUMNS, Callback, Trainer
+from .training import HISTORY_COLUMNS, Callback, Fit
 
 
 HISTORY_HEADER = csv_row(HISTORY_COLUMNS)
@@ -55,33 +55,26 @@ class RunFolder(Callback):
     def _write_lines(self) -> None:
         atomic_write_text(self.path / "history.csv", HISTORY_HEADER + "".join(self._lines))
 
-    def save(self, trainer: Trainer, path: Path) -> Path:
-        meta, arrays = trainer.snapshot()
-        meta = {
-            "config": self.config,
-            "epoch": trainer.state.epoch,
-            "nncli_version": __version__,
-            **self.data_meta,
-            **meta,  # train_state (with the history), optimizer, schedule and generator states
-        }
-        save_checkpoint(path, meta, {**model_arrays(trainer.model), **arrays})
+    def save(self, fit: Fit, path: Path) -> Path:
+        run_meta = {"config": self.config, "epoch": fit.state.epoch, "nncli_version": __version__, **self.data_meta}
+        save_checkpoint(path, *run_checkpoint(fit.model, fit.snapshot(), run_meta))
         return path
 
-    def on_train_begin(self, trainer: Trainer) -> None:
-        self.write_history(trainer.state.history)
+    def on_train_begin(self, fit: Fit) -> None:
+        self.write_history(fit.state.history)
 
-    def on_epoch_end(self, trainer: Trainer, row: dict) -> None:
-        if len(self._lines) + 1 == len(trainer.state.history):
+    def on_epoch_end(self, fit: Fit, row: dict) -> None:
+        if len(self._lines) + 1 == len(fit.state.history):
             self._lines.append(history_line(row))
             self._write_lines()
         else:  # the history changed other than by this row: format it afresh
-            self.write_history(trainer.state.history)
-        self.save(trainer, self.last)
-        if trainer.improved:
+            self.write_history(fit.state.history)
+        self.save(fit, self.last)
+        if fit.improved:
             atomic_link(self.last, self.best)  # the same snapshot: no second serialisation
 
-    def on_train_end(self, trainer: Trainer) -> None:
-        if trainer.state.history:
+    def on_train_end(self, fit: Fit) -> None:
+        if fit.state.history:
             from .plots import plot_history
 
-            plot_history([trainer.state.history], [self.path.name], self.path / "loss.png")
+            plot_history([fit.state.history], [self.path.name], self.path / "loss.png")

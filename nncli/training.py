@@ -1,11 +1,14 @@
-"""The training loop.
+"""The training loop, one update at a time.
 
-`Trainer.fit()` runs epochs of mini-batches for an `Optimizer` (one batch of
-the whole set for full-batch `gd`) and full-batch iterations for a
-`Minimizer` (one history row per iteration). It knows nothing about files or
-terminals: side effects are callbacks. Everything needed to continue a run
-bit for bit (weights, optimizer slots and counters, every random generator,
-the epoch's sample order and position, the running sums) is in
+`Trainer.step()` performs one update: a mini-batch step of an `Optimizer`
+(batch order, augmentation, forward/backward, clipping, finiteness check,
+the update at the schedule's rate) or one full-batch iteration of a
+`Minimizer`. `Trainer.fit()` is a loop over steps with the epoch bookkeeping
+(validation, history rows, early stopping). `nncli train` and every run of
+`nncli compare-optimizers` go through it; what a caller adds (files, progress
+bars, compare's objective trace and stopping rule) are callbacks, which see
+the small public surface of `Fit`. The loop knows nothing about files or
+terminals. Everything needed to continue a run bit for bit is in
 `TrainState` and `Trainer.snapshot()`, so a run can stop after any batch.
 """
 
@@ -17,19 +20,73 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
+from typing import Literal
 
 import numpy as np
 
 from .data import Dataset, Split
 from .errors import CheckpointError, DivergedError
-from .experiment import TrainingConfig
 from .losses import Loss
 from .metrics import evaluate
-from .model import Sequential
 from .optimizers import Minimizer, Optimizer
-from .schedules import SCHEDULES, improved
+from .registry import NonNegativeFloat, PositiveFloat, PositiveInt
+from .schedules import SCHEDULES, Schedule_, improved
 
 HISTORY_COLUMNS = ("epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "learning_rate", "seconds")
+
+
+@dataclass(frozen=True)
+class EarlyStopping:
+    """Stop when a monitored metric stops improving; the best weights are restored and saved.
+
+    Options:
+    monitor: history column watched (val_* needs validation data)
+    mode: min (losses) or max (accuracies); auto picks from the column name
+    patience: epochs without improvement before stopping
+    min_delta: smallest change that counts as an improvement
+    """
+
+    monitor: Literal["val_loss", "val_accuracy", "train_loss", "train_accuracy"] = "val_loss"
+    mode: Literal["auto", "min", "max"] = "auto"
+    patience: PositiveInt = 10
+    min_delta: NonNegativeFloat = 0.0
+
+    @property
+    def direction(self) -> str:
+        if self.mode != "auto":
+            return self.mode
+        return "max" if self.monitor.endswith("accuracy") else "min"
+
+
+@dataclass(frozen=True)
+class TrainingConfig:
+    """How to train (the `training:` section).
+
+    Options:
+    epochs: passes over the training data (iterations, for full-batch minimisers)
+    batch_size: samples per update (full-batch optimizers use the whole training set)
+    shuffle: reshuffle the training data every epoch (seeded)
+    weight_decay: adds ½·weight_decay·Σw² over every kernel (not biases) to the loss: gradient weight_decay·w, as torch
+    eval_batch_size: samples per forward pass when evaluating; bounds memory only
+    dtype: floating-point type of weights and activations
+    schedule: learning-rate schedule, one rate per epoch (see `schedule` components)
+    early_stopping: stop when a metric stops improving, restoring the best weights
+    clip_norm: rescale each update's gradient to at most this global L2 norm
+    clip_value: clip every gradient element to [-clip_value, clip_value]
+    log_gradients: write per-layer gradient norms and activation statistics to gradients.csv
+    """
+
+    epochs: PositiveInt = 10
+    batch_size: PositiveInt = 32
+    shuffle: bool = True
+    weight_decay: NonNegativeFloat = 0.0
+    eval_batch_size: PositiveInt = 1000
+    dtype: Literal["float32", "float64"] = "float32"
+    schedule: Schedule_ = "constant"
+    early_stopping: EarlyStopping | None = None
+    clip_norm: PositiveFloat | None = None
+    clip_value: PositiveFloat | None = None
+    log_gradients: bool = False
 
 
 @dataclass
@@ -63,12 +120,28 @@ class TrainState:
 
 
 class Callback:
-    """Hooks for side effects; the trainer is passed so callbacks can read its state."""
+    """Hooks for side effects. Each receives the `Fit` (a Trainer, or a one-shot fit) and reads only
+    its public surface: state, epochs, batches_per_epoch, unit, samples, model, improved, last_step,
+    gradient(), snapshot(), request_stop() and stop (the signal handler)."""
 
-    def on_train_begin(self, trainer: Trainer) -> None: ...
-    def on_batch_end(self, trainer: Trainer) -> None: ...
-    def on_epoch_end(self, trainer: Trainer, row: dict) -> None: ...
-    def on_train_end(self, trainer: Trainer) -> None: ...
+    def on_train_begin(self, fit: Fit) -> None: ...
+    def on_batch_end(self, fit: Fit) -> None: ...
+    def on_epoch_end(self, fit: Fit, row: dict) -> None: ...
+    def on_train_end(self, fit: Fit) -> None: ...
+
+
+@dataclass(frozen=True)
+class StepLog:
+    """What one update did: `Trainer.last_step`, for callbacks such as compare's objective trace."""
+
+    loss: float  # the batch objective (mini-batch), or f at the new point (minimisers)
+    seconds: float  # wall time of the update's own work (no callbacks, no evaluation)
+    rows: int  # training rows behind its gradient evaluations
+    function_evaluations: int  # objective calls whose loss the method used
+    gradient_evaluations: int  # objective calls whose gradient it used
+    learning_rate: float  # the rate of the update (nan for minimisers)
+    step_size: float | None = None  # minimisers: the accepted step length (None or 0: no step taken)
+    stop_reason: str | None = None  # minimisers: their own stopping rule, if it fired
 
 
 class StopSignals:
@@ -105,7 +178,7 @@ class StopSignals:
         return signal.Signals(self.signum).name if self.signum else ""
 
 
-def full_batch_objective(model: Sequential, loss: Loss, x: np.ndarray, y: np.ndarray):
+def full_batch_objective(model, loss: Loss, x: np.ndarray, y: np.ndarray):
     """θ -> (f(θ), ∇f(θ)): the training loss over all of (x, y) and its gradient (a fresh array).
 
     This is the objective full-batch minimisers and their line searches see:
@@ -121,38 +194,104 @@ def full_batch_objective(model: Sequential, loss: Loss, x: np.ndarray, y: np.nda
     return objective
 
 
-class Trainer:
+@dataclass
+class Snapshot:
+    """Everything besides the model's own arrays that continuing a fit exactly depends on.
+
+    Plain values only: checkpoint.py owns how they are laid out in a file.
+    """
+
+    state: TrainState
+    optimizer: dict = field(default_factory=dict)  # state_dict(): slot arrays and counters
+    schedule: dict = field(default_factory=dict)
+    rng: dict = field(default_factory=dict)  # {"shuffle": state, "augment": state, "layers": [state, ...]}
+    order: np.ndarray | None = None  # the current epoch's sample order (mid-epoch only)
+    best: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # early stopping's best (θ, layer state)
+
+
+class Fit:
+    """A fit in progress, as callbacks see it; `Trainer` (gradient descent) and `OneShotFit` implement it."""
+
+    state: TrainState
+    model: object
+    epochs: int  # epochs (iterations) this fit runs to
+    batches_per_epoch: int
+    unit: str = "epoch"  # "iteration" for full-batch methods, where one row is one iteration
+    samples: int  # training samples per epoch
+    minimizer: bool = False  # a full-batch Minimizer: one update per epoch (row)
+    last_step: StepLog | None = None
+    stop: StopSignals | None = None
+
+    @property
+    def improved(self) -> bool:
+        """Did the epoch just finished set a new best validation loss?"""
+        return self.state.best_epoch is not None and self.state.best_epoch == self.state.epoch
+
+    @property
+    def stopped_by_signal(self) -> bool:
+        return self.stop is not None and self.stop.signum is not None
+
+    @property
+    def finished(self) -> bool:
+        return self.state.epoch >= self.epochs or self.state.stop_reason is not None or self.stopped_by_signal
+
+    def request_stop(self, reason: str) -> None:
+        """Stop after the current update (a callback's stopping rule); `reason` becomes state.stop_reason."""
+        self.state.stop_reason = reason
+
+    def gradient(self) -> np.ndarray:
+        """The gradient of the latest update (for diagnostics)."""
+        raise NotImplementedError
+
+    def snapshot(self) -> Snapshot:
+        return Snapshot(self.state)
+
+    def _record_epoch(self, row: dict) -> None:
+        """Validation-free bookkeeping every epoch shares: best epoch, history row, counters."""
+        s = self.state
+        if row["val_loss"] is not None and (s.best_val_loss is None or row["val_loss"] < s.best_val_loss):
+            s.best_val_loss, s.best_epoch = float(row["val_loss"]), s.epoch + 1
+        s.history.append(row)
+        s.epoch += 1
+        s.batch = 0
+        s.loss_sum, s.correct, s.seen, s.epoch_seconds = 0.0, 0, 0, 0.0
+
+
+class Trainer(Fit):
     """Fit `model` to `data.train` with `optimizer`, validating on `data.val` after every epoch."""
 
     def __init__(
         self,
-        model: Sequential,
+        model,
         loss: Loss,
         optimizer: Optimizer | Minimizer,
         data: Dataset,
-        config: TrainingConfig,
+        settings: TrainingConfig,
         seeds: dict[str, np.random.SeedSequence],
         callbacks: Sequence[Callback] = (),
         stop: StopSignals | None = None,
     ):
-        self.model, self.loss, self.optimizer, self.data, self.config = model, loss, optimizer, data, config
+        self.model, self.loss, self.optimizer, self.settings = model, loss, optimizer, settings
         self.callbacks = list(callbacks)
         self.stop = stop
         self.state = TrainState()
+        self.epochs = settings.epochs
         self.order: np.ndarray | None = None  # this epoch's sample order
         self.shuffle_rng = np.random.default_rng(seeds["shuffle"])
         self.augment_rng = np.random.default_rng(seeds["augment"])
         model.seed_layers(seeds["layers"])
-        self.schedule = SCHEDULES.create(config.schedule.spec)  # a fresh copy: plateau keeps state
-        self.early_stopping = config.early_stopping
+        self.schedule = SCHEDULES.create(settings.schedule.spec)  # a fresh copy: plateau keeps state
+        self.early_stopping = settings.early_stopping
         self._best_weights: tuple[np.ndarray, dict[str, np.ndarray]] | None = None  # (θ, layer state)
         if data.train.x.dtype != model.dtype:  # e.g. float64 training: convert once, not per batch
             data = replace(data, train=Split(data.train.x.astype(model.dtype), data.train.y))
-            self.data = data
-        n = len(data.train)
-        full = optimizer.full_batch
-        self.batch_size = n if full else min(config.batch_size, n)
-        self.batches_per_epoch = 1 if isinstance(optimizer, Minimizer) else math.ceil(n / self.batch_size)
+        self.data = data
+        n = self.samples = len(data.train)
+        self.minimizer = isinstance(optimizer, Minimizer)
+        self.batch_size = n if optimizer.full_batch else min(settings.batch_size, n)
+        self.batches_per_epoch = 1 if self.minimizer else math.ceil(n / self.batch_size)
+        self.unit = "iteration" if self.batches_per_epoch == 1 and optimizer.full_batch else "epoch"
+        self._lr: float | None = None  # the current epoch's rate (set at its first update)
         self._x_buffers: dict[int, np.ndarray] = {}
         self._objective = None
         self._current: tuple[float, np.ndarray] | None = None  # minimisers: (f, ∇f) at θ
@@ -164,24 +303,34 @@ class Trainer:
             cb.on_train_begin(self)
         # Overflow and NaN are detected explicitly (and reported as divergence), not warned about.
         with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):
-            while self.state.epoch < self.config.epochs and self.state.stop_reason is None:
-                if isinstance(self.optimizer, Minimizer):
-                    self._iterate()
-                else:
-                    self._epoch()
-                if self.stopped_by_signal:
-                    break
+            while not self.finished:
+                self.step()
         for cb in self.callbacks:
             cb.on_train_end(self)
         return self.state
 
-    @property
-    def stopped_by_signal(self) -> bool:
-        return self.stop is not None and self.stop.signum is not None
+    def step(self) -> StepLog:
+        """One update (a mini-batch step, or one minimiser iteration), its callbacks, and the epoch's end if it ends one."""
+        started = time.perf_counter()
+        log = self._iterate() if self.minimizer else self._update()
+        self.last_step = log
+        for cb in self.callbacks:
+            cb.on_batch_end(self)
+        s = self.state
+        if self.minimizer:
+            train = evaluate(self.model, self.loss, self.data.train, self.data.num_classes, self.settings.eval_batch_size)
+            s.epoch_seconds += time.perf_counter() - started
+            step_size = log.step_size if log.step_size is not None else float("nan")
+            self._end_epoch(float(log.loss), train.accuracy, step_size, s.epoch_seconds)
+        else:
+            s.epoch_seconds += time.perf_counter() - started
+            if s.batch == self.batches_per_epoch:
+                self._end_epoch(s.loss_sum / s.seen, s.correct / s.seen, log.learning_rate, s.epoch_seconds)
+        return log
 
     def learning_rate(self) -> float:
         """The learning rate for the current epoch: the optimizer's, shaped by the schedule."""
-        return float(self.schedule(self.state.epoch, float(self.optimizer.learning_rate), self.config.epochs))
+        return float(self.schedule(self.state.epoch, float(self.optimizer.learning_rate), self.epochs))
 
     def _batch(self, b: int) -> tuple[np.ndarray, np.ndarray]:
         idx = self.order[b * self.batch_size : (b + 1) * self.batch_size]
@@ -194,58 +343,56 @@ class Trainer:
             buf = self.data.augment(buf, self.augment_rng)
         return buf, self.data.train.y[idx]
 
-    def _epoch(self) -> None:
-        s, model, loss, opt = self.state, self.model, self.loss, self.optimizer
-        if s.batch == 0:
-            n = len(self.data.train)
-            self.order = self.shuffle_rng.permutation(n) if self.config.shuffle else np.arange(n)
+    def _update(self) -> StepLog:
+        """One mini-batch update (full-batch `gd`: one batch of the whole set)."""
+        s, model, opt = self.state, self.model, self.optimizer
+        started = time.perf_counter()
+        if self.order is None:  # the epoch's first batch (a resumed epoch has its order back)
+            n = self.samples
+            self.order = self.shuffle_rng.permutation(n) if self.settings.shuffle else np.arange(n)
             s.loss_sum, s.correct, s.seen, s.epoch_seconds = 0.0, 0, 0, 0.0
-        started = time.perf_counter() - s.epoch_seconds
-        lr = self.learning_rate()
+        if self._lr is None:
+            self._lr = self.learning_rate()
+        lr, b = self._lr, s.batch
+        x, y = self._batch(b)
         theta, grad = model.theta, model.grad
-        for b in range(s.batch, self.batches_per_epoch):
-            x, y = self._batch(b)
-            value, correct = model.train_step(loss, x, y)
-            if not (math.isfinite(value) and np.isfinite(grad).all()):
-                raise self._diverged(value, b, lr)
-            self._clip(grad)
-            np.copyto(self._theta_before, theta)
-            opt.step(theta, grad, lr)
-            if not np.isfinite(theta).all():  # a finite gradient times the rate overflowed: undo, then stop
-                np.copyto(theta, self._theta_before)
-                raise self._diverged(value, b, lr, "the update would make weights non-finite")
-            s.step += 1
-            s.batch = b + 1
-            s.loss_sum += value * len(y)
-            s.correct += correct
-            s.seen += len(y)
-            s.epoch_seconds = time.perf_counter() - started
-            for cb in self.callbacks:
-                cb.on_batch_end(self)
-            if self.stopped_by_signal and s.batch < self.batches_per_epoch:
-                return  # a resumable mid-epoch state; the caller saves it
-        self._end_epoch(s.loss_sum / s.seen, s.correct / s.seen, lr, time.perf_counter() - started)
+        value, correct = model.train_step(self.loss, x, y)
+        if not (math.isfinite(value) and np.isfinite(grad).all()):
+            raise self._diverged(value, b, lr)
+        self._clip(grad)
+        np.copyto(self._theta_before, theta)
+        opt.step(theta, grad, lr)
+        if not np.isfinite(theta).all():  # a finite gradient times the rate overflowed: undo, then stop
+            np.copyto(theta, self._theta_before)
+            raise self._diverged(value, b, lr, "the update would make weights non-finite")
+        s.step += 1
+        s.batch = b + 1
+        s.loss_sum += value * len(y)
+        s.correct += correct
+        s.seen += len(y)
+        return StepLog(value, time.perf_counter() - started, len(y), 1, 1, lr)
 
     def gradient(self) -> np.ndarray:
-        """The gradient of the latest update (for diagnostics)."""
         return self._current[1] if self._current is not None else self.model.grad
 
     def _clip(self, grad: np.ndarray) -> None:
         """Gradient clipping by value, then by global norm, in place."""
-        if self.config.clip_value is not None:
-            np.clip(grad, -self.config.clip_value, self.config.clip_value, out=grad)
-        if self.config.clip_norm is not None:
+        if self.settings.clip_value is not None:
+            np.clip(grad, -self.settings.clip_value, self.settings.clip_value, out=grad)
+        if self.settings.clip_norm is not None:
             norm = math.sqrt(float(np.dot(grad, grad)))
-            if norm > self.config.clip_norm:
-                grad *= self.config.clip_norm / norm
+            if norm > self.settings.clip_norm:
+                grad *= self.settings.clip_norm / norm
 
-    def _iterate(self) -> None:
-        """One full-batch minimiser iteration = one history row."""
+    def _iterate(self) -> StepLog:
+        """One full-batch minimiser iteration (one history row)."""
         s, started = self.state, time.perf_counter()
         theta0 = self.model.theta.copy()
+        initial = 0
         if self._current is None:  # f and ∇f at the starting point (recomputed, identically, on resume)
             self._current = self.objective(theta0)
-            s.evaluations += 1 if s.step == 0 else 0
+            initial = 1 if s.step == 0 else 0
+            s.evaluations += initial
         value, grad = self._current
         if not (math.isfinite(value) and np.isfinite(grad).all()):
             raise self._diverged(value, 0, float("nan"))
@@ -259,11 +406,11 @@ class Trainer:
         s.evaluations += result.evaluations
         if result.stop_reason:
             s.stop_reason = result.stop_reason
-        for cb in self.callbacks:
-            cb.on_batch_end(self)
-        train = evaluate(self.model, self.loss, self.data.train, self.data.num_classes, self.config.eval_batch_size)
-        step_size = result.step_size if result.step_size is not None else float("nan")
-        self._end_epoch(float(result.loss), train.accuracy, step_size, time.perf_counter() - started)
+        return StepLog(
+            float(result.loss), time.perf_counter() - started, self.samples * (result.gradient_evaluations + initial),
+            result.function_evaluations + initial, result.gradient_evaluations + initial, float("nan"),
+            result.step_size, result.stop_reason,
+        )  # fmt: skip
 
     def objective(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """f(θ) and ∇f(θ) on the whole training set, evaluation of the objective a minimiser sees."""
@@ -272,9 +419,8 @@ class Trainer:
         return self._objective(theta)
 
     def _end_epoch(self, train_loss: float, train_accuracy: float, lr: float, seconds: float) -> None:
-        s = self.state
         row = {
-            "epoch": s.epoch + 1,
+            "epoch": self.state.epoch + 1,
             "train_loss": float(train_loss),
             "train_accuracy": float(train_accuracy),
             "val_loss": None,
@@ -283,17 +429,13 @@ class Trainer:
             "seconds": seconds,
         }
         if self.data.val is not None:
-            val = evaluate(self.model, self.loss, self.data.val, self.data.num_classes, self.config.eval_batch_size)
+            val = evaluate(self.model, self.loss, self.data.val, self.data.num_classes, self.settings.eval_batch_size)
             if not math.isfinite(val.loss):
                 raise self._diverged(val.loss, self.batches_per_epoch - 1, lr, "the validation loss is not finite")
             row["val_loss"], row["val_accuracy"] = float(val.loss), float(val.accuracy)
-            if s.best_val_loss is None or val.loss < s.best_val_loss:
-                s.best_val_loss, s.best_epoch = float(val.loss), s.epoch + 1
-        s.history.append(row)
-        s.epoch += 1
-        s.batch = 0
-        s.loss_sum, s.correct, s.seen, s.epoch_seconds = 0.0, 0, 0, 0.0
+        self._record_epoch(row)
         self.order = None
+        self._lr = None
         self.schedule.observe(row)
         if self.early_stopping is not None:
             self._watch(row)
@@ -317,16 +459,11 @@ class Trainer:
             s.stop_reason = (
                 f"early stopping: {rule.monitor} did not improve for {rule.patience} epochs; best epoch {s.monitor_epoch}"
             )
-        if (s.stop_reason is not None or s.epoch >= self.config.epochs) and self._best_weights is not None:
+        if (s.stop_reason is not None or s.epoch >= self.epochs) and self._best_weights is not None:
             theta, state = self._best_weights
             self.model.theta[...] = theta
             for key, array in self.model.named_state():
                 array[...] = state[key]
-
-    @property
-    def improved(self) -> bool:
-        """Did the epoch just finished set a new best validation loss?"""
-        return self.state.best_epoch is not None and self.state.best_epoch == self.state.epoch
 
     def _diverged(self, value: float, batch: int, lr: float, what: str | None = None) -> DivergedError:
         norms = []
@@ -342,47 +479,38 @@ class Trainer:
         where = f"epoch {self.state.epoch + 1}, batch {batch + 1}/{self.batches_per_epoch}"
         culprit = f"; first non-finite gradient (backward order) in layer {first_bad}" if first_bad else ""
         rate = f" (now {lr:g})" if math.isfinite(lr) else ""
-        clip = "" if self.config.clip_norm else " or gradient clipping (training.clip_norm: 1.0)"
+        clip = "" if self.settings.clip_norm else " or gradient clipping (training.clip_norm: 1.0)"
         return DivergedError(
             f"training diverged at {where}: {what or f'loss is {value}'}{culprit}; gradient norms: {', '.join(reversed(norms))}; "
             f"the update was not applied; try a smaller optimizer.learning_rate{rate}{clip}"
         )
 
     # -- resume ---------------------------------------------------------------
-    def snapshot(self) -> tuple[dict, dict[str, np.ndarray]]:
-        """(JSON meta, arrays) of everything that continuing this run exactly depends on."""
-        optim = self.optimizer.state_dict()
-        arrays = {f"optim/{k}": v for k, v in optim.items() if isinstance(v, np.ndarray)}
-        scalars = {k: v for k, v in optim.items() if not isinstance(v, np.ndarray)}
-        if self.order is not None:
-            arrays["train/order"] = self.order
-        if self._best_weights is not None:
-            theta, state = self._best_weights
-            arrays["train/best/theta"] = theta
-            arrays.update({f"train/best/state/{k}": v for k, v in state.items()})
-        meta = {
-            "train_state": self.state.to_meta(),
-            "optimizer_state": scalars,
-            "schedule_state": self.schedule.state_dict(),
-            "rng": {
+    def snapshot(self) -> Snapshot:
+        return Snapshot(
+            state=self.state,
+            optimizer=self.optimizer.state_dict(),
+            schedule=self.schedule.state_dict(),
+            rng={
                 "shuffle": self.shuffle_rng.bit_generator.state,
                 "augment": self.augment_rng.bit_generator.state,
                 "layers": [g.bit_generator.state for g in self.model.random_generators()],
             },
-        }
-        return meta, arrays
+            order=self.order,
+            best=self._best_weights,
+        )
 
-    def restore(self, meta: dict, arrays: dict[str, np.ndarray], source: str = "checkpoint") -> None:
-        """Continue from a snapshot (weights already loaded into the model); refuse anything inconsistent."""
+    def restore(self, read_snapshot, source: str = "checkpoint") -> None:
+        """Continue from `read_snapshot()` (weights already loaded into the model); refuse anything inconsistent."""
         try:
-            self._restore(meta, arrays)
+            self._restore(read_snapshot())
         except (KeyError, TypeError, ValueError, AttributeError, IndexError) as exc:
             detail = f"missing {exc}" if isinstance(exc, KeyError) else str(exc)
             raise CheckpointError(f"{source}: cannot resume from it: {detail}") from None
 
-    def _restore(self, meta: dict, arrays: dict[str, np.ndarray]) -> None:
-        P, n = self.model.num_params, len(self.data.train)
-        state = TrainState.from_meta(meta["train_state"])
+    def _restore(self, snap: Snapshot) -> None:
+        P, n = self.model.num_params, self.samples
+        state = snap.state
         counters = (state.epoch, state.batch, state.step, state.correct, state.seen, state.evaluations, state.monitor_wait)
         if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in counters):
             raise ValueError("training counters must be non-negative integers")
@@ -392,31 +520,92 @@ class Trainer:
             raise ValueError("history rows do not have the history.csv columns")
         if not (0 <= state.batch < self.batches_per_epoch):
             raise ValueError(f"batch position {state.batch} does not fit {self.batches_per_epoch} batches per epoch")
-        order = arrays.get("train/order")
+        order = snap.order
         if state.batch > 0:
             if order is None or order.shape != (n,) or order.dtype.kind not in "iu" or not np.array_equal(np.sort(order), np.arange(n)):
                 raise ValueError(f"the epoch's sample order is not a permutation of the {n} training samples")
-        for key, array in arrays.items():
-            if key.startswith(("optim/", "train/best/theta")):
-                if array.dtype.kind != "f" or array.ndim == 0 or array.shape[-1] != P or not np.isfinite(array).all():
-                    raise ValueError(f"{key} must be finite floats with last dimension {P}")
+        arrays = [(f"optim/{k}", v) for k, v in snap.optimizer.items() if isinstance(v, np.ndarray)]
+        if snap.best is not None:
+            arrays.append(("train/best/theta", snap.best[0]))
+        for key, array in arrays:
+            if array.dtype.kind != "f" or array.ndim == 0 or array.shape[-1] != P or not np.isfinite(array).all():
+                raise ValueError(f"{key} must be finite floats with last dimension {P}")
         generators = self.model.random_generators()
-        if len(meta["rng"]["layers"]) != len(generators):
-            raise ValueError(f"{len(meta['rng']['layers'])} layer generator states for {len(generators)} random layers")
-        optim = {k[len("optim/") :]: v for k, v in arrays.items() if k.startswith("optim/")}
-        self.optimizer.load_state_dict({**meta["optimizer_state"], **optim})
-        self.schedule.load_state_dict(meta["schedule_state"])
-        for rng, saved in ((self.shuffle_rng, meta["rng"]["shuffle"]), (self.augment_rng, meta["rng"]["augment"]),
-                           *zip(generators, meta["rng"]["layers"])):
+        if len(snap.rng["layers"]) != len(generators):
+            raise ValueError(f"{len(snap.rng['layers'])} layer generator states for {len(generators)} random layers")
+        self.optimizer.load_state_dict(snap.optimizer)
+        self.schedule.load_state_dict(snap.schedule)
+        for rng, saved in ((self.shuffle_rng, snap.rng["shuffle"]), (self.augment_rng, snap.rng["augment"]),
+                           *zip(generators, snap.rng["layers"])):
             if not isinstance(saved, dict) or saved.get("bit_generator") != rng.bit_generator.state["bit_generator"]:
                 raise ValueError("random generator state is not a PCG64 state")
             rng.bit_generator.state = saved
         self.state = state
         self.order = order if state.batch > 0 else None
-        if "train/best/theta" in arrays:
-            prefix = "train/best/state/"
-            best_state = {k[len(prefix) :]: v.copy() for k, v in arrays.items() if k.startswith(prefix)}
+        if snap.best is not None:
+            theta, best_state = snap.best
             expected = {k: v.shape for k, v in self.model.named_state()}
             if {k: v.shape for k, v in best_state.items()} != expected:
                 raise ValueError("the best weights' layer state does not match the model")
-            self._best_weights = (arrays["train/best/theta"].copy(), best_state)
+            self._best_weights = (theta.copy(), {k: v.copy() for k, v in best_state.items()})
+
+
+class OneShotFit(Fit):
+    """The fit of a model kind that is not trained by gradient descent: `kind.fit` once, one history row.
+
+    It goes through the same callbacks as a Trainer (run folder, progress), so such a kind gets
+    history.csv, checkpoints and the progress line without code of its own.
+    """
+
+    epochs = 1
+    batches_per_epoch = 1
+    unit = "fit"
+
+    def __init__(self, kind, model, data: Dataset, settings: TrainingConfig, callbacks: Sequence[Callback] = (), stop=None):
+        self.kind, self.model, self.data, self.settings = kind, model, data, settings
+        self.callbacks, self.stop = list(callbacks), stop
+        self.state = TrainState()
+        self.samples = len(data.train)
+
+    def fit(self) -> TrainState:
+        for cb in self.callbacks:
+            cb.on_train_begin(self)
+        if not self.finished:
+            started = time.perf_counter()
+            self.kind.fit(self.model, self.data.train)
+            train = self.kind.evaluate(self.model, None, self.data.train, self.data.num_classes, self.settings.eval_batch_size)
+            val = None
+            if self.data.val is not None:
+                val = self.kind.evaluate(self.model, None, self.data.val, self.data.num_classes, self.settings.eval_batch_size)
+            self.state.step = 1
+            self.last_step = StepLog(train.loss, time.perf_counter() - started, self.samples, 0, 0, float("nan"))
+            for cb in self.callbacks:
+                cb.on_batch_end(self)
+
+            def number(v):
+                return None if v is None or not math.isfinite(v) else float(v)
+
+            row = {
+                "epoch": 1,
+                "train_loss": number(train.loss),
+                "train_accuracy": float(train.accuracy),
+                "val_loss": number(val.loss) if val is not None else None,
+                "val_accuracy": float(val.accuracy) if val is not None else None,
+                "learning_rate": None,
+                "seconds": time.perf_counter() - started,
+            }
+            self._record_epoch(row)
+            for cb in self.callbacks:
+                cb.on_epoch_end(self, row)
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return self.state
+
+    def gradient(self) -> np.ndarray:
+        raise TypeError(f"{self.kind.spec['type']} is not trained by gradient descent")
+
+    def restore(self, read_snapshot, source: str = "checkpoint") -> None:
+        try:
+            self.state = read_snapshot().state
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CheckpointError(f"{source}: cannot resume from it: {exc}") from None

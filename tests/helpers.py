@@ -12,7 +12,7 @@ import yaml
 
 from nncli.checkpoint import read_checkpoint, save_checkpoint
 from nncli.layers import LAYERS
-from nncli.model import Sequential
+from nncli.models import Sequential
 
 EPS = 1e-6
 

@@ -125,7 +125,9 @@ def test_mini_batch_methods_count_updates_and_report_epochs(tmp_path, table):
     n_train = result.comparison.n_train
     assert (sgd.iterations, sgd.gradient_evaluations, sgd.stop_reason) == (30, 30, "max_iterations")
     assert sgd.epochs == pytest.approx(30 * 10 / n_train)
-    assert gd.iterations == 30 and gd.epochs == pytest.approx(31)  # 30 steps + the gradient at the start
+    # gd, like every first-order method, counts the gradients its 30 updates used (each at the point it steps
+    # from); the full objective after each update feeds only the curve and the stopping rule
+    assert (gd.iterations, gd.gradient_evaluations) == (30, 30) and gd.epochs == pytest.approx(30)
     assert not sgd.converged
 
 
@@ -138,7 +140,7 @@ def test_stopping_rules_and_their_precedence(tmp_path, table):
         tolerance_change=0.0,
     )
     experiment = load_experiment(config)
-    specs = {label: spec for label, spec, _ in experiment.compare.runs()}
+    specs = {run.label: run.spec for run in experiment.compare.runs()}
     assert (specs["bfgs"]["tolerance_grad"], specs["bfgs"]["tolerance_change"]) == (1e-2, 0.0)  # the section's
     assert specs["cg"]["tolerance_grad"] == 1e-9  # its own wins
     assert "tolerance_grad" not in specs["gd"]  # first-order methods have no such option: the driver applies it
@@ -156,7 +158,8 @@ def test_a_start_within_the_gradient_tolerance_is_iteration_zero(tmp_path, table
     # minimisers apply the rule themselves (a step with no evaluations), first-order methods through the driver
     config = tiny(table, optimizers=[{"type": "gd", "learning_rate": 1.0}, {"type": "sgd", "learning_rate": 0.1}, "newton", "lbfgs"], tolerance_grad=1e3)
     result = nncli.compare_optimizers(config, out=tmp_path / "o")
-    evaluations = {"gd": 1, "sgd": 0, "newton": 1, "lbfgs": 1}  # the gradient at the start is gd's and the minimisers' own
+    # the gradient at the start is the minimisers' own; a first-order method (gd too) has taken no update
+    evaluations = {"gd": 0, "sgd": 0, "newton": 1, "lbfgs": 1}
     for run in result.comparison.runs:
         assert (run.iterations, run.stop_reason, run.converged) == (0, "gradient_tolerance", True), run.optimizer
         assert run.function_evaluations == run.gradient_evaluations == evaluations[run.optimizer], run.optimizer

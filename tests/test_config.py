@@ -5,7 +5,7 @@ from helpers import mlp_config, write_config
 
 from nncli.config import apply_overrides, document_from_text, dump_yaml, load_document
 from nncli.errors import ConfigError
-from nncli.experiment import from_document, load_experiment
+from nncli.experiment import TOP_LEVEL_KEYS, from_document, load_experiment
 
 GOOD = """\
 name: demo
@@ -27,7 +27,7 @@ def located(text: str, overrides=()) -> str:
     """The one-line message a broken config produces."""
     doc = document_from_text(text, "cfg.yaml")
     with pytest.raises(ConfigError) as err:
-        apply_overrides(doc, overrides)
+        apply_overrides(doc, overrides, TOP_LEVEL_KEYS)
         from_document(doc)
     return str(err.value)
 
@@ -115,8 +115,8 @@ def test_overrides_parse_yaml_values_and_index_lists():
     exp = from_document(doc)
     assert exp.training.epochs == 7
     assert exp.optimizer_spec["learning_rate"] == 3e-4
-    assert exp.layer_specs[0]["units"] == 16
-    assert exp.layer_specs[-1]["units"] == 5
+    assert exp.model.layer_specs[0]["units"] == 16
+    assert exp.model.layer_specs[-1]["units"] == 5
 
 
 @pytest.mark.parametrize(
@@ -151,7 +151,7 @@ def test_resolution_fills_defaults_and_is_idempotent(tmp_path, digits):
 def test_aliases_resolve_to_canonical_names():
     doc = document_from_text(GOOD.replace("activation: relu", "activation: ReLU").replace("loss: cross_entropy", "loss: categorical_crossentropy"))
     exp = from_document(doc)
-    assert exp.layer_specs[0]["activation"] == "relu"
+    assert exp.model.layer_specs[0]["activation"] == "relu"
     assert exp.loss.spec == {"type": "cross_entropy"}
 
 

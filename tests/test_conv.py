@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from nncli.cli import app
 from nncli.errors import ConfigError
 from nncli.layers import LAYERS
-from nncli.model import Sequential
+from nncli.models import Sequential
 
 # -- loop-based references (numpy-ml's conv2D_naive idea): obviously right, slow ----------------
 

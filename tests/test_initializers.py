@@ -38,7 +38,7 @@ def test_initializer_statistics(name):
 
 
 def test_same_seed_same_weights_in_any_dtype():
-    from nncli.model import Sequential
+    from nncli.models import Sequential
 
     specs = [{"type": "dense", "units": 5, "activation": "relu"}, {"type": "dense", "units": 2}]
     a = Sequential.from_specs(specs, (3,), np.float32)

@@ -9,7 +9,7 @@ from helpers import build_layer, check_layer_gradients
 
 from nncli.errors import ConfigError
 from nncli.layers import ACTIVATIONS, LAYERS
-from nncli.model import Sequential
+from nncli.models import Sequential
 
 # name -> list of (spec, per-sample input shape). Every registered layer must appear here.
 CASES = {

@@ -8,7 +8,7 @@ import nncli
 from nncli import parallel
 from nncli.layers import LAYERS, Layer
 from nncli.losses import LOSSES
-from nncli.model import Sequential
+from nncli.models import Sequential
 
 CNN = [
     {"type": "conv2d", "filters": 4, "kernel_size": 3, "activation": "relu"},

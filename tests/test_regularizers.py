@@ -10,7 +10,7 @@ from nncli.cli import app
 from nncli.data import Split
 from nncli.losses import LOSSES
 from nncli.metrics import evaluate
-from nncli.model import Sequential
+from nncli.models import Sequential
 from nncli.regularizers import L1, L2, REGULARIZERS, L1L2
 
 # Every registered regularizer, with options that make every term non-zero.

@@ -16,22 +16,31 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 
-from . import parallel
-from .errors import ConfigError
-from .layers import LAYERS, Layer, ShapeError
-from .regularizers import L2
+from .. import parallel
+from ..errors import ConfigError
+from ..layers import LAYERS, Layer, ShapeError
+from ..metrics import evaluate
+from ..registry import PositiveInt
+from ..regularizers import L2
+from .base import MODELS, ModelKind, ModelPlan, PlanRow, shape_size
 
 
-@dataclass(frozen=True)
-class SummaryRow:
-    index: int
-    layer: str  # e.g. "dense(16, sigmoid)"
-    output_shape: tuple[int, ...]  # per sample
-    params: int
+def build_layers(layers: Sequence[Layer], input_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """Build each layer for the previous one's per-sample output shape (shapes only); return the last output shape."""
+    shape = tuple(int(d) for d in input_shape)
+    for i, layer in enumerate(layers):
+        layer.input_shape = shape
+        try:
+            shape = tuple(layer.build(shape))
+        except ShapeError as exc:
+            raise ConfigError(f"{layer.name}: {exc}", ("model", "layers", i)) from None
+        layer.output_shape = shape
+        layer.needs_input_grad = i > 0
+    return shape
 
 
 class Sequential:
@@ -47,16 +56,7 @@ class Sequential:
         self.layers = list(layers)
         self.input_shape = tuple(int(d) for d in input_shape)
         self.dtype = np.dtype(dtype)
-        shape = self.input_shape
-        for i, layer in enumerate(self.layers):
-            layer.input_shape = shape
-            try:
-                shape = tuple(layer.build(shape))
-            except ShapeError as exc:
-                raise ConfigError(f"{layer.name}: {exc}", ("model", "layers", i)) from None
-            layer.output_shape = shape
-            layer.needs_input_grad = i > 0
-        self.output_shape = shape
+        self.output_shape = build_layers(self.layers, self.input_shape)
         for layer, following in zip(self.layers, self.layers[1:]):
             layer.fuse_next(following)  # exact rewrites only, e.g. conv ReLU applied after the max-pool
 
@@ -329,13 +329,63 @@ class Sequential:
         return out
 
     # -- description ----------------------------------------------------------
-    def summary_rows(self) -> list[SummaryRow]:
-        return [
-            SummaryRow(i, layer.describe(), layer.output_shape, layer.count_params())
-            for i, layer in enumerate(self.layers)
-        ]
+    def summary_rows(self) -> list[PlanRow]:
+        return layer_rows(self.layers)
 
 
 def _all_state(layer: Layer) -> dict[str, np.ndarray]:
     """The state arrays of a layer and its children, named as in all_state_shapes()."""
     return {p + k: v for p, sub in layer.walk() for k, v in sub.state.items()}
+
+
+def layer_rows(layers: Sequence[Layer]) -> list[PlanRow]:
+    """Summary rows of built layers, with the elements per sample that training keeps for each.
+
+    The activation count is an estimate: the layer's output, its gradient and a cache
+    (3 × output), plus a kernel layer's patch matrix (output positions × kernel
+    size, the im2col work array of a convolution).
+    """
+    rows = []
+    for i, layer in enumerate(layers):
+        out = layer.output_shape
+        kernel = layer.all_param_shapes().get("W")
+        patches = shape_size(out[:-1]) * shape_size(kernel[:-1]) if kernel is not None and len(out) > 1 else 0
+        rows.append(PlanRow(i, layer.describe(), out, layer.count_params(), 3 * shape_size(out) + patches))
+    return rows
+
+
+@MODELS.register("sequential")
+class LayerStack(ModelKind):
+    """A stack of layers trained by backpropagation (the default model kind).
+
+    Options:
+    layers: the layer list, first to last
+    input_shape: per-sample input shape; null reads it from the data headers
+    """
+
+    def __init__(self, layers: list[Annotated[object, LAYERS]], input_shape: tuple[PositiveInt, ...] | None = None):
+        if not layers:
+            raise ConfigError("the model needs at least one layer", ("model", "layers"))
+        self.layer_specs = [layer.spec for layer in layers]
+        self.input_shape = input_shape
+
+    def _layers(self) -> list[Layer]:
+        return [LAYERS.create(spec, ("model", "layers", i)) for i, spec in enumerate(self.layer_specs)]
+
+    def plan(self, input_shape, num_classes, dtype) -> ModelPlan:
+        layers = self._layers()
+        output_shape = build_layers(layers, input_shape)
+        return ModelPlan(tuple(input_shape), output_shape, layer_rows(layers), np.dtype(dtype).itemsize)
+
+    def build(self, input_shape, num_classes, dtype, settings) -> Sequential:
+        return Sequential(self._layers(), input_shape, dtype, settings.weight_decay)
+
+    def training_side_effect(self):
+        for i, layer in enumerate(self._layers()):
+            effect = layer.training_side_effect()
+            if effect is not None:
+                return ("model", "layers", i), f"{layer.describe()} {effect}"
+        return None
+
+    def evaluate(self, model, loss, split, num_classes, batch_size=1000, keep_probabilities=False):
+        return evaluate(model, loss, split, num_classes, batch_size, keep_probabilities)
