@@ -15,7 +15,7 @@ config's eval_batch_size). `--profile` times each nncli layer's forward and
 backward pass over some training steps.
 
 The nncli step below mirrors Trainer._epoch: gather the batch by index into a
-reused buffer, Sequential.train_step, the finiteness check, the optimizer
+reused buffer, the Objective (objective.py), the finiteness check, the optimizer
 step. The PyTorch step is the usual loop with loss.item() and the accuracy
 count, which nncli computes too. PyTorch is optional and never a test
 dependency.
@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO))
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from nncli.experiment import load_experiment  # noqa: E402
+from nncli.objective import Objective  # noqa: E402
 
 torch = None  # imported by main() unless --no-torch; PyTorch is optional
 
@@ -58,13 +59,14 @@ DEFAULT_CONFIGS = ["configs/mnist_cnn.yaml", "configs/mnist_mlp.yaml", "configs/
 
 # -- nncli ---------------------------------------------------------------------------------
 class NncliRun:
-    """An nncli model, optimizer and data, stepping like Trainer._epoch."""
+    """An nncli model, objective, optimizer and data, stepping like Trainer.step."""
 
     def __init__(self, experiment, dataset, seed=0):
         self.experiment, self.data = experiment, dataset
         self.model = experiment.build_model(dataset.input_shape, dataset.num_classes)
         self.model.initialize(np.random.default_rng(experiment.seeds("init")))
         self.loss = experiment.loss
+        self.objective = Objective(self.model, self.loss)
         self.optimizer = experiment.make_optimizer()
         self.batch_size = min(experiment.training.batch_size, len(dataset.train))
         self.rng = np.random.default_rng(seed)
@@ -78,7 +80,7 @@ class NncliRun:
 
     def steps(self, n: int) -> float:
         """Run n training steps (wrapping around epochs); return the wall time in seconds."""
-        model, loss, opt, x_all, y_all = self.model, self.loss, self.optimizer, self.data.train.x, self.data.train.y
+        model, opt, x_all, y_all = self.model, self.optimizer, self.data.train.x, self.data.train.y
         lr = float(opt.learning_rate)
         started = time.perf_counter()
         for _ in range(n):
@@ -90,7 +92,7 @@ class NncliRun:
             if buf is None:
                 buf = self.buffers[len(idx)] = np.empty((len(idx), *x_all.shape[1:]), model.dtype)
             np.take(x_all, idx, axis=0, out=buf)
-            value, _ = model.train_step(loss, buf, y_all[idx])
+            value, _ = self.objective(buf, y_all[idx])
             if not (math.isfinite(value) and np.isfinite(model.grad).all()):
                 raise RuntimeError("nncli diverged")
             opt.step(model.theta, model.grad, lr)
@@ -281,7 +283,7 @@ def check_against_torch(nn_run: NncliRun) -> str:
     net = torch_model(model, nhwc_flatten=True)
     pairs = copy_weights(model, net)
     x, y = nn_run.data.train.x[: nn_run.batch_size], nn_run.data.train.y[: nn_run.batch_size]
-    value, _ = model.train_step(nn_run.loss, np.ascontiguousarray(x, model.dtype), y)
+    value, _ = nn_run.objective(np.ascontiguousarray(x, model.dtype), y)
     out = net(TorchRun._nchw(x))
     loss = torch_loss(nn_run.experiment.loss.spec["type"])(out, torch.from_numpy(y.astype(np.int64)))
     loss.backward()
@@ -327,7 +329,7 @@ def profile(nn_run: NncliRun, steps: int) -> None:
     total = nn_run.steps(steps)
     for obj, attr in saved:
         delattr(obj, attr)  # back to the class's method
-    split = model._splitter is not None and model._splitter.applies(nn_run.batch_size)
+    split = nn_run.objective.splits(nn_run.batch_size)
     ms = lambda s: 1e3 * s / steps  # noqa: E731
     print(f"  profile over {steps} steps: {ms(total):.2f} ms/step" + (
         f" (batch split in two threads: per-layer times are the main thread's half of {nn_run.batch_size - nn_run.batch_size // 2} samples, "

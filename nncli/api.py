@@ -132,18 +132,25 @@ def _own_run_folder(checkpoint: Path) -> Path | None:
     return run if (run / "config.yaml").is_file() and (run / "history.csv").is_file() else None
 
 
-def memory_needed(experiment: Experiment, plan) -> MemoryNeed:
-    """What training this experiment's model needs, from shapes alone: parameters and their copies, and a batch's work."""
+def memory_needed(experiment: Experiment, plan, rows: int | None = None) -> MemoryNeed:
+    """What training this experiment's model needs, from shapes alone: parameters and their copies, and the
+    largest batch's work (a training or an evaluation batch, the whole training set for full-batch methods;
+    never more than the data's `rows`, when known)."""
     training = experiment.training
     if not experiment.model.gradient_trained:
-        return experiment.model.memory(plan, training.eval_batch_size, 1)
-    optimizer_cls = OPTIMIZERS.get(experiment.optimizer_spec["type"])
-    copies = 3 + len(getattr(optimizer_cls, "slots", ())) + (1 if training.early_stopping is not None else 0)  # θ, ∇θ, undo copy
-    return experiment.model.memory(plan, max(training.batch_size, training.eval_batch_size), copies)
+        return experiment.model.memory(plan, min(training.eval_batch_size, rows or training.eval_batch_size), 1)
+    optimizer = experiment.optimizer
+    copies = 3 + len(getattr(optimizer, "slots", ())) + (1 if training.early_stopping is not None else 0)  # θ, ∇θ, undo copy
+    batch = max(training.batch_size, training.eval_batch_size)
+    if optimizer.full_batch and rows is not None:
+        batch = rows
+    return experiment.model.memory(plan, min(batch, rows or batch), copies)
 
 
-def check_memory(experiment: Experiment, need: MemoryNeed) -> None:
-    """Refuse, in one line naming the largest layer, a model whose training cannot fit in the memory available."""
+def check_memory(experiment: Experiment, input_shape, num_classes: int | None, rows: int | None) -> None:
+    """Refuse, in one line naming the largest layer, a model whose training cannot fit in the memory available
+    (from shapes alone, before anything of the model is allocated)."""
+    need = memory_needed(experiment, experiment.plan(input_shape, num_classes), rows)
     available = available_memory()
     if available is not None and need.total > available:
         parts = ", ".join(f"{name} {human_bytes(size)}" for name, size in need.parts.items())
@@ -178,11 +185,10 @@ def train(
     if resumed is not None:
         _check_resumable(experiment, resumed)
     start = read_checkpoint(weights) if weights is not None else None
-    info = experiment.data_info()  # headers only: refuse a model that cannot fit before reading the data
-    check_memory(experiment, memory_needed(experiment, experiment.plan(info.input_shape, info.num_classes)))
 
     dataset = _load_data(experiment, resumed.meta["preprocessing"] if resumed else None)
     experiment.check_fits(dataset)
+    check_memory(experiment, dataset.input_shape, dataset.num_classes, len(dataset.train))  # before the model exists
     model = experiment.build_model(dataset.input_shape, dataset.num_classes)
     model.initialize(np.random.default_rng(experiment.seeds("init")))
     for ckpt in (start, resumed):
@@ -358,7 +364,7 @@ def compare_optimizers(
     plan = experiment.compare.runs()
     experiment.check_optimizer_sizes([(run.spec, run.path) for run in plan])  # before any data is read
     info = experiment.data_info()
-    check_memory(experiment, memory_needed(experiment, experiment.plan(info.input_shape, info.num_classes)))
+    check_memory(experiment, info.input_shape, info.num_classes, info.rows)
     # Reserve the out folder before the (possibly long) runs: a bad --out fails now, not after them.
     out_dir = new_run_folder(out if out is not None else Path("runs") / f"{experiment.name}-compare")
     config_file = out_dir / "config.yaml"
@@ -527,7 +533,7 @@ def summarize(config: str | Path | dict, overrides: Sequence[str] = ()) -> Model
         total_params=plan.num_params,
         loss=experiment.loss.spec["type"] if experiment.loss is not None else None,
         optimizer=experiment.optimizer_spec["type"] if experiment.optimizer_spec is not None else None,
-        memory=memory_needed(experiment, plan),
+        memory=memory_needed(experiment, plan, info.rows),
         available=available_memory(),
     )
 

@@ -128,6 +128,7 @@ def summary(
     with cli_errors():
         result = api.summarize(config, set_ or [])
     console.stdout.print(console.model_summary(result))
+    console.stdout.print(console.memory_line(result), markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command()

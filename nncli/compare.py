@@ -3,7 +3,7 @@
 What is measured, per optimizer (the semantics CompareConfig documents):
 
 - The objective is the training loss over the whole training set,
-  f(θ) = model.loss_and_grad on data.train: what the minimisers minimise
+  f(θ) = objective.full_batch_objective on data.train: what the minimisers minimise
   and what every curve shows, so curves of mini-batch and full-batch
   methods are comparable point for point.
 - An iteration is one outer iteration of a full-batch method (gd, newton,
@@ -49,7 +49,8 @@ from .experiment import CompareConfig, CompareRun, Experiment
 from .optimizers import Minimizer, Optimizer
 from .optimizers.base import CONVERGED, DIVERGED, GRADIENT_TOLERANCE, MAX_ITERATIONS, convergence, gradient_converged
 from .schedules import SCHEDULES
-from .training import Callback, Fit, Trainer, full_batch_objective
+from .objective import full_batch_objective
+from .training import Callback, Fit, Trainer
 
 # summary.csv: the contract's columns first, in order, then the extra ones.
 SUMMARY_COLUMNS = (

@@ -178,13 +178,16 @@ def model_summary(summary: ModelSummary) -> Table:
         table.add_row(str(row.index), row.layer, str(row.output_shape), f"{row.params:,}")
     table.add_section()
     table.add_row("", "total", "", f"{summary.total_params:,}")
+    return table
+
+
+def memory_line(summary: ModelSummary) -> str:
+    """What training the summarised model needs, by part, against the memory available now."""
     need = summary.memory
     parts = ", ".join(f"{name} {human_bytes(size)}" for name, size in need.parts.items())
     available = f"; {human_bytes(summary.available)} available" if summary.available is not None else ""
     fits = " (does not fit)" if summary.available is not None and need.total > summary.available else ""
-    table.caption = f"training needs about {human_bytes(need.total)}: {parts}{available}{fits}"
-    table.caption_justify = "left"
-    return table
+    return f"training needs about {human_bytes(need.total)} ({parts}){available}{fits}"
 
 
 def components_table(infos: list[ComponentInfo]) -> Table:

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from . import parallel
 from .data import Split
 from .losses import Loss
 
@@ -51,13 +52,14 @@ def evaluate(
     evaluation-mode outputs, per sample), as Keras does, so training and
     validation losses compare. `Evaluation.penalty` says how much of it that is.
     """
+    forward = parallel.evaluation_forward(model)
     total = 0.0
     activity = 0.0
     predictions = np.empty(len(split), np.int64)
     probabilities = np.empty((len(split), num_classes), np.float64) if keep_probabilities else None
     for start in range(0, len(split), batch_size):
         stop = min(start + batch_size, len(split))
-        outputs = model.forward(split.x[start:stop], training=False)
+        outputs = forward(split.x[start:stop])
         predictions[start:stop] = loss.predictions(outputs)
         if probabilities is not None:
             probabilities[start:stop] = loss.probabilities(outputs)

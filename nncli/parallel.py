@@ -1,4 +1,4 @@
-"""Split a conv net's batches across two Python threads.
+"""Split a conv net's batches across two Python threads (an execution strategy, chosen once per model).
 
 NumPy releases the GIL inside BLAS and ufunc loops, so two threads, each
 running single-threaded BLAS on half a batch, keep two cores busy through the
@@ -16,6 +16,10 @@ gradient of the mean loss over the whole batch. Whether and where a batch is
 split depends on the model and the batch size only, never on the machine's
 core count, so a seed gives the same history on every run.
 
+The model knows nothing of this: `splitter_for(model)` decides once per model
+(and keeps the splitter, so its replica and buffers are made once), the
+objective (objective.py) and evaluation (`evaluation_forward`) use it.
+
 NOTE: the BLAS thread limit is process-wide; two models training at once in
 different threads of one process would fight over it (results stay correct).
 """
@@ -24,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import weakref
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -65,6 +70,38 @@ def can_split(model, training: bool = True) -> bool:
     )
 
 
+_splitters: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> (BatchSplitter | None, splits in training)
+
+
+def splitter_for(model, training: bool = True) -> BatchSplitter | None:
+    """The model's BatchSplitter when its batches (training ones, or evaluation ones) go through two threads, else None."""
+    if model not in _splitters:
+        splits = can_split(model, training=False)  # a model that splits in training splits in evaluation
+        _splitters[model] = (BatchSplitter(model) if splits else None, splits and can_split(model))
+    splitter, in_training = _splitters[model]
+    return splitter if in_training or not training else None
+
+
+def takes_chunks(model) -> bool:
+    """Conv nets whose samples are independent take large batches (full-batch objectives) in chunks of
+    MAX_CHUNK: their work arrays are ~1 MB per sample. (MLPs need little memory per sample, and
+    chunking would change their rounding.)"""
+    walked = [layer for top in model.layers for _, layer in top.walk()]
+    return any(layer.compute_bound for layer in walked) and all(layer.independent_samples for layer in walked)
+
+
+def evaluation_forward(model):
+    """x -> evaluation-mode outputs: both halves in parallel where the model and the batch size allow."""
+    splitter = splitter_for(model, training=False)
+
+    def forward(x: np.ndarray) -> np.ndarray:
+        if splitter is not None and splitter.applies(len(x)):
+            return splitter.forward(x)
+        return model.forward(x, training=False)
+
+    return forward
+
+
 def _with_errstate(settings: dict, fn):
     """fn run under the caller's floating-point error settings: np.errstate is per thread."""
 
@@ -76,7 +113,7 @@ def _with_errstate(settings: dict, fn):
 
 
 class BatchSplitter:
-    """Runs Sequential.train_step as two half-batch steps in parallel and combines them exactly."""
+    """Runs the per-sample part of a training step as two half-batch parts in parallel and combines them exactly."""
 
     def __init__(self, model):
         self.model = model
@@ -99,17 +136,18 @@ class BatchSplitter:
             entry = self._losses[id(loss)] = (loss, copy.deepcopy(loss))
         return entry[1]
 
-    def train_step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
+    def train_step(self, part, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
         """Mean loss and correct predictions over the batch, its two halves in parallel; model.grad = ∇ of the mean loss.
 
-        (Batches larger than MAX_CHUNK reach it chunk by chunk, from Sequential.train_step.)
+        `part(model, loss, x, y)` is the one-thread per-sample step (objective.sample_part).
+        (Batches larger than MAX_CHUNK reach it chunk by chunk, from the Objective.)
         """
         n = len(x)
         n1 = n - n // 2  # the first half takes the odd sample
         other = self._loss_copy(loss)
         with _blas_controller().limit(limits=1, user_api="blas"):
-            future = self._pool().submit(_with_errstate(np.geterr(), self.replica.single_train_step), other, x[n1:], y[n1:])
-            value1, correct1 = self.model.single_train_step(loss, x[:n1], y[:n1])
+            future = self._pool().submit(_with_errstate(np.geterr(), part), self.replica, other, x[n1:], y[n1:])
+            value1, correct1 = part(self.model, loss, x[:n1], y[:n1])
             value2, correct2 = future.result()
         # ∇ of the whole batch's mean loss: sub-batch means weighted by their sizes
         w1, w2 = n1 / n, (n - n1) / n
@@ -130,11 +168,11 @@ class BatchSplitter:
         for start in range(0, n, MAX_CHUNK):
             xs = x[start : start + MAX_CHUNK]
             if len(xs) < 2 * MIN_HALF:
-                out[start : start + len(xs)] = self.model.single_forward(xs, False)
+                out[start : start + len(xs)] = self.model.forward(xs, False)
                 continue
             n1 = len(xs) - len(xs) // 2
             with _blas_controller().limit(limits=1, user_api="blas"):
-                future = self._pool().submit(_with_errstate(np.geterr(), self.replica.single_forward), xs[n1:], False)
-                out[start : start + n1] = self.model.single_forward(xs[:n1], False)
+                future = self._pool().submit(_with_errstate(np.geterr(), self.replica.forward), xs[n1:], False)
+                out[start : start + n1] = self.model.forward(xs[:n1], False)
                 out[start + n1 : start + len(xs)] = future.result()
         return out

@@ -28,6 +28,7 @@ from .data import Dataset, Split
 from .errors import CheckpointError, DivergedError
 from .losses import Loss
 from .metrics import evaluate
+from .objective import Objective, full_batch_objective
 from .optimizers import Minimizer, Optimizer
 from .registry import NonNegativeFloat, PositiveFloat, PositiveInt
 from .schedules import SCHEDULES, Schedule_, improved
@@ -178,22 +179,6 @@ class StopSignals:
         return signal.Signals(self.signum).name if self.signum else ""
 
 
-def full_batch_objective(model, loss: Loss, x: np.ndarray, y: np.ndarray):
-    """θ -> (f(θ), ∇f(θ)): the training loss over all of (x, y) and its gradient (a fresh array).
-
-    This is the objective full-batch minimisers and their line searches see:
-    `model.loss_and_grad`, so anything the model adds to the loss is included.
-    """
-    x = x.astype(model.dtype, copy=False)
-
-    def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        model.theta[...] = theta
-        value, grad = model.loss_and_grad(loss, x, y)
-        return value, grad.copy()
-
-    return objective
-
-
 @dataclass
 class Snapshot:
     """Everything besides the model's own arrays that continuing a fit exactly depends on.
@@ -293,6 +278,7 @@ class Trainer(Fit):
         self.unit = "iteration" if self.batches_per_epoch == 1 and optimizer.full_batch else "epoch"
         self._lr: float | None = None  # the current epoch's rate (set at its first update)
         self._x_buffers: dict[int, np.ndarray] = {}
+        self._batch_objective = Objective(model, loss) if not self.minimizer else None
         self._objective = None
         self._current: tuple[float, np.ndarray] | None = None  # minimisers: (f, ∇f) at θ
         self._theta_before = np.empty_like(model.theta)  # θ before the latest update, to undo a diverging one
@@ -356,7 +342,7 @@ class Trainer(Fit):
         lr, b = self._lr, s.batch
         x, y = self._batch(b)
         theta, grad = model.theta, model.grad
-        value, correct = model.train_step(self.loss, x, y)
+        value, correct = self._batch_objective(x, y)
         if not (math.isfinite(value) and np.isfinite(grad).all()):
             raise self._diverged(value, b, lr)
         self._clip(grad)

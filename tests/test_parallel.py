@@ -9,6 +9,7 @@ from nncli import parallel
 from nncli.layers import LAYERS, Layer
 from nncli.losses import LOSSES
 from nncli.models import Sequential
+from nncli.objective import Objective, full_batch_objective
 
 CNN = [
     {"type": "conv2d", "filters": 4, "kernel_size": 3, "activation": "relu"},
@@ -20,12 +21,34 @@ CNN = [
 ]
 
 
-def cnn(dtype=np.float64, split=True, seed=0):
+def cnn(dtype=np.float64, seed=0):
     model = Sequential.from_specs(CNN, (8, 8, 1), dtype)
     model.initialize(np.random.default_rng(seed))
-    if not split:
-        model._split_checked = True  # never make a splitter: the one-thread reference
     return model
+
+
+def objective(model, loss=None, split=True, chunked=True):
+    """The training objective; split=False / chunked=False make the one-thread, whole-batch reference."""
+    made = Objective(model, loss or LOSSES.create("cross_entropy"))
+    if not split:
+        made.splitter = None
+    if not chunked:
+        made.chunked = False
+    return made
+
+
+def one_thread_forward(model, x):
+    return model.forward(x, training=False)
+
+
+def evaluation_forward(model, x):
+    return parallel.evaluation_forward(model)(x)
+
+
+def loss_and_grad(made, x, y):
+    """f and ∇f as full-batch minimisers see them, through the given objective."""
+    value, _ = made(x, y)
+    return value, made.model.grad.copy()
 
 
 def data(n, dtype=np.float64):
@@ -36,22 +59,22 @@ def data(n, dtype=np.float64):
 @pytest.mark.parametrize("n", [16, 21, 40])
 def test_split_step_equals_the_whole_batch_step(n):
     x, y = data(n)
-    split, whole = cnn(), cnn(split=False)
-    loss_a, loss_b = LOSSES.create("cross_entropy"), LOSSES.create("cross_entropy")
-    value_a, correct_a = split.train_step(loss_a, x, y)
-    value_b, correct_b = whole.train_step(loss_b, x, y)
-    assert split._splitter is not None and whole._splitter is None
-    assert split._splitter.applies(n) and split._splitter.replica.layers[0]._buffers  # this batch really was split
+    split, whole = cnn(), cnn()
+    split_objective, whole_objective = objective(split), objective(whole, split=False)
+    value_a, correct_a = split_objective(x, y)
+    value_b, correct_b = whole_objective(x, y)
+    assert split_objective.splitter is not None and whole_objective.splitter is None
+    assert split_objective.splits(n) and split_objective.splitter.replica.layers[0]._buffers  # this batch really was split
     assert correct_a == correct_b
     assert value_a == pytest.approx(value_b, rel=1e-12)
     np.testing.assert_allclose(split.grad, whole.grad, rtol=1e-10, atol=1e-13)
-    np.testing.assert_allclose(split.forward(x), whole.forward(x), rtol=1e-12, atol=1e-14)
+    np.testing.assert_allclose(evaluation_forward(split, x), one_thread_forward(whole, x), rtol=1e-12, atol=1e-14)
 
 
 def test_replica_shares_theta_but_not_gradients_or_buffers():
     model = cnn()
-    model.train_step(LOSSES.create("cross_entropy"), *data(20))
-    twin = model._splitter.replica
+    objective(model)(*data(20))
+    twin = parallel.splitter_for(model).replica
     assert twin.theta is model.theta and twin.grad is not model.grad
     for mine, theirs in zip(model.layers, twin.layers):
         assert mine is not theirs
@@ -67,8 +90,9 @@ def test_split_is_deterministic_in_float32():
     grads = []
     for _ in range(2):
         model = cnn(np.float32)
+        step = objective(model)
         for _ in range(3):
-            model.train_step(LOSSES.create("cross_entropy"), x, y)
+            step(x, y)
             model.theta -= 0.01 * model.grad
         grads.append(model.grad.copy())
     np.testing.assert_array_equal(grads[0], grads[1])
@@ -79,14 +103,15 @@ def test_only_conv_nets_with_large_enough_batches_split():
     assert not parallel.can_split(mlp)
     model = cnn()
     assert parallel.can_split(model)
-    model.train_step(LOSSES.create("cross_entropy"), *data(2 * parallel.MIN_HALF - 1))
-    assert not model._splitter.applies(2 * parallel.MIN_HALF - 1) and model._splitter.applies(2 * parallel.MIN_HALF)
-    twin = model._splitter.replica
+    step = objective(model)
+    step(*data(2 * parallel.MIN_HALF - 1))
+    assert not step.splits(2 * parallel.MIN_HALF - 1) and step.splits(2 * parallel.MIN_HALF)
+    twin = step.splitter.replica
     assert not any(layer._buffers for layer in twin.layers)  # 15 samples: all in this thread, the replica untouched
-    whole = cnn(split=False)
-    whole.train_step(LOSSES.create("cross_entropy"), *data(2 * parallel.MIN_HALF - 1))
+    whole = cnn()
+    objective(whole, split=False)(*data(2 * parallel.MIN_HALF - 1))
     np.testing.assert_array_equal(model.grad, whole.grad)  # the one-thread computation, exactly
-    model.train_step(LOSSES.create("cross_entropy"), *data(2 * parallel.MIN_HALF))
+    step(*data(2 * parallel.MIN_HALF))
     assert twin.layers[0]._buffers["z"]  # 16: the second half ran on the replica
 
 
@@ -120,19 +145,17 @@ def test_evaluation_splits_through_layers_that_are_per_sample_there(extra):
     model, reference = (Sequential.from_specs(specs, (8, 8, 1), np.float64) for _ in range(2))
     model.initialize(np.random.default_rng(0))
     reference.theta[:] = model.theta
-    reference._split_checked = True  # never splits
     rng = np.random.default_rng(5)
     for (_, mine), (_, theirs) in zip(model.named_state(), reference.named_state()):
         mine[...] = theirs[...] = rng.uniform(0.5, 2.0, size=mine.shape)  # batchnorm's running statistics
     x, y = data(40)
-    np.testing.assert_allclose(model.forward(x), reference.forward(x), rtol=1e-12, atol=1e-14)
-    assert model._batch_splitter(40, training=False) is not None and model._batch_splitter(40) is None
-    twin = model._splitter.replica
+    np.testing.assert_allclose(evaluation_forward(model, x), one_thread_forward(reference, x), rtol=1e-12, atol=1e-14)
+    assert parallel.splitter_for(model, training=False).applies(40) and parallel.splitter_for(model) is None
+    twin = parallel.splitter_for(model, training=False).replica
     assert twin.layers[0]._buffers["z"]  # the second half ran on the replica
     for (_, mine), (_, theirs) in zip(model.named_state(), twin.named_state()):
         assert np.shares_memory(mine, theirs)
-    loss = LOSSES.create("cross_entropy")
-    model.train_step(loss, x, y)
+    objective(model)(x, y)
     assert (twin.grad == 0).all()  # training steps stay in one thread
     activity = Sequential.from_specs([{**CNN[0], "activity_regularizer": "l1"}, *specs[1:]], (8, 8, 1))
     assert not parallel.can_split(activity, training=False)  # evaluate reads the whole batch's activity penalty
@@ -160,14 +183,14 @@ def test_batches_larger_than_a_chunk_give_the_whole_batch_gradient(monkeypatch):
     """Full-batch objectives of conv nets go through in chunks, so memory is bounded by the chunk."""
     monkeypatch.setattr(parallel, "MAX_CHUNK", 20)
     x, y = data(53)  # chunks of 20, 20 and 13 (the last one too small to split)
-    chunked, whole = cnn(), cnn(split=False)
-    loss_a, loss_b = LOSSES.create("cross_entropy"), LOSSES.create("cross_entropy")
-    value_a, grad_a = chunked.loss_and_grad(loss_a, x, y)
-    value_b, grad_b = whole.loss_and_grad(loss_b, x, y)
+    chunked, whole = cnn(), cnn()
+    chunked_objective, whole_objective = objective(chunked), objective(whole, split=False, chunked=False)
+    value_a, grad_a = full_batch_objective(chunked, LOSSES.create("cross_entropy"), x, y)(chunked.theta)
+    value_b, grad_b = loss_and_grad(whole_objective, x, y)
     assert value_a == pytest.approx(value_b, rel=1e-12)
     np.testing.assert_allclose(grad_a, grad_b, rtol=1e-10, atol=1e-13)
-    assert chunked.train_step(loss_a, x, y)[1] == whole.train_step(loss_b, x, y)[1]
-    np.testing.assert_allclose(chunked.forward(x), whole.forward(x), rtol=1e-12, atol=1e-14)
+    assert chunked_objective(x, y)[1] == whole_objective(x, y)[1]
+    np.testing.assert_allclose(evaluation_forward(chunked, x), one_thread_forward(whole, x), rtol=1e-12, atol=1e-14)
     sizes = [buf.shape[0] for buf in chunked.layers[0]._buffers["z"].values()]
     assert sizes and max(sizes) <= 20  # work arrays are sized by the chunk (or its halves), never the batch
 
@@ -179,20 +202,19 @@ def test_conv_nets_that_cannot_split_still_take_large_batches_in_chunks(monkeypa
     chunked, whole = (Sequential.from_specs(specs, (8, 8, 1), np.float64) for _ in range(2))
     for model in (chunked, whole):
         model.initialize(np.random.default_rng(0))
-    whole._chunked = False  # the reference: the whole batch at once
+    chunked_objective, whole_objective = objective(chunked), objective(whole, chunked=False)  # the reference: the whole batch at once
     x, y = data(53)  # chunks of 20, 20 and 13
-    loss_a, loss_b = LOSSES.create("cross_entropy"), LOSSES.create("cross_entropy")
-    value_a, grad_a = chunked.loss_and_grad(loss_a, x, y)
-    value_b, grad_b = whole.loss_and_grad(loss_b, x, y)
-    assert chunked._splitter is None and chunked.activity_regularized
+    value_a, grad_a = loss_and_grad(chunked_objective, x, y)
+    value_b, grad_b = loss_and_grad(whole_objective, x, y)
+    assert chunked_objective.splitter is None and chunked.activity_regularized
     assert value_a == pytest.approx(value_b, rel=1e-12)  # activity penalty included, weighted by chunk size
     np.testing.assert_allclose(grad_a, grad_b, rtol=1e-10, atol=1e-13)
-    assert chunked.train_step(loss_a, x, y)[1] == whole.train_step(loss_b, x, y)[1]
+    assert chunked_objective(x, y)[1] == whole_objective(x, y)[1]
     for i in (0, 4):  # the conv and the dense layer
         assert max(buf.shape[0] for buf in chunked.layers[i]._buffers["z"].values()) <= 20
         assert max(buf.shape[0] for buf in whole.layers[i]._buffers["z"].values()) == 53
     mlp = Sequential.from_specs([{"type": "flatten"}, {"type": "dense", "units": 3}], (8, 8, 1), np.float64)
-    mlp.train_step(loss_a, x, y)
+    objective(mlp)(x, y)
     assert max(buf.shape[0] for buf in mlp.layers[1]._buffers["z"].values()) == 53  # MLPs keep whole batches
 
 
@@ -220,11 +242,12 @@ def test_the_second_thread_keeps_the_callers_floating_point_error_settings():
         (6, 6, 1),
     )
     model.theta[:] = 1e30  # products overflow float32
-    assert model._batch_splitter(32) is not None
+    step = objective(model)
+    assert step.splits(32)
     x = np.ones((32, 6, 6, 1), np.float32)
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with np.errstate(over="ignore", invalid="ignore"):
-            out = model.forward(x)
-            model.train_step(LOSSES.create("cross_entropy"), x, np.zeros(32, np.int64))
+            out = evaluation_forward(model, x)
+            step(x, np.zeros(32, np.int64))
     assert not np.isfinite(out).all()

@@ -11,6 +11,7 @@ from nncli.data import Split
 from nncli.losses import LOSSES
 from nncli.metrics import evaluate
 from nncli.models import Sequential
+from nncli.objective import Objective, full_batch_objective
 from nncli.regularizers import L1, L2, REGULARIZERS, L1L2
 
 # Every registered regularizer, with options that make every term non-zero.
@@ -133,11 +134,12 @@ def test_train_step_gradient_includes_every_penalty(specs, input_shape, n):
     model, loss = regularized_model(specs=specs, input_shape=input_shape), LOSSES.create("cross_entropy")
     rng = np.random.default_rng(2)
     x, y = rng.normal(size=(n, *input_shape)), rng.integers(0, 3, n)
-    assert (model._batch_splitter(n) is not None) == (specs is SPLIT_CONV)
+    step = Objective(model, loss)
+    assert step.splits(n) == (specs is SPLIT_CONV)
 
     def objective():
         model.seed_layers(np.random.SeedSequence(7))  # the same dropout mask and rrelu slopes every time
-        return model.train_step(loss, x, y)[0]
+        return step(x, y)[0]
 
     objective()
     assert min((np.abs(out).min() for out in model._outputs.values()), default=1.0) > 1e-5  # |y| is smooth where sampled (EPS steps move it far less)
@@ -150,12 +152,12 @@ def test_train_step_value_is_data_loss_plus_penalties():
     model, loss = regularized_model(), LOSSES.create("cross_entropy")
     assert model.regularized and model.activity_regularized
     x, y = batch()
-    value, _ = model.train_step(loss, x, y)
+    value, _ = Objective(model, loss)(x, y)
     data = loss.forward(model.forward(x, training=True), y)
     weights, activity = model.penalty(), model.activity_penalty()
     assert weights > 0.01 and activity > 0.01
     assert value == pytest.approx(data + weights + activity, rel=1e-12)
-    assert model.loss_and_grad(loss, x, y)[0] == pytest.approx(value, rel=1e-12)  # what full-batch minimisers see
+    assert full_batch_objective(model, loss, x, y)(model.theta)[0] == pytest.approx(value, rel=1e-12)  # what full-batch minimisers see
 
 
 def test_weight_penalty_is_exactly_the_configured_terms():
@@ -198,8 +200,8 @@ def test_weight_decay_adds_wd_times_w_to_kernels_only(specs):
     np.testing.assert_array_equal(plain.theta, decayed.theta)
     loss = LOSSES.create("cross_entropy")
     x, y = batch()
-    v0, _ = plain.train_step(loss, x, y)
-    v1, _ = decayed.train_step(loss, x, y)
+    v0, _ = Objective(plain, loss)(x, y)
+    v1, _ = Objective(decayed, loss)(x, y)
     diff = dict(decayed.named_grads())
     for (key, g0), (_, theta) in zip(plain.named_grads(), plain.named_params()):
         expected = 0.1 * theta if key.endswith("/W") else 0.0 * theta
@@ -220,7 +222,7 @@ def test_no_regularizer_costs_nothing(monkeypatch):
     assert not model.regularized and not model.activity_regularized
     loss = LOSSES.create("cross_entropy")
     x, y = batch()
-    value, _ = model.train_step(loss, x, y)
+    value, _ = Objective(model, loss)(x, y)
     assert value == pytest.approx(loss.forward(model.forward(x, training=True), y))
     assert evaluate(model, loss, Split(x, y), 3).penalty == 0.0
 
@@ -296,11 +298,11 @@ def test_activity_penalty_on_a_conv_keeps_the_batch_whole_and_the_relu_in_place(
         {"type": "dense", "units": 3},
     ]
     model = regularized_model(weight_decay=0.0, specs=specs, input_shape=(6, 6, 1))
-    assert model._batch_splitter(32) is None
+    assert not Objective(model, LOSSES.create("cross_entropy")).splits(32)
     assert not model.layers[0].activation_deferred
     x = np.random.default_rng(3).normal(size=(32, 6, 6, 1))
     model.forward(x, training=True)
     assert model.activity_penalty() == pytest.approx(0.1 * np.abs(model._outputs[0]).sum() / 32)
     assert (model._outputs[0] >= 0).all() and (model._outputs[0] == 0).any()  # the ReLU was applied in the conv
     plain = regularized_model(weight_decay=0.0, specs=[{**specs[0], "activity_regularizer": None}, *specs[1:]], input_shape=(6, 6, 1))
-    assert plain._batch_splitter(32) is not None and plain.layers[0].activation_deferred
+    assert Objective(plain, LOSSES.create("cross_entropy")).splits(32) and plain.layers[0].activation_deferred

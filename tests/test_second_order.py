@@ -386,7 +386,7 @@ def pima():
     import os
 
     from nncli.experiment import load_experiment
-    from nncli.training import full_batch_objective
+    from nncli.objective import full_batch_objective
 
     cwd = os.getcwd()
     os.chdir(REPO)  # the config's data path is relative to the repository

@@ -41,6 +41,7 @@ class DataInfo:
 
     input_shape: tuple[int, ...]
     num_classes: int | None
+    rows: int | None = None  # training rows in the file(s), when the headers tell (bounds a batch)
 
 
 @dataclass

@@ -170,7 +170,7 @@ class CsvSource(DataSource):
 
     def inspect(self) -> DataInfo:
         table, target, features = self._parse()
-        return DataInfo((len(features),), len({_label_value(row[target]) for row in table.rows}))
+        return DataInfo((len(features),), len({_label_value(row[target]) for row in table.rows}), len(table.rows))
 
     def load(self, seed, preprocessing=None):
         table, target, feature_cols = self._parse(preprocessing)

@@ -175,7 +175,7 @@ class IdxSource(DataSource):
         images, labels = self._pair("train", required=True)
         _, dims = read_idx_header(images)
         shape = tuple(dims[1:]) + ((1,) if len(dims) == 3 else ())
-        return DataInfo(shape, len(np.unique(_labels(labels, read_idx(labels)))))
+        return DataInfo(shape, len(np.unique(_labels(labels, read_idx(labels)))), int(dims[0]))
 
     def _read(self, part: str, required: bool) -> tuple[np.ndarray, np.ndarray] | None:
         """NHWC images (8-bit pixels as they are, anything else as float32) and their labels."""

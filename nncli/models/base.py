@@ -17,7 +17,8 @@ new kind is one class (and its test), registered with `@MODELS.register`:
   holds its arrays and offers `num_params`, `dtype`, `input_shape`,
   `named_params()` and `named_state()` (the checkpoint's param/ and state/
   arrays, restored in place), `initialize(rng)`, and for the Trainer
-  `theta`/`grad`, `train_step`, `layer_slices`, `seed_layers`...
+  `theta`/`grad`, `forward`/`backward`, penalties, `layer_slices`, `seed_layers`
+  (what objective.py and the Trainer use).
 - `fit(model, split)` (one-shot kinds) and `evaluate(model, loss, split,
   num_classes, batch_size, keep_probabilities)` -> metrics.Evaluation.
 """

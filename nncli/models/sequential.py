@@ -5,11 +5,12 @@ layer seeing reshaped views. First-order optimizers update `theta` in one
 vectorised step; full-batch methods treat it as the point x of f(x); "same
 initial weights" is `theta.copy()`.
 
-Regularisation is part of the objective, not of the optimizer: `train_step`
-(and so `loss_and_grad`) returns the data loss plus the penalties and adds
-their gradients to `grad`, and `metrics.evaluate` reports the same sum, so
-training and validation losses compare. With no regulariser configured the
-penalty lists are empty and cost nothing.
+The model holds layers, θ and the penalties its layers declare; the
+objective (objective.py) adds them to the loss, so training, full-batch
+minimisers and `metrics.evaluate` see the same sum and training and
+validation losses compare. With no regulariser configured the penalty lists
+are empty and cost nothing. The `sequential` model kind (`LayerStack`, at
+the end) builds it from the `model:` section.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from typing import Annotated
 
 import numpy as np
 
-from .. import parallel
 from ..errors import ConfigError
 from ..layers import LAYERS, Layer, ShapeError
 from ..metrics import evaluate
@@ -71,15 +71,6 @@ class Sequential:
         self.theta = np.zeros(offset, self.dtype)
         self.grad = np.zeros(offset, self.dtype)
         self._bind([{n: np.zeros(shp, self.dtype) for n, shp in layer.all_state_shapes().items()} for layer in self.layers])
-        self._splitter = None  # parallel.BatchSplitter, made on the first train_step or forward of a conv net
-        self._split_checked = False
-        self._split_training = False  # the splitter also takes training steps (not only evaluation forwards)
-        # Conv nets whose samples are independent take large batches (full-batch objectives) in chunks of
-        # parallel.MAX_CHUNK: their work arrays are ~1 MB per sample. (MLPs need little memory per sample,
-        # and chunking would change their rounding.)
-        walked = [layer for top in self.layers for _, layer in top.walk()]
-        self._chunked = any(layer.compute_bound for layer in walked) and all(layer.independent_samples for layer in walked)
-        self._total: np.ndarray | None = None  # gradient sum over the chunks of a large batch
 
         # Regularisation. Weight penalties: (slice of θ, regularizer) for every penalised kernel.
         # Activity penalties: layer index -> regularizer, on that layer's output of the last forward.
@@ -119,7 +110,6 @@ class Sequential:
         fresh = [LAYERS.create(layer.spec) if hasattr(layer, "spec") else copy.deepcopy(layer) for layer in self.layers]
         twin = Sequential(fresh, self.input_shape, self.dtype)
         twin.theta = self.theta
-        twin._split_checked = True  # the replica itself never splits
         twin._bind([_all_state(layer) for layer in self.layers])
         return twin
 
@@ -179,18 +169,8 @@ class Sequential:
 
     # -- computation ----------------------------------------------------------
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """x: (N, *input_shape) -> (N, *output_shape); the result is a work buffer, valid until the next call.
-
-        Evaluation batches of conv nets are split across two threads, like training batches
-        (also with dropout, batchnorm or rrelu, which are per-sample and deterministic in evaluation).
-        """
-        splitter = None if training else self._batch_splitter(len(x), training=False)
-        if splitter is not None:
-            return splitter.forward(x)
-        return self.single_forward(x, training)
-
-    def single_forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
-        """forward in the calling thread, on the whole batch."""
+        """x: (N, *input_shape) -> (N, *output_shape), in the calling thread; the result is a work buffer,
+        valid until the next call. (How a batch is spread over threads or chunks is parallel.py's business.)"""
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
         for i, layer in enumerate(self.layers):
@@ -198,17 +178,6 @@ class Sequential:
             if i in self._activity:
                 self._outputs[i] = x
         return x
-
-    def _batch_splitter(self, n: int, training: bool = True):
-        """The BatchSplitter when this model splits batches of n samples across threads (training or evaluation ones), else None."""
-        if not self._split_checked:
-            self._split_checked = True
-            if parallel.can_split(self, training=False):  # a model that splits in training splits in evaluation
-                self._splitter = parallel.BatchSplitter(self)
-                self._split_training = parallel.can_split(self)
-        if self._splitter is not None and (self._split_training or not training) and self._splitter.applies(n):
-            return self._splitter
-        return None
 
     def backward(self, grad_out: np.ndarray) -> None:
         """Back-propagate dL/d(outputs) of the last training forward; fills `grad` (activity penalties included)."""
@@ -223,6 +192,11 @@ class Sequential:
     def regularized(self) -> bool:
         """Does the objective have any penalty term?"""
         return bool(self._penalties or self._activity)
+
+    @property
+    def weight_penalized(self) -> bool:
+        """Does any kernel carry a weight penalty (a regularizer or weight decay)?"""
+        return bool(self._penalties)
 
     @property
     def activity_regularized(self) -> bool:
@@ -242,78 +216,6 @@ class Sequential:
     def activity_penalty(self) -> float:
         """Activity penalties on the outputs of the last forward, each a mean over its samples; 0.0 when none."""
         return sum((reg.penalty(self._outputs[i]) / len(self._outputs[i]) for i, reg in self._activity.items()), 0.0)
-
-    # -- objective ------------------------------------------------------------
-    def train_step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-        """Forward and backward on one training batch: fills `grad`; returns (objective, correct predictions).
-
-        The objective is the batch's mean loss plus every penalty (activity
-        penalties of this batch, weight penalties at θ); `grad` is its gradient.
-        Conv nets split the batch across two threads (see parallel.py), and take
-        batches larger than parallel.MAX_CHUNK in chunks (memory bounded by the
-        chunk); the result is the same gradient, up to float rounding, and
-        deterministic.
-        """
-        if self._chunked and len(x) > parallel.MAX_CHUNK:
-            value, correct = self._chunked_step(loss, x, y)
-        else:
-            value, correct = self._step(loss, x, y)
-        if self._penalties:
-            value += self.penalty()
-            self.add_penalty_gradient()
-        return value, correct
-
-    def _step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-        """The per-sample part of train_step on one batch, its halves in two threads where the model and size allow."""
-        splitter = self._batch_splitter(len(x))
-        if splitter is not None:
-            return splitter.train_step(loss, x, y)
-        return self.single_train_step(loss, x, y)
-
-    def _chunked_step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-        """_step over chunks of parallel.MAX_CHUNK samples: Σ_chunks (size/n)·(chunk's mean objective and its gradient)."""
-        n, chunk = len(x), parallel.MAX_CHUNK
-        grad = self.grad
-        if self._total is None:
-            self._total = np.empty_like(grad)
-        total = self._total
-        value, correct = 0.0, 0
-        for start in range(0, n, chunk):
-            xs, ys = x[start : start + chunk], y[start : start + chunk]
-            v, c = self._step(loss, xs, ys)
-            weight = len(xs) / n
-            value += weight * v
-            correct += c
-            grad *= weight
-            if start == 0:
-                total[...] = grad
-            else:
-                total += grad
-        grad[...] = total
-        return value, correct
-
-    def single_train_step(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-        """The per-sample part of train_step, in the calling thread: mean loss plus activity penalties, and their gradient.
-
-        Weight penalties are left to train_step, which adds them once per batch:
-        a caller that splits a batch combines these parts weighted by size.
-        """
-        outputs = self.single_forward(x, training=True)
-        value = loss.forward(outputs, y)
-        correct = int(np.count_nonzero(loss.predictions(outputs) == y))
-        if self._activity:
-            value += self.activity_penalty()
-        self.backward(loss.backward())
-        return value, correct
-
-    def loss_and_grad(self, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, np.ndarray]:
-        """Training-mode objective (penalties included) and ∇θ on (x, y) at the current θ (the gradient is `self.grad`).
-
-        The same computation as a training step, so full-batch minimisers and
-        mini-batch optimizers see one objective.
-        """
-        value, _ = self.train_step(loss, x, y)
-        return value, self.grad
 
     def predict(self, x: np.ndarray, batch_size: int = 1000, transform: Callable | None = None) -> np.ndarray:
         """Evaluation-mode outputs for all of x, in batches (memory bounded by the batch)."""
