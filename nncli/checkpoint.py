@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,7 @@ MAX_MEMBER_BYTES = 4 << 30  # no single array above 4 GiB
 MAX_TOTAL_BYTES = 8 << 30
 MAX_RATIO = 200  # uncompressed/compressed; savez does not compress, so a bigger ratio is a bomb
 MAX_META_BYTES = 64 << 20
+_EOCD_SIZE = 22  # the zip's end-of-central-directory record, last in the file (np.savez writes no comment)
 _NUMERIC_KINDS = "biuf"  # bool, signed, unsigned, float: no objects, strings (except meta), complex, structs
 
 
@@ -157,6 +159,21 @@ def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) ->
     return array.copy()
 
 
+def _check_framing(path: Path, f, archive: zipfile.ZipFile) -> None:
+    """The zip is the whole file, as np.savez writes it: no bytes in front of it or after its end.
+
+    zipfile itself tolerates both (self-extracting archives, appended data).
+    """
+    start = min((i.header_offset for i in archive.infolist()), default=0)
+    if start != 0:
+        raise _fail(path, f"not an nncli checkpoint ({start} bytes before the zip archive)")
+    size = f.seek(0, os.SEEK_END)
+    f.seek(max(0, size - _EOCD_SIZE))
+    end = f.read()
+    if not (end.startswith(b"PK\x05\x06") and len(end) == _EOCD_SIZE and end[-2:] == b"\0\0"):
+        raise _fail(path, "not an nncli checkpoint (data after the end of the zip archive)")
+
+
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Open and verify a checkpoint; any problem is a one-line CheckpointError naming the file."""
     path = Path(path)
@@ -165,10 +182,19 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if not path.is_file():
         raise _fail(path, "not a file")
     try:
-        archive = zipfile.ZipFile(path)
+        with open(path, "rb") as f:
+            return _read_open_checkpoint(path, f)
+    except OSError as exc:
+        raise _fail(path, f"cannot read ({exc.strerror or exc})") from None
+
+
+def _read_open_checkpoint(path: Path, f) -> Checkpoint:
+    try:
+        archive = zipfile.ZipFile(f)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise _fail(path, f"not an nncli checkpoint (not a readable .npz/zip archive: {exc})") from None
     with archive:
+        _check_framing(path, f, archive)
         infos = archive.infolist()
         if len(infos) > MAX_MEMBERS:
             raise _fail(path, f"{len(infos)} members; refusing")
