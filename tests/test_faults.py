@@ -15,6 +15,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -25,7 +27,7 @@ from typing import Callable
 import numpy as np
 import pytest
 import yaml
-from helpers import make_csv, make_digits, mlp_config, rewrite_checkpoint, write_config, write_idx
+from helpers import make_csv, make_digits, mlp_config, rewrite_checkpoint, without_root_file_access, write_config, write_idx
 from typer.testing import CliRunner
 
 import nncli
@@ -189,6 +191,12 @@ def meta_member(**overrides) -> bytes:
     return npy(np.array(json.dumps(meta)))
 
 
+def symlink(tmp: Path, name: str, target: str) -> Path:
+    path = tmp / name
+    os.symlink(target, path)
+    return path
+
+
 def eval_of(path_fn):
     return lambda w, tmp: ["eval", str(path_fn(w, tmp))]
 
@@ -255,6 +263,15 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     (C, "unknown component kind", lambda w, t: ["components", "layerz"], 2, "unknown component kind 'layerz'"),
     (C, "resume and weights", lambda w, t: ["train", str(w.config_path), "--resume", str(w.last), "--weights", str(w.last)], 2, "use --resume (continue a run) or --weights"),
     (C, "resume with another config", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["optimizer"].update(learning_rate=0.02))), "--resume", str(w.last)], 2, "optimizer: differs from the config in"),
+    # usage: Typer's own parsing errors are one line too (every command: test_every_command_refuses_bad_usage_in_one_line)
+    ("usage", "no config", lambda w, t: ["train"], 2, "nncli train: missing argument 'config'"),
+    ("usage", "seed not a number", lambda w, t: ["train", str(w.config_path), "--seed", "abc"], 2, "nncli train: invalid value for '--seed'"),
+    ("usage", "unknown option", lambda w, t: ["train", str(w.config_path), "--bogus"], 2, "nncli train: no such option: --bogus"),
+    ("usage", "misspelt option", lambda w, t: ["eval", str(w.last), "--jsn"], 2, "nncli eval: no such option: --jsn. Did you mean --json?"),
+    ("usage", "option without its value", lambda w, t: ["train", str(w.config_path), "--out"], 2, "nncli train: option '--out' requires an argument"),
+    ("usage", "unknown command", lambda w, t: ["trian", str(w.config_path)], 2, "nncli: no such command 'trian'. Did you mean 'train'?"),
+    ("usage", "config a dangling symlink", lambda w, t: ["train", str(symlink(t, "l.yaml", "nowhere.yaml"))], 2, "l.yaml: file not found"),
+    ("usage", "config a symlink loop", lambda w, t: ["train", str(symlink(t, "l.yaml", "l.yaml"))], 2, "l.yaml: cannot read (Too many levels of symbolic links)"),
     # --set overrides
     ("override", "no equals", lambda w, t: ["train", str(w.config_path), "--set", "training.epochs"], 2, "--set training.epochs: expected KEY=VALUE"),
     ("override", "unknown key", lambda w, t: ["train", str(w.config_path), "--set", "training.epoch=3"], 2, "--set training.epoch=3: training.epoch: unknown option 'epoch'. Did you mean 'epochs'?"),
@@ -460,3 +477,122 @@ def test_divergence_after_a_good_epoch_keeps_that_checkpoint(world, tmp_path):
     assert "training diverged at epoch 2, batch 1" in message
     assert f"the last good checkpoint is {tmp_path / 'run' / 'checkpoints' / 'last.npz'}" in message
     assert read_checkpoint(tmp_path / "run" / "checkpoints" / "last.npz").meta["epoch"] == 1
+
+
+# -- usage errors of every command, generated from the CLI application itself -----------------
+def _usage_cases() -> list[tuple[str, str, Callable, str]]:
+    """(command, case, argv builder, message fragment) for each command the app registers, from its parameters:
+    a missing argument, an unknown and a misspelt option, each option given a bad value, and each path argument
+    naming something that cannot be read as a file. A command added later is covered without editing this."""
+    import typing
+
+    import typer.main
+
+    cases = []
+    for name, command in typer.main.get_command(app).commands.items():
+        hints = typing.get_type_hints(command.callback)
+        arguments = [p for p in command.params if p.param_type_name == "argument"]
+        options = [p for p in command.params if p.param_type_name == "option"]
+        given = [name] + ["x" for p in arguments if p.required]  # so that only the fault under test is wrong
+        if any(p.required for p in arguments):
+            cases.append((name, "missing argument", lambda t, n=name: [n], "missing argument"))
+        cases.append((name, "unknown option", lambda t, g=given: [*g, "--bogus"], "no such option: --bogus"))
+        long = next(o for p in options for o in p.opts if o.startswith("--"))
+        cases.append((name, f"misspelt {long}", lambda t, g=given, o=long: [*g, o + o[-1]], f"Did you mean {long}"))
+        for option in options:
+            flag = option.opts[0]
+            kind = next((k for k in (int, float) if k in (hints[option.name], *typing.get_args(hints[option.name]))), None)
+            if option.is_flag:
+                cases.append((name, f"{flag} given a value", lambda t, g=given, f=flag: [*g, f"{f}=x"], f"option '{flag}' does not take a value"))
+            elif kind is not None:
+                cases.append((name, f"{flag} not a number", lambda t, g=given, f=flag: [*g, f, "abc"], f"invalid value for '{flag}'"))
+            else:
+                cases.append((name, f"{flag} without a value", lambda t, g=given, f=flag: [*g, f], f"option '{flag}' requires an argument"))
+        for argument in arguments:
+            if Path not in (hints[argument.name], *typing.get_args(hints[argument.name])):
+                continue
+            for what, make in PATH_FAULTS.items():
+                cases.append((name, f"{argument.name} {what}", lambda t, n=name, m=make: [n, str(m(t))], "PATH"))
+    return cases
+
+
+def _unreadable(tmp: Path) -> Path:
+    path = tmp / "secret.yaml"
+    path.write_text("name: x\n")
+    path.chmod(0)
+    return path
+
+
+PATH_FAULTS: dict[str, Callable[[Path], Path]] = {
+    "is a folder": lambda t: t,
+    "is a dangling symlink": lambda t: symlink(t, "dangling", "nowhere"),
+    "is a symlink loop": lambda t: symlink(t, "loop", "loop"),
+    "is a file without read permission": _unreadable,
+}
+USAGE_CASES = _usage_cases()
+
+
+def test_the_usage_cases_cover_every_command_and_kind():
+    from typer.main import get_command
+
+    commands = set(get_command(app).commands)
+    assert {c[0] for c in USAGE_CASES} == commands and {"train", "eval", "summary", "components"} <= commands
+    for kind in ("missing argument", "unknown option", "misspelt", "not a number", "given a value", "without a value", *PATH_FAULTS):
+        assert any(kind in c[1] for c in USAGE_CASES), kind
+
+
+@pytest.mark.parametrize("command,case,build,fragment", USAGE_CASES, ids=[f"{c[0]}: {c[1]}" for c in USAGE_CASES])
+def test_every_command_refuses_bad_usage_in_one_line(tmp_path, command, case, build, fragment):
+    args = build(tmp_path)
+    with without_root_file_access():
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, f"{args}\n{result.output}"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    if fragment == "PATH":  # the file's own reader names it, with the reason
+        assert args[-1] in lines[0], lines[0]
+        if "permission" in case:
+            assert f"{args[-1]}: cannot read (Permission denied)" in lines[0], lines[0]
+    else:
+        assert lines[0].startswith(f"error: nncli {command}: ") and fragment in lines[0], lines[0]
+        assert lines[0].endswith(f"(see 'nncli {command} --help')"), lines[0]
+    assert "Traceback" not in result.output and "╭" not in result.output and result.stdout == ""
+
+
+# -- a real process: usage errors, and a closed stdout ---------------------------------------
+def _nncli(*args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "nncli", *map(str, args)], stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_a_usage_error_is_one_line_from_a_real_process(world):
+    process = _nncli("train", world.config_path, "--sed", "1", stdout=subprocess.PIPE, cwd=world.root)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 2 and out == ""
+    assert err.splitlines() == ["error: python -m nncli train: no such option: --sed. Did you mean --seed, --seeds or --set? (see 'python -m nncli train --help')"]
+
+
+def test_a_closed_stdout_ends_every_command_quietly_with_141(world, tmp_path):
+    """`nncli eval --json ... | head -c 10`: here the reader has gone before the first byte (deterministic, whatever
+    the output's size), for JSON lines (typer.echo), Rich tables and Markdown: exit 141, no error, no traceback."""
+    from typer.main import get_command
+
+    commands = [
+        ("eval", world.last, "--json"),
+        ("eval", world.last),
+        ("summary", world.config_path),
+        ("components", "--markdown"),
+        ("components",),
+        ("train", world.config_path, "--out", tmp_path / "run"),
+        ("compare-optimizers", world.csv_config_path, "--set", "compare={optimizers: [gd], max_iterations: 2}", "--out", tmp_path / "cmp"),
+        ("plot", world.earlier, "--out", tmp_path / "plot.png"),
+    ]
+    assert {c[0] for c in commands} == set(get_command(app).commands)
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        processes = [_nncli(*args, stdout=write, cwd=world.root) for args in commands]  # side by side: ~1 s each
+    finally:
+        os.close(write)
+    for args, process in zip(commands, processes):
+        err = process.stderr.read()  # progress lines, for train and compare-optimizers
+        assert (process.wait(timeout=120), "error" in err or "Traceback" in err) == (141, False), (args, err)
