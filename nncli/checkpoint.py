@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import document_from_dict
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, dotted
 from .files import atomic_write
 from .model import Sequential
 
@@ -226,11 +226,49 @@ def _read_open_checkpoint(path: Path, f) -> Checkpoint:
     if meta_array.shape != () or meta_array.nbytes > MAX_META_BYTES:
         raise _fail(path, f"{META_KEY} must be a single string")
     try:
-        meta = json.loads(str(meta_array[()]))
-    except (json.JSONDecodeError, RecursionError) as exc:
+        meta = json.loads(str(meta_array[()]), object_pairs_hook=_json_object)
+        flaw = _first_flaw(meta)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an integer of more than 4300 digits
         raise _fail(path, f"{META_KEY} is not valid JSON ({exc})") from None
+    if flaw is not None:
+        where, problem = flaw
+        raise _fail(path, f"{dotted((META_KEY, *where))}: {problem}")
     _check_meta(path, meta)
     return Checkpoint(path, meta, arrays)
+
+
+class _Duplicated(dict):
+    """A JSON object that held `key` more than once (json.loads alone would keep the last copy)."""
+
+    key: str
+
+
+def _json_object(pairs: list[tuple[str, object]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    names = [name for name, _ in pairs]
+    duplicated = _Duplicated(obj)
+    duplicated.key = next(name for i, name in enumerate(names) if name in names[:i])
+    return duplicated
+
+
+def _first_flaw(value: object, where: tuple = ()) -> tuple[tuple, str] | None:
+    """(key path, problem) of the first duplicate key or non-finite number in parsed JSON, or None.
+
+    nncli writes neither (json.dumps(allow_nan=False), one key per name): a
+    checkpoint holding one was written by something else or damaged.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return where, f"{value} is not a finite number"
+    if isinstance(value, _Duplicated):
+        return (*where, value.key), f"duplicate key {value.key!r}"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        flaw = _first_flaw(item, (*where, key))
+        if flaw is not None:
+            return flaw
+    return None
 
 
 def _check_meta(path: Path, meta: object) -> None:
@@ -249,6 +287,37 @@ def _check_meta(path: Path, meta: object) -> None:
     shape = meta["input_shape"]
     if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d < 1 << 20 for d in shape):
         raise _fail(path, f"{META_KEY}.input_shape {shape!r} is not a list of positive integers")
-    classes = meta["preprocessing"].get("classes")
-    if classes is not None and (not isinstance(classes, list) or len(classes) < 2):
-        raise _fail(path, f"{META_KEY}.preprocessing.classes must list at least two classes")
+    _check_preprocessing(path, meta["preprocessing"])
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_preprocessing(path: Path, prep: dict) -> None:
+    """What eval will apply to the data: class labels, and standardisation statistics one per feature."""
+    where = f"{META_KEY}.preprocessing"
+    classes = prep.get("classes")
+    if classes is not None:
+        if not isinstance(classes, list) or len(classes) < 2:
+            raise _fail(path, f"{where}.classes must list at least two classes")
+        if not all(isinstance(c, str) or _number(c) for c in classes):
+            raise _fail(path, f"{where}.classes: class labels must be strings or numbers")
+        if len(set(classes)) < len(classes):
+            twice = next(c for i, c in enumerate(classes) if c in classes[:i])
+            raise _fail(path, f"{where}.classes lists {twice!r} twice")
+    features = prep.get("features")
+    if features is not None and not (isinstance(features, list) and all(isinstance(n, str) for n in features)):
+        raise _fail(path, f"{where}.features must be a list of column names")
+    for key in ("mean", "std"):
+        if key not in prep:
+            continue
+        values = prep[key]
+        if not (isinstance(values, list) and all(_number(v) for v in values)):
+            raise _fail(path, f"{where}.{key} must be a list of numbers")
+        if features is not None and len(values) != len(features):
+            raise _fail(path, f"{where}.{key} has {len(values)} values for {len(features)} features")
+        if key == "std" and not all(v > 0 for v in values):
+            raise _fail(path, f"{where}.std: standard deviations must be positive, got {next(v for v in values if not v > 0)}")
+    if ("mean" in prep) != ("std" in prep):
+        raise _fail(path, f"{where}: mean and std come together; one is missing")

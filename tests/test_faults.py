@@ -191,6 +191,25 @@ def meta_member(**overrides) -> bytes:
     return npy(np.array(json.dumps(meta)))
 
 
+def meta_text(tmp: Path, text: str) -> Path:
+    """A checkpoint whose __nncli__ member is exactly `text` (JSON that json.dumps would never write)."""
+    return raw_npz(tmp, {"__nncli__.npy": npy(np.array(text))})
+
+
+def meta_edited(w: World, tmp: Path, old: str, new: str) -> Path:
+    """A copy of the earlier run's last checkpoint with the first `old` in its __nncli__ JSON text replaced."""
+    path = tmp / "edited.npz"
+    with zipfile.ZipFile(w.last) as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "__nncli__.npy":
+                text = str(np.load(w.last)["__nncli__"])
+                assert old in text, old
+                data = npy(np.array(text.replace(old, new, 1)))
+            dst.writestr(info.filename, data)
+    return path
+
+
 def symlink(tmp: Path, name: str, target: str) -> Path:
     path = tmp / name
     os.symlink(target, path)
@@ -339,6 +358,16 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     ("checkpoint", "eval missing weights", eval_of(lambda w, t: checkpoint_copy(w, t, change_arrays=lambda a: a.pop("param/2.dense/b"))), 2, "missing param/2.dense/b"),
     ("checkpoint", "eval nan weights", eval_of(lambda w, t: checkpoint_copy(w, t, change_arrays=lambda a: a["param/1.dense/W"].__setitem__((0, 0), np.nan))), 2, "param/1.dense/W holds non-finite values"),
     ("checkpoint", "eval integer weights", eval_of(lambda w, t: checkpoint_copy(w, t, change_arrays=lambda a: a.update({"param/2.dense/b": np.zeros(3, np.int32)}))), 2, "has dtype int32, expected floats"),
+    ("checkpoint", "eval duplicate meta key", eval_of(lambda w, t: meta_text(t, '{"format": "nncli-checkpoint", "version": 1, "config": {}, "epoch": 1, "input_shape": [3], "preprocessing": {}, "preprocessing": {"classes": [0, 1]}}')), 2, "raw.npz: __nncli__.preprocessing: duplicate key 'preprocessing'"),
+    ("checkpoint", "eval nested duplicate meta key", eval_of(lambda w, t: meta_edited(w, t, '"epochs": 2', '"epochs": 2, "epochs": 9')), 2, "edited.npz: __nncli__.config.training.epochs: duplicate key 'epochs'"),
+    ("checkpoint", "eval NaN preprocessing", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(preprocessing={"classes": [0, 1], "mean": [0.0, 1.0], "std": [1.0, float("nan")]})})), 2, "raw.npz: __nncli__.preprocessing.std.1: nan is not a finite number"),
+    ("checkpoint", "eval Infinity in meta", eval_of(lambda w, t: meta_edited(w, t, '"learning_rate": 0.01', '"learning_rate": 1e400')), 2, "__nncli__.config.optimizer.learning_rate: inf is not a finite number"),
+    ("checkpoint", "eval zero std", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(preprocessing={"classes": [0, 1], "mean": [0.0], "std": [0.0]})})), 2, "__nncli__.preprocessing.std: standard deviations must be positive, got 0.0"),
+    ("checkpoint", "eval mean without std", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(preprocessing={"classes": [0, 1], "mean": [0.0]})})), 2, "__nncli__.preprocessing: mean and std come together"),
+    ("checkpoint", "eval stats per feature", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(preprocessing={"features": ["a", "b"], "mean": [0.0], "std": [1.0]})})), 2, "__nncli__.preprocessing.mean has 1 values for 2 features"),
+    ("checkpoint", "eval class listed twice", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(preprocessing={"classes": [0, 1, 0]})})), 2, "__nncli__.preprocessing.classes lists 0 twice"),
+    ("checkpoint", "eval class not a label", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(preprocessing={"classes": [{"a": 1}, 1]})})), 2, "__nncli__.preprocessing.classes: class labels must be strings or numbers"),
+    ("checkpoint", "eval integer of 5000 digits", eval_of(lambda w, t: meta_text(t, '{"epoch": ' + "9" * 5000 + "}")), 2, "__nncli__ is not valid JSON (Exceeds the limit"),
     ("checkpoint", "eval junk before the zip", eval_of(lambda w, t: bytes_file(t, "pre.npz", b"MZjunk" + w.last.read_bytes())), 2, "pre.npz: not an nncli checkpoint (6 bytes before the zip archive)"),
     ("checkpoint", "eval junk after the zip", eval_of(lambda w, t: bytes_file(t, "post.npz", w.last.read_bytes() + b"trailing")), 2, "post.npz: not an nncli checkpoint (data after the end of the zip archive)"),
     ("checkpoint", "eval zip comment", eval_of(lambda w, t: _commented(w, t)), 2, "not an nncli checkpoint (data after the end of the zip archive)"),
