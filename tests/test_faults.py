@@ -488,7 +488,32 @@ def test_a_full_or_read_only_disk_keeps_the_last_good_checkpoint(world, tmp_path
     assert result.stderr.strip() == f"error: {run.final_checkpoint}: cannot write ({reason}); the previous version is intact"
     assert run.final_checkpoint.read_bytes() == good
     assert not list(run.final_checkpoint.parent.glob("*.tmp"))
-    read_checkpoint(run.final_checkpoint)
+    assert history_epochs(run.run_dir) == [1, 2] == [row["epoch"] for row in read_checkpoint(run.final_checkpoint).meta["train_state"]["history"]]
+
+
+def history_epochs(run_dir: Path) -> list[int]:
+    """The epochs history.csv lists."""
+    return [int(line.split(",")[0]) for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
+
+
+def test_a_file_size_limit_leaves_history_no_further_than_the_checkpoint(world, tmp_path):
+    """RLIMIT_FSIZE (SIGXFSZ ignored, so writes fail with EFBIG) below the checkpoint's size: the first last.npz
+    cannot be written, so history.csv must not list epoch 1 either; one error line, exit 1."""
+    import resource
+
+    limit = world.last.stat().st_size // 2  # config.yaml and history.csv fit, a checkpoint does not
+    assert (world.earlier / "config.yaml").stat().st_size < limit
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    run = tmp_path / "run"
+    process = subprocess.run([sys.executable, "-m", "nncli", "train", str(world.config_path), "--out", str(run)], cwd=world.root,
+                             capture_output=True, text=True, timeout=120, preexec_fn=limited)
+    assert process.returncode == 1, process.stderr
+    assert process.stderr.strip().splitlines()[-1] == f"error: {run / 'checkpoints' / 'last.npz'}: cannot write (File too large)"
+    assert not (run / "checkpoints" / "last.npz").exists() and history_epochs(run) == []
 
 
 def test_divergence_after_a_good_epoch_keeps_that_checkpoint(world, tmp_path):
