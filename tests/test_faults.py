@@ -330,6 +330,8 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     ("data", "csv duplicate header", lambda w, t: csv_args(w, t, "a,a,label\n1,2,0\n"), 2, "column 'a' appears twice"),
     ("data", "csv overflow", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},1e300,{i % 2}\n" for i in range(40))), 2, "column 'b': values too large to standardise"),
     ("data", "csv float32 overflow", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i}e39,{i % 2}\n" for i in range(40)), standardize="false"), 2, "value is too large for float32"),
+    ("data", "csv target of real numbers", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i % 3},{i * 0.37:.2f}\n" for i in range(40))), 2, "target column 'label' holds 40 distinct values in 40 rows, real numbers such as 0.37; classification needs class labels"),
+    ("data", "csv target of row ids", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i % 3},{i}\n" for i in range(40))), 2, "holds 40 distinct values in 40 rows; classification needs class labels, each shared by several rows; regression (data.task: regression) is not available yet"),
     ("data", "csv wrong feature count for checkpoint", lambda w, t: ["eval", str(w.last), "--data-path", str(w.table)], 2, "expected a folder of IDX files"),
     # checkpoints, on every load path
     ("checkpoint", "eval missing", eval_of(lambda w, t: t / "none.npz"), 2, "none.npz: no such file"),
