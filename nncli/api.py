@@ -68,7 +68,8 @@ class TrainResult:
 
 
 def _load_data(experiment: Experiment, preprocessing: dict | None = None) -> Dataset:
-    return experiment.data.load(experiment.seeds("data"), preprocessing)
+    with experiment.doc.errors_located():  # a missing data.path names its config line
+        return experiment.data.load(experiment.seeds("data"), preprocessing)
 
 
 _ABSENT = object()
@@ -426,6 +427,7 @@ def evaluate(
         experiment = ckpt.experiment()
         if data_path is not None:
             experiment.data = experiment.data.with_path(str(data_path))
+            experiment.doc.marks[("data", "path")] = "--data-path"
         key = json.dumps([experiment.data.spec, experiment.seeds("data").entropy, ckpt.meta["preprocessing"]], sort_keys=True, default=str)
         if key not in cache:
             cache[key] = _load_data(experiment, ckpt.meta["preprocessing"])

@@ -220,7 +220,8 @@ class Experiment:
         """Input shape and class count from the declared shape or the data headers (no data loaded)."""
         if self.input_shape is not None:
             return DataInfo(self.input_shape, None)
-        return self.data.inspect()
+        with self.doc.errors_located():  # a missing data.path names its config line
+            return self.data.inspect()
 
     def build_model(self, input_shape=None, num_classes: int | None = None, dtype=None) -> Sequential:
         """A fresh model; shape errors name the layer, a loss/output mismatch names `loss`."""

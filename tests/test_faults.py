@@ -250,6 +250,7 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     (C, "duplicate key", lambda w, t: ["train", str(config_file(w, t, "seed: 1\nseed: 2\n"))], 2, "c.yaml:2: seed: duplicate key 'seed' (first at line 1)"),
     (C, "nested duplicate key", lambda w, t: ["train", str(config_file(w, t, "training:\n  epochs: 1\n  batch_size: 2\n  epochs: 3\n"))], 2, "c.yaml:4: training.epochs: duplicate key 'epochs' (first at line 2)"),
     (C, "duplicate key in a list item", lambda w, t: ["train", str(config_file(w, t, "model:\n  layers:\n    - type: dense\n      units: 3\n      units: 4\n"))], 2, "c.yaml:5: model.layers.0.units: duplicate key 'units' (first at line 4)"),
+    (C, "data path missing names data.path", lambda w, t: ["train", str(edit_text(w, t, f"path: {w.digits}", "path: gone"))], 2, "c.yaml:5: data.path: gone: no such folder"),
     (C, "python tag", lambda w, t: ["train", str(config_file(w, t, "seed: !!python/object/apply:os.system [ls]\n"))], 2, "is not allowed"),
     (C, "syntax error", lambda w, t: ["train", str(config_file(w, t, "seed: [1, 2\n"))], 2, "c.yaml:2:"),
     (C, "top-level list", lambda w, t: ["train", str(config_file(w, t, "- a\n- b\n"))], 2, "the top level must be a mapping"),
@@ -334,6 +335,7 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     ("data", "csv float32 overflow", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i}e39,{i % 2}\n" for i in range(40)), standardize="false"), 2, "value is too large for float32"),
     ("data", "csv target of real numbers", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i % 3},{i * 0.37:.2f}\n" for i in range(40))), 2, "target column 'label' holds 40 distinct values in 40 rows, real numbers such as 0.37; classification needs class labels"),
     ("data", "csv target of row ids", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i % 3},{i}\n" for i in range(40))), 2, "holds 40 distinct values in 40 rows; classification needs class labels, each shared by several rows; regression (data.task: regression) is not available yet"),
+    ("data", "eval data missing names the embedded data.path", eval_of(lambda w, t: checkpoint_copy(w, t, change_meta=lambda m: m["config"]["data"].update(path="gone"))), 2, "bad.npz (embedded config): data.path: gone: no such folder"),
     ("data", "csv wrong feature count for checkpoint", lambda w, t: ["eval", str(w.last), "--data-path", str(w.table)], 2, "expected a folder of IDX files"),
     # checkpoints, on every load path
     ("checkpoint", "eval missing", eval_of(lambda w, t: t / "none.npz"), 2, "none.npz: no such file"),
