@@ -102,7 +102,8 @@ def _show(value) -> str:
 
 
 def _check_resumable(experiment: Experiment, checkpoint: Checkpoint) -> None:
-    """Exact resume needs the same config; only training.epochs may grow."""
+    """Exact resume needs the training state and the same config; only training.epochs may grow."""
+    checkpoint.require_resumable()
     found = _first_difference(experiment.resolved(), checkpoint.config)
     if found is not None:
         path, mine, theirs = found

@@ -76,6 +76,14 @@ class Checkpoint:
         except ConfigError as exc:
             raise CheckpointError(f"{self.path}: embedded config is invalid: {exc}") from None
 
+    def require_resumable(self) -> None:
+        """--resume needs the training state; a file of weights alone can only start a new run (--weights)."""
+        if "train_state" not in self.meta:
+            raise CheckpointError(
+                f"{self.path}: holds weights but no training state, so --resume cannot continue it; "
+                "use --weights to start a new run from its weights"
+            )
+
     def require_input_shape(self, shape: tuple[int, ...]) -> None:
         """Refuse data whose per-sample shape is not the one this checkpoint was trained on."""
         trained = tuple(self.meta["input_shape"])

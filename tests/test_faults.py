@@ -377,6 +377,7 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     ("checkpoint", "eval junk before the zip", eval_of(lambda w, t: bytes_file(t, "pre.npz", b"MZjunk" + w.last.read_bytes())), 2, "pre.npz: not an nncli checkpoint (6 bytes before the zip archive)"),
     ("checkpoint", "eval junk after the zip", eval_of(lambda w, t: bytes_file(t, "post.npz", w.last.read_bytes() + b"trailing")), 2, "post.npz: not an nncli checkpoint (data after the end of the zip archive)"),
     ("checkpoint", "eval zip comment", eval_of(lambda w, t: _commented(w, t)), 2, "not an nncli checkpoint (data after the end of the zip archive)"),
+    ("checkpoint", "resume from weights only", resume_of(lambda w, t: checkpoint_copy(w, t, change_meta=lambda m: m.pop("train_state"))), 2, "bad.npz: holds weights but no training state, so --resume cannot continue it; use --weights"),
     ("checkpoint", "resume bad order", resume_of(lambda w, t: checkpoint_copy(w, t, change_meta=lambda m: m["train_state"].update(batch=2), change_arrays=lambda a: a.update({"train/order": np.zeros(5, np.int64)}))), 2, "cannot resume from it: the epoch's sample order is not a permutation"),
     ("checkpoint", "resume nan optimizer state", resume_of(lambda w, t: checkpoint_copy(w, t, change_arrays=lambda a: a["optim/m"].__setitem__(0, np.inf))), 2, "cannot resume from it: optim/m must be finite"),
     ("checkpoint", "resume bad rng", resume_of(lambda w, t: checkpoint_copy(w, t, change_meta=lambda m: m["rng"].update(shuffle={"bit_generator": "MT19937"}))), 2, "random generator state is not a PCG64 state"),
