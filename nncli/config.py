@@ -190,7 +190,8 @@ def load_document(path: str | Path) -> Document:
     """Read a YAML config file into a Document (a mapping at the top)."""
     source = str(path)
     try:
-        raw = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # no further: /dev/zero or an endless pipe would never end
     except FileNotFoundError:
         raise ConfigError("file not found", location=source) from None
     except IsADirectoryError:

@@ -251,6 +251,7 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     (C, "nested duplicate key", lambda w, t: ["train", str(config_file(w, t, "training:\n  epochs: 1\n  batch_size: 2\n  epochs: 3\n"))], 2, "c.yaml:4: training.epochs: duplicate key 'epochs' (first at line 2)"),
     (C, "duplicate key in a list item", lambda w, t: ["train", str(config_file(w, t, "model:\n  layers:\n    - type: dense\n      units: 3\n      units: 4\n"))], 2, "c.yaml:5: model.layers.0.units: duplicate key 'units' (first at line 4)"),
     (C, "data path missing names data.path", lambda w, t: ["train", str(edit_text(w, t, f"path: {w.digits}", "path: gone"))], 2, "c.yaml:5: data.path: gone: no such folder"),
+    (C, "endless config file", lambda w, t: ["summary", "/dev/zero"], 2, "/dev/zero: larger than 1024 KiB"),
     (C, "python tag", lambda w, t: ["train", str(config_file(w, t, "seed: !!python/object/apply:os.system [ls]\n"))], 2, "is not allowed"),
     (C, "syntax error", lambda w, t: ["train", str(config_file(w, t, "seed: [1, 2\n"))], 2, "c.yaml:2:"),
     (C, "top-level list", lambda w, t: ["train", str(config_file(w, t, "- a\n- b\n"))], 2, "the top level must be a mapping"),
@@ -389,6 +390,8 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     ("checkpoint", "weights nan", weights_of(lambda w, t: checkpoint_copy(w, t, change_arrays=lambda a: a["param/2.dense/W"].__setitem__((0, 0), np.inf))), 2, "holds non-finite values"),
     ("checkpoint", "weights from other data", lambda w, t: ["train", str(w.csv_config_path), "--weights", str(w.last), "--out", str(t / "new")], 2, "trained on inputs of shape (8, 8, 1), this data has (3,)"),
     # filesystem
+    ("filesystem", "out is a file", lambda w, t: ["train", str(w.config_path), "--out", str(w.table)], 2, "table.csv: is a file, not a folder"),
+    ("filesystem", "compare out is a device", lambda w, t: ["compare-optimizers", str(w.csv_config_path), "--set", "compare={optimizers: [gd]}", "--out", "/dev/null"], 2, "/dev/null: is a file, not a folder"),
     ("filesystem", "out under a file", lambda w, t: ["train", str(w.config_path), "--out", str(w.table / "run")], 2, "cannot write"),
     ("filesystem", "eval data moved", lambda w, t: ["eval", str(w.last), "--data-path", str(t / "gone")], 2, "gone: no such folder"),
     ("filesystem", "plot missing run", lambda w, t: ["plot", str(t / "none")], 2, "none: no such run folder or history.csv"),

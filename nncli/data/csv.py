@@ -40,7 +40,8 @@ class _Table:
         if p.is_dir():
             raise DataError(f"{path}: is a folder; data.source: csv needs a file")
         try:
-            raw = p.read_bytes()
+            with open(p, "rb") as f:
+                raw = f.read(_MAX_BYTES + 1)  # no further: /dev/zero would never end
         except OSError as exc:
             raise DataError(f"{path}: cannot read ({exc.strerror})") from None
         if len(raw) > _MAX_BYTES:
