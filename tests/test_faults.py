@@ -391,7 +391,7 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     ("checkpoint", "weights from other data", lambda w, t: ["train", str(w.csv_config_path), "--weights", str(w.last), "--out", str(t / "new")], 2, "trained on inputs of shape (8, 8, 1), this data has (3,)"),
     # filesystem
     ("filesystem", "out is a file", lambda w, t: ["train", str(w.config_path), "--out", str(w.table)], 2, "table.csv: is a file, not a folder"),
-    ("filesystem", "compare out is a device", lambda w, t: ["compare-optimizers", str(w.csv_config_path), "--set", "compare={optimizers: [gd]}", "--out", "/dev/null"], 2, "/dev/null: is a file, not a folder"),
+    ("filesystem", "compare out is a file", lambda w, t: ["compare-optimizers", str(w.csv_config_path), "--set", "compare={optimizers: [gd]}", "--out", str(w.table)], 2, "table.csv: is a file, not a folder"),
     ("filesystem", "out under a file", lambda w, t: ["train", str(w.config_path), "--out", str(w.table / "run")], 2, "cannot write"),
     ("filesystem", "eval data moved", lambda w, t: ["eval", str(w.last), "--data-path", str(t / "gone")], 2, "gone: no such folder"),
     ("filesystem", "plot missing run", lambda w, t: ["plot", str(t / "none")], 2, "none: no such run folder or history.csv"),
