@@ -70,7 +70,8 @@ class TrainResult:
 
 
 def _load_data(experiment: Experiment, preprocessing: dict | None = None) -> Dataset:
-    return experiment.data.load(experiment.seeds("data"), preprocessing)
+    with experiment.doc.errors_located():  # a missing data.path names its config line
+        return experiment.data.load(experiment.seeds("data"), preprocessing)
 
 
 _ABSENT = object()
@@ -103,7 +104,8 @@ def _show(value) -> str:
 
 
 def _check_resumable(experiment: Experiment, checkpoint: Checkpoint) -> None:
-    """Exact resume needs the same config; only training.epochs may grow."""
+    """Exact resume needs the training state and the same config; only training.epochs may grow."""
+    checkpoint.require_resumable()
     found = _first_difference(experiment.resolved(), checkpoint.experiment().resolved())
     if found is not None:
         path, mine, theirs = found
@@ -465,6 +467,7 @@ def evaluate(
         experiment = ckpt.experiment()
         if data_path is not None:
             experiment.data = experiment.data.with_path(str(data_path))
+            experiment.doc.marks[("data", "path")] = "--data-path"
         key = json.dumps([experiment.data.spec, experiment.seeds("data").entropy, ckpt.meta["preprocessing"]], sort_keys=True, default=str)
         if key not in cache:
             cache[key] = _load_data(experiment, ckpt.meta["preprocessing"])

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import document_from_dict
-from .errors import CheckpointError, ConfigError
+from .errors import CheckpointError, ConfigError, dotted
 from .files import atomic_write
 from .training import Snapshot, TrainState
 
@@ -33,6 +34,7 @@ MAX_MEMBER_BYTES = 4 << 30  # no single array above 4 GiB
 MAX_TOTAL_BYTES = 8 << 30
 MAX_RATIO = 200  # uncompressed/compressed; savez does not compress, so a bigger ratio is a bomb
 MAX_META_BYTES = 64 << 20
+_EOCD_SIZE = 22  # the zip's end-of-central-directory record, last in the file (np.savez writes no comment)
 _NUMERIC_KINDS = "biuf"  # bool, signed, unsigned, float: no objects, strings (except meta), complex, structs
 
 
@@ -98,6 +100,14 @@ class Checkpoint:
             return from_document(doc)
         except ConfigError as exc:
             raise CheckpointError(f"{self.path}: embedded config is invalid: {exc}") from None
+
+    def require_resumable(self) -> None:
+        """--resume needs the training state; a file of weights alone can only start a new run (--weights)."""
+        if "train_state" not in self.meta:
+            raise CheckpointError(
+                f"{self.path}: holds weights but no training state, so --resume cannot continue it; "
+                "use --weights to start a new run from its weights"
+            )
 
     def snapshot(self) -> Snapshot:
         """The training state a resume continues from (the inverse of `run_checkpoint`); KeyError if absent."""
@@ -196,6 +206,21 @@ def _read_member(path: Path, archive: zipfile.ZipFile, info: zipfile.ZipInfo) ->
     return array.copy()
 
 
+def _check_framing(path: Path, f, archive: zipfile.ZipFile) -> None:
+    """The zip is the whole file, as np.savez writes it: no bytes in front of it or after its end.
+
+    zipfile itself tolerates both (self-extracting archives, appended data).
+    """
+    start = min((i.header_offset for i in archive.infolist()), default=0)
+    if start != 0:
+        raise _fail(path, f"not an nncli checkpoint ({start} bytes before the zip archive)")
+    size = f.seek(0, os.SEEK_END)
+    f.seek(max(0, size - _EOCD_SIZE))
+    end = f.read()
+    if not (end.startswith(b"PK\x05\x06") and len(end) == _EOCD_SIZE and end[-2:] == b"\0\0"):
+        raise _fail(path, "not an nncli checkpoint (data after the end of the zip archive)")
+
+
 def read_checkpoint(path: str | Path) -> Checkpoint:
     """Open and verify a checkpoint; any problem is a one-line CheckpointError naming the file."""
     path = Path(path)
@@ -204,10 +229,19 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if not path.is_file():
         raise _fail(path, "not a file")
     try:
-        archive = zipfile.ZipFile(path)
+        with open(path, "rb") as f:
+            return _read_open_checkpoint(path, f)
+    except OSError as exc:
+        raise _fail(path, f"cannot read ({exc.strerror or exc})") from None
+
+
+def _read_open_checkpoint(path: Path, f) -> Checkpoint:
+    try:
+        archive = zipfile.ZipFile(f)
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as exc:
         raise _fail(path, f"not an nncli checkpoint (not a readable .npz/zip archive: {exc})") from None
     with archive:
+        _check_framing(path, f, archive)
         infos = archive.infolist()
         if len(infos) > MAX_MEMBERS:
             raise _fail(path, f"{len(infos)} members; refusing")
@@ -239,11 +273,49 @@ def read_checkpoint(path: str | Path) -> Checkpoint:
     if meta_array.shape != () or meta_array.nbytes > MAX_META_BYTES:
         raise _fail(path, f"{META_KEY} must be a single string")
     try:
-        meta = json.loads(str(meta_array[()]))
-    except (json.JSONDecodeError, RecursionError) as exc:
+        meta = json.loads(str(meta_array[()]), object_pairs_hook=_json_object)
+        flaw = _first_flaw(meta)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError, or an integer of more than 4300 digits
         raise _fail(path, f"{META_KEY} is not valid JSON ({exc})") from None
+    if flaw is not None:
+        where, problem = flaw
+        raise _fail(path, f"{dotted((META_KEY, *where))}: {problem}")
     _check_meta(path, meta)
     return Checkpoint(path, meta, arrays)
+
+
+class _Duplicated(dict):
+    """A JSON object that held `key` more than once (json.loads alone would keep the last copy)."""
+
+    key: str
+
+
+def _json_object(pairs: list[tuple[str, object]]) -> dict:
+    obj = dict(pairs)
+    if len(obj) == len(pairs):
+        return obj
+    names = [name for name, _ in pairs]
+    duplicated = _Duplicated(obj)
+    duplicated.key = next(name for i, name in enumerate(names) if name in names[:i])
+    return duplicated
+
+
+def _first_flaw(value: object, where: tuple = ()) -> tuple[tuple, str] | None:
+    """(key path, problem) of the first duplicate key or non-finite number in parsed JSON, or None.
+
+    nncli writes neither (json.dumps(allow_nan=False), one key per name): a
+    checkpoint holding one was written by something else or damaged.
+    """
+    if isinstance(value, float) and not math.isfinite(value):
+        return where, f"{value} is not a finite number"
+    if isinstance(value, _Duplicated):
+        return (*where, value.key), f"duplicate key {value.key!r}"
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    for key, item in items:
+        flaw = _first_flaw(item, (*where, key))
+        if flaw is not None:
+            return flaw
+    return None
 
 
 def _check_meta(path: Path, meta: object) -> None:
@@ -262,6 +334,37 @@ def _check_meta(path: Path, meta: object) -> None:
     shape = meta["input_shape"]
     if not shape or not all(isinstance(d, int) and not isinstance(d, bool) and 0 < d < 1 << 20 for d in shape):
         raise _fail(path, f"{META_KEY}.input_shape {shape!r} is not a list of positive integers")
-    classes = meta["preprocessing"].get("classes")
-    if classes is not None and (not isinstance(classes, list) or len(classes) < 2):
-        raise _fail(path, f"{META_KEY}.preprocessing.classes must list at least two classes")
+    _check_preprocessing(path, meta["preprocessing"])
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _check_preprocessing(path: Path, prep: dict) -> None:
+    """What eval will apply to the data: class labels, and standardisation statistics one per feature."""
+    where = f"{META_KEY}.preprocessing"
+    classes = prep.get("classes")
+    if classes is not None:
+        if not isinstance(classes, list) or len(classes) < 2:
+            raise _fail(path, f"{where}.classes must list at least two classes")
+        if not all(isinstance(c, str) or _number(c) for c in classes):
+            raise _fail(path, f"{where}.classes: class labels must be strings or numbers")
+        if len(set(classes)) < len(classes):
+            twice = next(c for i, c in enumerate(classes) if c in classes[:i])
+            raise _fail(path, f"{where}.classes lists {twice!r} twice")
+    features = prep.get("features")
+    if features is not None and not (isinstance(features, list) and all(isinstance(n, str) for n in features)):
+        raise _fail(path, f"{where}.features must be a list of column names")
+    for key in ("mean", "std"):
+        if key not in prep:
+            continue
+        values = prep[key]
+        if not (isinstance(values, list) and all(_number(v) for v in values)):
+            raise _fail(path, f"{where}.{key} must be a list of numbers")
+        if features is not None and len(values) != len(features):
+            raise _fail(path, f"{where}.{key} has {len(values)} values for {len(features)} features")
+        if key == "std" and not all(v > 0 for v in values):
+            raise _fail(path, f"{where}.std: standard deviations must be positive, got {next(v for v in values if not v > 0)}")
+    if ("mean" in prep) != ("std" in prep):
+        raise _fail(path, f"{where}: mean and std come together; one is missing")

@@ -5,24 +5,102 @@ NncliError subclasses print `error: <one line>` on stderr and exit with
 their code (2 for bad usage, config, data or checkpoint, or an output
 folder that cannot be created; 1 for a diverged run, or a result file that
 cannot be written mid-run, e.g. a full disk; 130/143 after SIGINT/SIGTERM
-with a checkpoint saved). Anything else is
-a bug and keeps its traceback.
+with a checkpoint saved; 141 when stdout is closed early, see below).
+Anything else is a bug and keeps its traceback.
+
+`OneLineErrors`, the app's command group, does the same for what happens
+before a command runs: a missing argument, an unknown option or a value of
+the wrong type is one `error:` line and exit status 2, as for every other
+bad input. It also ends the process quietly with status 141 (128 + SIGPIPE)
+when stdout is closed early (`nncli eval --json ... | head -c 10`), as Unix
+tools do.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import typer
+import typer.core
+
+try:  # recent typer carries its own copy of click
+    from typer._click.exceptions import ClickException, NoArgsIsHelpError
+except ImportError:  # pragma: no cover - older typer on click
+    from click.exceptions import ClickException, NoArgsIsHelpError
 
 from . import api, console
 from .errors import NncliError
 
+SIGPIPE_STATUS = 141  # 128 + SIGPIPE, what a shell reports for a tool killed by a closed pipe
+
+
+def print_error(message: str) -> None:
+    """The one `error: ...` line on stderr (line breaks folded: one failure, one line)."""
+    console.stderr.print(f"error: {' '.join(message.splitlines())}", markup=False, highlight=False, soft_wrap=True)
+
+
+def _stdout_to_devnull() -> None:
+    """Point stdout at /dev/null, so that nothing still buffered fails again when Python flushes it at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+@contextmanager
+def _command_line_faults(command: Callable[[], str]):
+    """Click's usage errors as one `error: COMMAND: message` line, with click's wording and exit status.
+
+    `command()` names the command when the error does not carry its context.
+    A closed stdout (the reader of a pipe went away) ends the process with
+    141 and no message, as Unix tools do.
+    """
+    try:
+        yield
+    except NoArgsIsHelpError:  # plain `nncli` prints the help
+        raise
+    except ClickException as exc:
+        ctx = getattr(exc, "ctx", None)
+        where = ctx.command_path if ctx is not None else command()
+        close = getattr(exc, "possibilities", None)  # an unknown option's near names, worded as nncli's own hints
+        if close:
+            either = close[0] if len(close) == 1 else f"{', '.join(close[:-1])} or {close[-1]}"
+            message = f"{exc.message.rstrip('.')}. Did you mean {either}?"
+        else:
+            message = exc.format_message().rstrip(".")
+        if message[:2].istitle():
+            message = message[0].lower() + message[1:]  # "No such option" -> "no such option"
+        print_error(f"{where}: {message} (see '{where} --help')")
+        raise typer.Exit(exc.exit_code) from None
+    except BrokenPipeError:
+        _stdout_to_devnull()
+        raise typer.Exit(SIGPIPE_STATUS) from None
+
+
+class OneLineErrors(typer.core.TyperGroup):
+    """The app's command group: usage errors are one `error:` line (exit 2); a closed stdout exits 141.
+
+    Click would print a usage block and a boxed panel instead. Parsing
+    happens in make_context (`nncli --bogus`) and, for each command, inside
+    invoke, which also runs the command itself.
+    """
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        with _command_line_faults(lambda: info_name or self.name):
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx):
+        with _command_line_faults(lambda: " ".join(filter(None, (ctx.command_path, ctx.invoked_subcommand)))):
+            return super().invoke(ctx)
+
+
 app = typer.Typer(
     name="nncli",
+    cls=OneLineErrors,
     help="Train neural networks written in plain NumPy from YAML experiment configs.",
     no_args_is_help=True,
     add_completion=False,
@@ -37,11 +115,10 @@ def cli_errors():
     try:
         yield
     except NncliError as exc:
-        message = " ".join(str(exc).split("\n"))
-        console.stderr.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+        print_error(str(exc))
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
-        console.stderr.print("error: interrupted", markup=False, highlight=False)
+        print_error("interrupted")
         raise typer.Exit(130) from None
 
 
@@ -146,4 +223,12 @@ def components(
 
 
 def main() -> None:
-    app()
+    """The `nncli` script and `python -m nncli`."""
+    try:
+        app()
+    finally:  # output still buffered meets a closed pipe here, not in Python's own flush at exit (status 120)
+        try:
+            sys.stdout.flush()
+        except BrokenPipeError:
+            _stdout_to_devnull()
+            sys.exit(SIGPIPE_STATUS)

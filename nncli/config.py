@@ -143,17 +143,19 @@ def _to_python(node: yaml.Node, path: tuple, marks: dict[tuple, str] | None, sou
             if node.tag != _TAG + "map":
                 raise ConfigError(f"tag {node.tag} is not allowed")
             result: dict[str, Any] = {}
+            lines: dict[str, int] = {}  # key -> its line, to name both places of a duplicate
             for key_node, value_node in node.value:
                 if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == _TAG + "merge":
                     raise ConfigError("keys must be plain strings", path)
                 key = _scalar(key_node)
                 if not isinstance(key, str):
                     raise ConfigError(f"key {key_node.value!r} must be a string", path)
-                if key in result:
-                    where = f"{source}:{key_node.start_mark.line + 1}"
-                    raise ConfigError(f"duplicate key {quoted(key)}", (*path, key), where)
+                line = key_node.start_mark.line + 1
+                if key in lines:
+                    raise ConfigError(f"duplicate key {quoted(key)} (first at line {lines[key]})", (*path, key), f"{source}:{line}")
+                lines[key] = line
                 if marks is not None:
-                    marks[(*path, key)] = f"{source}:{key_node.start_mark.line + 1}"
+                    marks[(*path, key)] = f"{source}:{line}"
                 result[key] = _to_python(value_node, (*path, key), marks, source)
             return result
     except ConfigError as exc:
@@ -188,7 +190,8 @@ def load_document(path: str | Path) -> Document:
     """Read a YAML config file into a Document (a mapping at the top)."""
     source = str(path)
     try:
-        raw = Path(path).read_bytes()
+        with open(path, "rb") as f:
+            raw = f.read(MAX_BYTES + 1)  # no further: /dev/zero or an endless pipe would never end
     except FileNotFoundError:
         raise ConfigError("file not found", location=source) from None
     except IsADirectoryError:

@@ -19,8 +19,21 @@ from .models import human_bytes
 from .registry import REQUIRED, ComponentInfo
 from .training import Callback, Fit
 
-stderr = Console(stderr=True, highlight=False, soft_wrap=True)
-stdout = Console(highlight=False)
+
+
+class _Console(Console):
+    """A Rich console that lets a closed pipe raise BrokenPipeError, for the CLI to end with 141.
+
+    Rich's default exits with status 1 instead, as if the command had failed.
+    """
+
+    def on_broken_pipe(self) -> None:
+        self.quiet = True
+        raise BrokenPipeError
+
+
+stderr = _Console(stderr=True, highlight=False, soft_wrap=True)
+stdout = _Console(highlight=False)
 if not stdout.is_terminal:
     stdout.width = 160  # tables for logs and pipes: wide enough for a 10-class confusion matrix
 

@@ -186,7 +186,8 @@ class Experiment:
         declared = getattr(self.model, "input_shape", None)
         if declared is not None:
             return DataInfo(declared, None)
-        return self.data.inspect()
+        with self.doc.errors_located():  # a missing data.path names its config line
+            return self.data.inspect()
 
     def plan(self, input_shape=None, num_classes: int | None = None) -> ModelPlan:
         """The model from shapes alone (nothing allocated): summary rows, parameter count, memory estimate."""

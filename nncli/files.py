@@ -127,8 +127,13 @@ def _numbered(wanted: Path, n: int, keep_suffix: bool = False) -> Path:
 
 
 def new_run_folder(wanted: str | Path) -> Path:
-    """Create `wanted`, or `wanted-2`, `-3`, ... if it exists and is not empty. Never reuses a run."""
+    """Create `wanted`, or `wanted-2`, `-3`, ... if it exists and is not empty. Never reuses a run.
+
+    `wanted` being a file (`--out config.yaml`, `--out /dev/null`) is a mistake, not a name to number.
+    """
     wanted = Path(wanted)
+    if wanted.exists() and not wanted.is_dir():
+        raise RunFolderError(f"{wanted}: is a file, not a folder; a run folder cannot be made there")
     try:
         wanted.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

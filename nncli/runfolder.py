@@ -64,14 +64,17 @@ class RunFolder(Callback):
         self.write_history(fit.state.history)
 
     def on_epoch_end(self, fit: Fit, row: dict) -> None:
+        """The epoch's checkpoints first, then its history row: history.csv never lists an epoch
+        whose checkpoint was not written (a full disk, a file-size limit). The checkpoint holds the
+        whole history, so a resume from it rewrites any row that is missing."""
+        self.save(fit, self.last)
+        if fit.improved:
+            atomic_link(self.last, self.best)  # the same snapshot: no second serialisation
         if len(self._lines) + 1 == len(fit.state.history):
             self._lines.append(history_line(row))
             self._write_lines()
         else:  # the history changed other than by this row: format it afresh
             self.write_history(fit.state.history)
-        self.save(fit, self.last)
-        if fit.improved:
-            atomic_link(self.last, self.best)  # the same snapshot: no second serialisation
 
     def on_train_end(self, fit: Fit) -> None:
         if fit.state.history:

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import csv
 import gzip
+import os
 import struct
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
+import pytest
 import yaml
 
 from nncli.checkpoint import read_checkpoint, save_checkpoint
@@ -176,3 +179,38 @@ def assert_same_run(a, b) -> None:
     assert pa.keys() == pb.keys()
     for key in pa:
         np.testing.assert_array_equal(pa[key], pb[key], err_msg=key)
+
+
+@contextmanager
+def without_root_file_access():
+    """Inside the block, file permissions apply to this thread even when it runs as root.
+
+    Root reads a file of mode 000 anyway; dropping CAP_DAC_OVERRIDE and
+    CAP_DAC_READ_SEARCH from the thread's effective capabilities (kept in the
+    permitted set, so they come back afterwards) makes open() fail with EACCES as
+    it does for everybody else. Skips the test where capabilities cannot be set.
+    """
+    if os.geteuid() != 0:
+        yield
+        return
+    import ctypes
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    header, data = Header(0x20080522, 0), (Data * 2)()  # _LINUX_CAPABILITY_VERSION_3, this thread
+    if libc.capget(ctypes.byref(header), data) != 0:
+        pytest.skip("running as root and capget() fails: cannot test a file root may not read")
+    saved = data[0].effective
+    data[0].effective &= ~((1 << 1) | (1 << 2))  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+    if libc.capset(ctypes.byref(header), data) != 0:
+        pytest.skip("running as root and capset() fails: cannot test a file root may not read")
+    try:
+        yield
+    finally:
+        data[0].effective = saved
+        libc.capset(ctypes.byref(header), data)

@@ -115,3 +115,16 @@ def test_meta_must_be_json(tmp_path, trained):
     np.savez(path, __nncli__=np.array(json.dumps([1, 2])), **ckpt.arrays)
     with pytest.raises(CheckpointError, match="must be a JSON object"):
         read_checkpoint(path)
+
+
+def test_a_weights_only_file_starts_a_new_run_with_weights_but_cannot_resume(tmp_path, trained, digits):
+    weights_only = rewrite_checkpoint(
+        trained, tmp_path / "weights.npz",
+        change_meta=lambda m: [m.pop(k) for k in ("train_state", "optimizer_state", "schedule_state", "rng")],
+        change_arrays=lambda a: [a.pop(k) for k in [k for k in a if not k.startswith(("param/", "state/"))]],
+    )
+    config = mlp_config(digits, epochs=1)
+    with pytest.raises(CheckpointError, match="holds weights but no training state, so --resume cannot continue it; use --weights"):
+        nncli.train(config, resume=weights_only, out=tmp_path / "resumed")
+    assert not (tmp_path / "resumed").exists()
+    assert nncli.train(config, weights=weights_only, out=tmp_path / "new").state.epoch == 1

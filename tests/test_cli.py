@@ -74,7 +74,8 @@ def test_eval_data_path_override(tmp_path, mlp_yaml, digits):
     invoke("train", mlp_yaml, "--out", tmp_path / "a")
     moved = digits.rename(tmp_path / "moved")
     ckpt = tmp_path / "a" / "checkpoints" / "last.npz"
-    assert_usage_error(invoke("eval", ckpt), "no such folder")
+    assert_usage_error(invoke("eval", ckpt), f"{ckpt} (embedded config): data.path: {digits}: no such folder")
+    assert_usage_error(invoke("eval", ckpt, "--data-path", tmp_path / "gone"), f"--data-path: data.path: {tmp_path / 'gone'}: no such folder")
     assert invoke("eval", ckpt, "--data-path", moved).exit_code == 0
 
 

@@ -7,7 +7,7 @@ import pytest
 from helpers import make_digits, write_idx
 
 from nncli.data import DATA_SOURCES
-from nncli.errors import DataError
+from nncli.errors import ConfigError, DataError
 
 SEED = np.random.SeedSequence(0)
 
@@ -90,7 +90,7 @@ def test_idx_counts_must_agree(tmp_path):
 
 
 def test_idx_missing_files_and_folder(tmp_path):
-    with pytest.raises(DataError, match="no such folder"):
+    with pytest.raises(ConfigError, match="data.path: .*nowhere: no such folder"):  # the config's data.path is wrong
         idx(tmp_path / "nowhere").load(SEED)
     folder = make_digits(tmp_path / "d", n_train=20, n_test=5)
     (folder / "train-labels-idx1-ubyte.gz").unlink()

@@ -15,6 +15,8 @@ import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
 import threading
 import time
 import zipfile
@@ -25,7 +27,7 @@ from typing import Callable
 import numpy as np
 import pytest
 import yaml
-from helpers import make_csv, make_digits, mlp_config, rewrite_checkpoint, write_config, write_idx
+from helpers import make_csv, make_digits, mlp_config, rewrite_checkpoint, without_root_file_access, write_config, write_idx
 from typer.testing import CliRunner
 
 import nncli
@@ -189,6 +191,31 @@ def meta_member(**overrides) -> bytes:
     return npy(np.array(json.dumps(meta)))
 
 
+def meta_text(tmp: Path, text: str) -> Path:
+    """A checkpoint whose __nncli__ member is exactly `text` (JSON that json.dumps would never write)."""
+    return raw_npz(tmp, {"__nncli__.npy": npy(np.array(text))})
+
+
+def meta_edited(w: World, tmp: Path, old: str, new: str) -> Path:
+    """A copy of the earlier run's last checkpoint with the first `old` in its __nncli__ JSON text replaced."""
+    path = tmp / "edited.npz"
+    with zipfile.ZipFile(w.last) as src, zipfile.ZipFile(path, "w") as dst:
+        for info in src.infolist():
+            data = src.read(info)
+            if info.filename == "__nncli__.npy":
+                text = str(np.load(w.last)["__nncli__"])
+                assert old in text, old
+                data = npy(np.array(text.replace(old, new, 1)))
+            dst.writestr(info.filename, data)
+    return path
+
+
+def symlink(tmp: Path, name: str, target: str) -> Path:
+    path = tmp / name
+    os.symlink(target, path)
+    return path
+
+
 def eval_of(path_fn):
     return lambda w, tmp: ["eval", str(path_fn(w, tmp))]
 
@@ -220,7 +247,11 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     (C, "oversized", lambda w, t: ["train", str(config_file(w, t, "a: '" + "x" * (1 << 20) + "'\n"))], 2, "larger than 1024 KiB"),
     (C, "deeply nested", lambda w, t: ["train", str(config_file(w, t, "a: " + "[" * 100 + "]" * 100))], 2, "nested deeper than 32"),
     (C, "alias", lambda w, t: ["train", str(config_file(w, t, "a: &x {b: 1}\nc: *x\n"))], 2, "c.yaml:1: anchors (&name) are not allowed"),
-    (C, "duplicate key", lambda w, t: ["train", str(config_file(w, t, "seed: 1\nseed: 2\n"))], 2, "c.yaml:2: seed: duplicate key 'seed'"),
+    (C, "duplicate key", lambda w, t: ["train", str(config_file(w, t, "seed: 1\nseed: 2\n"))], 2, "c.yaml:2: seed: duplicate key 'seed' (first at line 1)"),
+    (C, "nested duplicate key", lambda w, t: ["train", str(config_file(w, t, "training:\n  epochs: 1\n  batch_size: 2\n  epochs: 3\n"))], 2, "c.yaml:4: training.epochs: duplicate key 'epochs' (first at line 2)"),
+    (C, "duplicate key in a list item", lambda w, t: ["train", str(config_file(w, t, "model:\n  layers:\n    - type: dense\n      units: 3\n      units: 4\n"))], 2, "c.yaml:5: model.layers.0.units: duplicate key 'units' (first at line 4)"),
+    (C, "data path missing names data.path", lambda w, t: ["train", str(edit_text(w, t, f"path: {w.digits}", "path: gone"))], 2, "c.yaml:5: data.path: gone: no such folder"),
+    (C, "endless config file", lambda w, t: ["summary", "/dev/zero"], 2, "/dev/zero: larger than 1024 KiB"),
     (C, "python tag", lambda w, t: ["train", str(config_file(w, t, "seed: !!python/object/apply:os.system [ls]\n"))], 2, "is not allowed"),
     (C, "syntax error", lambda w, t: ["train", str(config_file(w, t, "seed: [1, 2\n"))], 2, "c.yaml:2:"),
     (C, "top-level list", lambda w, t: ["train", str(config_file(w, t, "- a\n- b\n"))], 2, "the top level must be a mapping"),
@@ -255,6 +286,15 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     (C, "unknown component kind", lambda w, t: ["components", "layerz"], 2, "unknown component kind 'layerz'"),
     (C, "resume and weights", lambda w, t: ["train", str(w.config_path), "--resume", str(w.last), "--weights", str(w.last)], 2, "use --resume (continue a run) or --weights"),
     (C, "resume with another config", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["optimizer"].update(learning_rate=0.02))), "--resume", str(w.last)], 2, "optimizer: differs from the config in"),
+    # usage: Typer's own parsing errors are one line too (every command: test_every_command_refuses_bad_usage_in_one_line)
+    ("usage", "no config", lambda w, t: ["train"], 2, "nncli train: missing argument 'config'"),
+    ("usage", "seed not a number", lambda w, t: ["train", str(w.config_path), "--seed", "abc"], 2, "nncli train: invalid value for '--seed'"),
+    ("usage", "unknown option", lambda w, t: ["train", str(w.config_path), "--bogus"], 2, "nncli train: no such option: --bogus"),
+    ("usage", "misspelt option", lambda w, t: ["eval", str(w.last), "--jsn"], 2, "nncli eval: no such option: --jsn. Did you mean --json?"),
+    ("usage", "option without its value", lambda w, t: ["train", str(w.config_path), "--out"], 2, "nncli train: option '--out' requires an argument"),
+    ("usage", "unknown command", lambda w, t: ["trian", str(w.config_path)], 2, "nncli: no such command 'trian'. Did you mean 'train'?"),
+    ("usage", "config a dangling symlink", lambda w, t: ["train", str(symlink(t, "l.yaml", "nowhere.yaml"))], 2, "l.yaml: file not found"),
+    ("usage", "config a symlink loop", lambda w, t: ["train", str(symlink(t, "l.yaml", "l.yaml"))], 2, "l.yaml: cannot read (Too many levels of symbolic links)"),
     # --set overrides
     ("override", "no equals", lambda w, t: ["train", str(w.config_path), "--set", "training.epochs"], 2, "--set training.epochs: expected KEY=VALUE"),
     ("override", "unknown key", lambda w, t: ["train", str(w.config_path), "--set", "training.epoch=3"], 2, "--set training.epoch=3: training.epoch: unknown option 'epoch'. Did you mean 'epochs'?"),
@@ -294,6 +334,9 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     ("data", "csv duplicate header", lambda w, t: csv_args(w, t, "a,a,label\n1,2,0\n"), 2, "column 'a' appears twice"),
     ("data", "csv overflow", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},1e300,{i % 2}\n" for i in range(40))), 2, "column 'b': values too large to standardise"),
     ("data", "csv float32 overflow", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i}e39,{i % 2}\n" for i in range(40)), standardize="false"), 2, "value is too large for float32"),
+    ("data", "csv target of real numbers", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i % 3},{i * 0.37:.2f}\n" for i in range(40))), 2, "target column 'label' holds 40 distinct values in 40 rows, real numbers such as 0.37; classification needs class labels"),
+    ("data", "csv target of row ids", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i % 3},{i}\n" for i in range(40))), 2, "holds 40 distinct values in 40 rows; classification needs class labels, each shared by several rows; regression (data.task: regression) is not available yet"),
+    ("data", "eval data missing names the embedded data.path", eval_of(lambda w, t: checkpoint_copy(w, t, change_meta=lambda m: m["config"]["data"].update(path="gone"))), 2, "bad.npz (embedded config): data.path: gone: no such folder"),
     ("data", "csv wrong feature count for checkpoint", lambda w, t: ["eval", str(w.last), "--data-path", str(w.table)], 2, "expected a folder of IDX files"),
     # checkpoints, on every load path
     ("checkpoint", "eval missing", eval_of(lambda w, t: t / "none.npz"), 2, "none.npz: no such file"),
@@ -322,6 +365,20 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     ("checkpoint", "eval missing weights", eval_of(lambda w, t: checkpoint_copy(w, t, change_arrays=lambda a: a.pop("param/2.dense/b"))), 2, "missing param/2.dense/b"),
     ("checkpoint", "eval nan weights", eval_of(lambda w, t: checkpoint_copy(w, t, change_arrays=lambda a: a["param/1.dense/W"].__setitem__((0, 0), np.nan))), 2, "param/1.dense/W holds non-finite values"),
     ("checkpoint", "eval integer weights", eval_of(lambda w, t: checkpoint_copy(w, t, change_arrays=lambda a: a.update({"param/2.dense/b": np.zeros(3, np.int32)}))), 2, "has dtype int32, expected floats"),
+    ("checkpoint", "eval duplicate meta key", eval_of(lambda w, t: meta_text(t, '{"format": "nncli-checkpoint", "version": 1, "config": {}, "epoch": 1, "input_shape": [3], "preprocessing": {}, "preprocessing": {"classes": [0, 1]}}')), 2, "raw.npz: __nncli__.preprocessing: duplicate key 'preprocessing'"),
+    ("checkpoint", "eval nested duplicate meta key", eval_of(lambda w, t: meta_edited(w, t, '"epochs": 2', '"epochs": 2, "epochs": 9')), 2, "edited.npz: __nncli__.config.training.epochs: duplicate key 'epochs'"),
+    ("checkpoint", "eval NaN preprocessing", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(preprocessing={"classes": [0, 1], "mean": [0.0, 1.0], "std": [1.0, float("nan")]})})), 2, "raw.npz: __nncli__.preprocessing.std.1: nan is not a finite number"),
+    ("checkpoint", "eval Infinity in meta", eval_of(lambda w, t: meta_edited(w, t, '"learning_rate": 0.01', '"learning_rate": 1e400')), 2, "__nncli__.config.optimizer.learning_rate: inf is not a finite number"),
+    ("checkpoint", "eval zero std", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(preprocessing={"classes": [0, 1], "mean": [0.0], "std": [0.0]})})), 2, "__nncli__.preprocessing.std: standard deviations must be positive, got 0.0"),
+    ("checkpoint", "eval mean without std", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(preprocessing={"classes": [0, 1], "mean": [0.0]})})), 2, "__nncli__.preprocessing: mean and std come together"),
+    ("checkpoint", "eval stats per feature", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(preprocessing={"features": ["a", "b"], "mean": [0.0], "std": [1.0]})})), 2, "__nncli__.preprocessing.mean has 1 values for 2 features"),
+    ("checkpoint", "eval class listed twice", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(preprocessing={"classes": [0, 1, 0]})})), 2, "__nncli__.preprocessing.classes lists 0 twice"),
+    ("checkpoint", "eval class not a label", eval_of(lambda w, t: raw_npz(t, {"__nncli__.npy": meta_member(preprocessing={"classes": [{"a": 1}, 1]})})), 2, "__nncli__.preprocessing.classes: class labels must be strings or numbers"),
+    ("checkpoint", "eval integer of 5000 digits", eval_of(lambda w, t: meta_text(t, '{"epoch": ' + "9" * 5000 + "}")), 2, "__nncli__ is not valid JSON (Exceeds the limit"),
+    ("checkpoint", "eval junk before the zip", eval_of(lambda w, t: bytes_file(t, "pre.npz", b"MZjunk" + w.last.read_bytes())), 2, "pre.npz: not an nncli checkpoint (6 bytes before the zip archive)"),
+    ("checkpoint", "eval junk after the zip", eval_of(lambda w, t: bytes_file(t, "post.npz", w.last.read_bytes() + b"trailing")), 2, "post.npz: not an nncli checkpoint (data after the end of the zip archive)"),
+    ("checkpoint", "eval zip comment", eval_of(lambda w, t: _commented(w, t)), 2, "not an nncli checkpoint (data after the end of the zip archive)"),
+    ("checkpoint", "resume from weights only", resume_of(lambda w, t: checkpoint_copy(w, t, change_meta=lambda m: m.pop("train_state"))), 2, "bad.npz: holds weights but no training state, so --resume cannot continue it; use --weights"),
     ("checkpoint", "resume bad order", resume_of(lambda w, t: checkpoint_copy(w, t, change_meta=lambda m: m["train_state"].update(batch=2), change_arrays=lambda a: a.update({"train/order": np.zeros(5, np.int64)}))), 2, "cannot resume from it: the epoch's sample order is not a permutation"),
     ("checkpoint", "resume nan optimizer state", resume_of(lambda w, t: checkpoint_copy(w, t, change_arrays=lambda a: a["optim/m"].__setitem__(0, np.inf))), 2, "cannot resume from it: optim/m must be finite"),
     ("checkpoint", "resume bad rng", resume_of(lambda w, t: checkpoint_copy(w, t, change_meta=lambda m: m["rng"].update(shuffle={"bit_generator": "MT19937"}))), 2, "random generator state is not a PCG64 state"),
@@ -333,6 +390,8 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     ("checkpoint", "weights nan", weights_of(lambda w, t: checkpoint_copy(w, t, change_arrays=lambda a: a["param/2.dense/W"].__setitem__((0, 0), np.inf))), 2, "holds non-finite values"),
     ("checkpoint", "weights from other data", lambda w, t: ["train", str(w.csv_config_path), "--weights", str(w.last), "--out", str(t / "new")], 2, "trained on inputs of shape (8, 8, 1), this data has (3,)"),
     # filesystem
+    ("filesystem", "out is a file", lambda w, t: ["train", str(w.config_path), "--out", str(w.table)], 2, "table.csv: is a file, not a folder"),
+    ("filesystem", "compare out is a file", lambda w, t: ["compare-optimizers", str(w.csv_config_path), "--set", "compare={optimizers: [gd]}", "--out", str(w.table)], 2, "table.csv: is a file, not a folder"),
     ("filesystem", "out under a file", lambda w, t: ["train", str(w.config_path), "--out", str(w.table / "run")], 2, "cannot write"),
     ("filesystem", "eval data moved", lambda w, t: ["eval", str(w.last), "--data-path", str(t / "gone")], 2, "gone: no such folder"),
     ("filesystem", "plot missing run", lambda w, t: ["plot", str(t / "none")], 2, "none: no such run folder or history.csv"),
@@ -366,6 +425,13 @@ def _duplicate(tmp: Path) -> Path:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             z.writestr("__nncli__.npy", meta_member())
+    return path
+
+
+def _commented(w: World, tmp: Path) -> Path:
+    path = Path(shutil.copy(w.last, tmp / "comment.npz"))
+    with zipfile.ZipFile(path, "a") as z:
+        z.comment = b"hello"
     return path
 
 
@@ -432,7 +498,32 @@ def test_a_full_or_read_only_disk_keeps_the_last_good_checkpoint(world, tmp_path
     assert result.stderr.strip() == f"error: {run.final_checkpoint}: cannot write ({reason}); the previous version is intact"
     assert run.final_checkpoint.read_bytes() == good
     assert not list(run.final_checkpoint.parent.glob("*.tmp"))
-    read_checkpoint(run.final_checkpoint)
+    assert history_epochs(run.run_dir) == [1, 2] == [row["epoch"] for row in read_checkpoint(run.final_checkpoint).meta["train_state"]["history"]]
+
+
+def history_epochs(run_dir: Path) -> list[int]:
+    """The epochs history.csv lists."""
+    return [int(line.split(",")[0]) for line in (run_dir / "history.csv").read_text().splitlines()[1:]]
+
+
+def test_a_file_size_limit_leaves_history_no_further_than_the_checkpoint(world, tmp_path):
+    """RLIMIT_FSIZE (SIGXFSZ ignored, so writes fail with EFBIG) below the checkpoint's size: the first last.npz
+    cannot be written, so history.csv must not list epoch 1 either; one error line, exit 1."""
+    import resource
+
+    limit = world.last.stat().st_size // 2  # config.yaml and history.csv fit, a checkpoint does not
+    assert (world.earlier / "config.yaml").stat().st_size < limit
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    run = tmp_path / "run"
+    process = subprocess.run([sys.executable, "-m", "nncli", "train", str(world.config_path), "--out", str(run)], cwd=world.root,
+                             capture_output=True, text=True, timeout=120, preexec_fn=limited)
+    assert process.returncode == 1, process.stderr
+    assert process.stderr.strip().splitlines()[-1] == f"error: {run / 'checkpoints' / 'last.npz'}: cannot write (File too large)"
+    assert not (run / "checkpoints" / "last.npz").exists() and history_epochs(run) == []
 
 
 def test_divergence_after_a_good_epoch_keeps_that_checkpoint(world, tmp_path):
@@ -450,3 +541,122 @@ def test_divergence_after_a_good_epoch_keeps_that_checkpoint(world, tmp_path):
     assert "training diverged at epoch 2, batch 1" in message
     assert f"the last good checkpoint is {tmp_path / 'run' / 'checkpoints' / 'last.npz'}" in message
     assert read_checkpoint(tmp_path / "run" / "checkpoints" / "last.npz").meta["epoch"] == 1
+
+
+# -- usage errors of every command, generated from the CLI application itself -----------------
+def _usage_cases() -> list[tuple[str, str, Callable, str]]:
+    """(command, case, argv builder, message fragment) for each command the app registers, from its parameters:
+    a missing argument, an unknown and a misspelt option, each option given a bad value, and each path argument
+    naming something that cannot be read as a file. A command added later is covered without editing this."""
+    import typing
+
+    import typer.main
+
+    cases = []
+    for name, command in typer.main.get_command(app).commands.items():
+        hints = typing.get_type_hints(command.callback)
+        arguments = [p for p in command.params if p.param_type_name == "argument"]
+        options = [p for p in command.params if p.param_type_name == "option"]
+        given = [name] + ["x" for p in arguments if p.required]  # so that only the fault under test is wrong
+        if any(p.required for p in arguments):
+            cases.append((name, "missing argument", lambda t, n=name: [n], "missing argument"))
+        cases.append((name, "unknown option", lambda t, g=given: [*g, "--bogus"], "no such option: --bogus"))
+        long = next(o for p in options for o in p.opts if o.startswith("--"))
+        cases.append((name, f"misspelt {long}", lambda t, g=given, o=long: [*g, o + o[-1]], f"Did you mean {long}"))
+        for option in options:
+            flag = option.opts[0]
+            kind = next((k for k in (int, float) if k in (hints[option.name], *typing.get_args(hints[option.name]))), None)
+            if option.is_flag:
+                cases.append((name, f"{flag} given a value", lambda t, g=given, f=flag: [*g, f"{f}=x"], f"option '{flag}' does not take a value"))
+            elif kind is not None:
+                cases.append((name, f"{flag} not a number", lambda t, g=given, f=flag: [*g, f, "abc"], f"invalid value for '{flag}'"))
+            else:
+                cases.append((name, f"{flag} without a value", lambda t, g=given, f=flag: [*g, f], f"option '{flag}' requires an argument"))
+        for argument in arguments:
+            if Path not in (hints[argument.name], *typing.get_args(hints[argument.name])):
+                continue
+            for what, make in PATH_FAULTS.items():
+                cases.append((name, f"{argument.name} {what}", lambda t, n=name, m=make: [n, str(m(t))], "PATH"))
+    return cases
+
+
+def _unreadable(tmp: Path) -> Path:
+    path = tmp / "secret.yaml"
+    path.write_text("name: x\n")
+    path.chmod(0)
+    return path
+
+
+PATH_FAULTS: dict[str, Callable[[Path], Path]] = {
+    "is a folder": lambda t: t,
+    "is a dangling symlink": lambda t: symlink(t, "dangling", "nowhere"),
+    "is a symlink loop": lambda t: symlink(t, "loop", "loop"),
+    "is a file without read permission": _unreadable,
+}
+USAGE_CASES = _usage_cases()
+
+
+def test_the_usage_cases_cover_every_command_and_kind():
+    from typer.main import get_command
+
+    commands = set(get_command(app).commands)
+    assert {c[0] for c in USAGE_CASES} == commands and {"train", "eval", "summary", "components"} <= commands
+    for kind in ("missing argument", "unknown option", "misspelt", "not a number", "given a value", "without a value", *PATH_FAULTS):
+        assert any(kind in c[1] for c in USAGE_CASES), kind
+
+
+@pytest.mark.parametrize("command,case,build,fragment", USAGE_CASES, ids=[f"{c[0]}: {c[1]}" for c in USAGE_CASES])
+def test_every_command_refuses_bad_usage_in_one_line(tmp_path, command, case, build, fragment):
+    args = build(tmp_path)
+    with without_root_file_access():
+        result = CliRunner().invoke(app, args)
+    assert result.exit_code == 2, f"{args}\n{result.output}"
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    if fragment == "PATH":  # the file's own reader names it, with the reason
+        assert args[-1] in lines[0], lines[0]
+        if "permission" in case:
+            assert f"{args[-1]}: cannot read (Permission denied)" in lines[0], lines[0]
+    else:
+        assert lines[0].startswith(f"error: nncli {command}: ") and fragment in lines[0], lines[0]
+        assert lines[0].endswith(f"(see 'nncli {command} --help')"), lines[0]
+    assert "Traceback" not in result.output and "╭" not in result.output and result.stdout == ""
+
+
+# -- a real process: usage errors, and a closed stdout ---------------------------------------
+def _nncli(*args, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "nncli", *map(str, args)], stderr=subprocess.PIPE, text=True, **kwargs)
+
+
+def test_a_usage_error_is_one_line_from_a_real_process(world):
+    process = _nncli("train", world.config_path, "--sed", "1", stdout=subprocess.PIPE, cwd=world.root)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 2 and out == ""
+    assert err.splitlines() == ["error: python -m nncli train: no such option: --sed. Did you mean --seed, --seeds or --set? (see 'python -m nncli train --help')"]
+
+
+def test_a_closed_stdout_ends_every_command_quietly_with_141(world, tmp_path):
+    """`nncli eval --json ... | head -c 10`: here the reader has gone before the first byte (deterministic, whatever
+    the output's size), for JSON lines (typer.echo), Rich tables and Markdown: exit 141, no error, no traceback."""
+    from typer.main import get_command
+
+    commands = [
+        ("eval", world.last, "--json"),
+        ("eval", world.last),
+        ("summary", world.config_path),
+        ("components", "--markdown"),
+        ("components",),
+        ("train", world.config_path, "--out", tmp_path / "run"),
+        ("compare-optimizers", world.csv_config_path, "--set", "compare={optimizers: [gd], max_iterations: 2}", "--out", tmp_path / "cmp"),
+        ("plot", world.earlier, "--out", tmp_path / "plot.png"),
+    ]
+    assert {c[0] for c in commands} == set(get_command(app).commands)
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        processes = [_nncli(*args, stdout=write, cwd=world.root) for args in commands]  # side by side: ~1 s each
+    finally:
+        os.close(write)
+    for args, process in zip(commands, processes):
+        err = process.stderr.read()  # progress lines, for train and compare-optimizers
+        assert (process.wait(timeout=120), "error" in err or "Traceback" in err) == (141, False), (args, err)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..registry import Registry
 
 DATA_SOURCES = Registry("data source", type_key="source")
@@ -91,9 +91,10 @@ class DataSource:
 
 
 def existing(path: str | Path, what: str) -> Path:
+    """`path` (the source's data.path) as a Path; a missing one is the config's fault, located there."""
     p = Path(path)
     if not p.exists():
-        raise DataError(f"{path}: no such {what} (paths are relative to the current directory)")
+        raise ConfigError(f"{path}: no such {what} (paths are relative to the current directory)", ("data", "path"))
     return p
 
 

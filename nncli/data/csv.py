@@ -40,7 +40,8 @@ class _Table:
         if p.is_dir():
             raise DataError(f"{path}: is a folder; data.source: csv needs a file")
         try:
-            raw = p.read_bytes()
+            with open(p, "rb") as f:
+                raw = f.read(_MAX_BYTES + 1)  # no further: /dev/zero would never end
         except OSError as exc:
             raise DataError(f"{path}: cannot read ({exc.strerror})") from None
         if len(raw) > _MAX_BYTES:
@@ -168,24 +169,43 @@ class CsvSource(DataSource):
             raise DataError(f"{self.path}: no column named '{name}', which the checkpoint was trained on.{hint} Columns: {', '.join(table.header)}")
         return table.header.index(name)
 
+    def _labels(self, table: _Table, target: int) -> list:
+        """The target column's class labels, one per row."""
+        labels = []
+        for row, line in zip(table.rows, table.lines):
+            if row[target].lower() in _MISSING:
+                raise DataError(f"{self.path}:{line}: column '{table.header[target]}': class label is missing")
+            labels.append(_label_value(row[target]))
+        return labels
+
+    def _classes(self, table: _Table, target: int, labels: list) -> list:
+        """The sorted distinct labels, refused when they cannot be classes: a single one, real numbers,
+        or so many that most rows hold a value of their own (a continuous target: nothing to split by)."""
+        classes = sorted(set(labels), key=lambda v: (isinstance(v, str), v))
+        name = table.header[target]
+        if len(classes) < 2:
+            raise DataError(f"{self.path}: column '{name}' holds a single class ({classes[0]!r}); need two or more")
+        real = [v for v in classes if isinstance(v, float)]
+        if real or (len(classes) > 2 and 2 * len(classes) > len(labels)):
+            what = f", real numbers such as {real[0]:g}" if real else ""
+            raise DataError(
+                f"{self.path}: target column '{name}' holds {len(classes)} distinct values in {len(labels)} rows{what}; "
+                "classification needs class labels, each shared by several rows; regression (data.task: regression) is not available yet"
+            )
+        return classes
+
     def inspect(self) -> DataInfo:
         table, target, features = self._parse()
-        return DataInfo((len(features),), len({_label_value(row[target]) for row in table.rows}), len(table.rows))
+        return DataInfo((len(features),), len(self._classes(table, target, self._labels(table, target))), len(table.rows))
 
     def load(self, seed, preprocessing=None):
         table, target, feature_cols = self._parse(preprocessing)
         description = f"{self.path} (csv)"
-        values = []
-        for row, line in zip(table.rows, table.lines):
-            if row[target].lower() in _MISSING:
-                raise DataError(f"{self.path}:{line}: column '{table.header[target]}': class label is missing")
-            values.append(_label_value(row[target]))
+        values = self._labels(table, target)
         x = table.features(feature_cols)
         labels = np.array(values, dtype=object)
         stored = (preprocessing or {}).get("classes")
-        classes = stored or sorted(set(values), key=lambda v: (isinstance(v, str), v))
-        if len(classes) < 2:
-            raise DataError(f"{self.path}: column '{table.header[target]}' holds a single class ({classes[0]!r}); need two or more")
+        classes = stored or self._classes(table, target, values)  # a checkpoint's classes are what it predicts
         y = encode_labels(labels, classes, self.path)
 
         rng = np.random.default_rng(seed)
