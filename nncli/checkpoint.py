@@ -133,8 +133,16 @@ class Checkpoint:
         """A model with this checkpoint's architecture, weights and layer state."""
         experiment = experiment or self.experiment()
         classes = self.meta.get("preprocessing", {}).get("classes")
+        shape, num_classes = tuple(self.meta["input_shape"]), len(classes) if classes else None
         try:
-            model = experiment.build_model(tuple(self.meta["input_shape"]), len(classes) if classes else None)
+            described = experiment.plan(shape, num_classes).num_params  # from shapes: nothing allocated yet
+            if described * np.dtype(experiment.training.dtype).itemsize > MAX_TOTAL_BYTES:  # no checkpoint holds that
+                held = sum(a.size for a in self.group("param/").values())
+                raise CheckpointError(
+                    f"{self.path}: its embedded config describes {described:,} parameters but it holds {held:,}; "
+                    "the config or the arrays were changed"
+                )
+            model = experiment.build_model(shape, num_classes)
         except ConfigError as exc:
             raise CheckpointError(f"{self.path}: embedded config does not build: {exc}") from None
         self.load_into(model)

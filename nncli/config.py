@@ -22,6 +22,7 @@ import yaml
 from yaml.events import AliasEvent
 
 from .errors import ConfigError, Path_, dotted
+from .files import read_at_most
 from .registry import did_you_mean, quoted
 
 MAX_BYTES = 1 << 20  # 1 MiB: a config is a page of text, not a data set
@@ -191,7 +192,7 @@ def load_document(path: str | Path) -> Document:
     source = str(path)
     try:
         with open(path, "rb") as f:
-            raw = f.read(MAX_BYTES + 1)  # no further: /dev/zero or an endless pipe would never end
+            raw = read_at_most(f, MAX_BYTES)
     except FileNotFoundError:
         raise ConfigError("file not found", location=source) from None
     except IsADirectoryError:

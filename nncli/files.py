@@ -126,6 +126,20 @@ def _numbered(wanted: Path, n: int, keep_suffix: bool = False) -> Path:
     return wanted.with_name(f"{wanted.name}-{n}")
 
 
+def read_at_most(f: BinaryIO, limit: int, chunk: int = 1 << 20) -> bytes:
+    """Up to limit + 1 bytes of `f` (one more tells the caller it is too large), read in chunks:
+    /dev/zero or an endless pipe ends at the limit, and a small file costs only its own size
+    (a single read(limit + 1) would allocate the whole limit up front)."""
+    parts, size = [], 0
+    while size <= limit:
+        part = f.read(min(chunk, limit + 1 - size))
+        if not part:
+            break
+        parts.append(part)
+        size += len(part)
+    return b"".join(parts)
+
+
 def new_run_folder(wanted: str | Path) -> Path:
     """Create `wanted`, or `wanted-2`, `-3`, ... if it exists and is not empty. Never reuses a run.
 

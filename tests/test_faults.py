@@ -279,6 +279,7 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     (C, "early stopping typo", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["training"].update(early_stopping={"patiense": 2})))], 2, "training.early_stopping.patiense: unknown option"),
     (C, "monitor without val", lambda w, t: ["train", str(config_file(w, t, change=lambda c: (c["training"].update(early_stopping={}), c["data"].update(validation_split=0.0))))], 2, "training.early_stopping.monitor: val_loss needs validation data"),
     (C, "loss/output mismatch", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["model"]["layers"][2].update(units=4)))], 2, "loss: the last layer has 4 outputs but the data has 3 classes"),
+    (C, "model too big for memory", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["model"]["layers"][1].update(units=10**9)))], 2, "model.layers.1 dense(1000000000, relu)) but"),
     (C, "dense on images", lambda w, t: ["summary", str(config_file(w, t, change=lambda c: c["model"]["layers"].pop(0)))], 2, "model.layers.0: dense: dense expects flat inputs"),
     (C, "bad run name", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c.update(name="../../etc")))], 2, "name: '../../etc' cannot name a run folder"),
     (C, "bad --seed", lambda w, t: ["train", str(w.config_path), "--seed", "-3"], 2, "--seed: must be a non-negative integer"),
@@ -339,6 +340,7 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     ("data", "eval data missing names the embedded data.path", eval_of(lambda w, t: checkpoint_copy(w, t, change_meta=lambda m: m["config"]["data"].update(path="gone"))), 2, "bad.npz (embedded config): data.path: gone: no such folder"),
     ("data", "csv wrong feature count for checkpoint", lambda w, t: ["eval", str(w.last), "--data-path", str(w.table)], 2, "expected a folder of IDX files"),
     # checkpoints, on every load path
+    ("checkpoint", "eval config far bigger than its arrays", eval_of(lambda w, t: checkpoint_copy(w, t, change_meta=lambda m: m["config"]["model"]["layers"][1].update(units=10**9))), 2, "bad.npz: its embedded config describes 68,000,000,003 parameters but it holds 547"),
     ("checkpoint", "eval missing", eval_of(lambda w, t: t / "none.npz"), 2, "none.npz: no such file"),
     ("checkpoint", "eval a directory", eval_of(lambda w, t: t), 2, "not a file"),
     ("checkpoint", "eval not a zip", eval_of(lambda w, t: csv_file(t, "hello")), 2, "not a readable .npz/zip archive"),

@@ -9,6 +9,7 @@ import math
 import numpy as np
 
 from ..errors import DataError
+from ..files import read_at_most
 from ..registry import Fraction, NonNegativeInt, PositiveInt, did_you_mean
 from .base import DATA_SOURCES, DataInfo, Dataset, DataSource, Split, encode_labels, existing, split_off, stratified_subset
 
@@ -41,7 +42,7 @@ class _Table:
             raise DataError(f"{path}: is a folder; data.source: csv needs a file")
         try:
             with open(p, "rb") as f:
-                raw = f.read(_MAX_BYTES + 1)  # no further: /dev/zero would never end
+                raw = read_at_most(f, _MAX_BYTES)
         except OSError as exc:
             raise DataError(f"{path}: cannot read ({exc.strerror})") from None
         if len(raw) > _MAX_BYTES:
