@@ -268,22 +268,21 @@ class LayerStack(ModelKind):
     def __init__(self, layers: list[Annotated[object, LAYERS]], input_shape: tuple[PositiveInt, ...] | None = None):
         if not layers:
             raise ConfigError("the model needs at least one layer", ("model", "layers"))
+        self.layers = list(layers)  # the instances validation built: shapes and descriptions only, never bound
         self.layer_specs = [layer.spec for layer in layers]
         self.input_shape = input_shape
 
-    def _layers(self) -> list[Layer]:
-        return [LAYERS.create(spec, ("model", "layers", i)) for i, spec in enumerate(self.layer_specs)]
-
     def plan(self, input_shape, num_classes, dtype) -> ModelPlan:
-        layers = self._layers()
-        output_shape = build_layers(layers, input_shape)
-        return ModelPlan(tuple(input_shape), output_shape, layer_rows(layers), np.dtype(dtype).itemsize)
+        output_shape = build_layers(self.layers, input_shape)
+        return ModelPlan(tuple(input_shape), output_shape, layer_rows(self.layers), np.dtype(dtype).itemsize)
 
     def build(self, input_shape, num_classes, dtype, settings) -> Sequential:
-        return Sequential(self._layers(), input_shape, dtype, settings.weight_decay)
+        """A model of fresh layers (each model owns its layers' buffers and views)."""
+        layers = [LAYERS.create(spec, ("model", "layers", i)) for i, spec in enumerate(self.layer_specs)]
+        return Sequential(layers, input_shape, dtype, settings.weight_decay)
 
     def training_side_effect(self):
-        for i, layer in enumerate(self._layers()):
+        for i, layer in enumerate(self.layers):
             effect = layer.training_side_effect()
             if effect is not None:
                 return ("model", "layers", i), f"{layer.describe()} {effect}"
