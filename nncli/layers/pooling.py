@@ -11,7 +11,7 @@ import numpy as np
 
 from ..registry import PositiveInt
 from .base import LAYERS, Layer, ShapeError
-from .conv import Padding, check_image, output_size, pad_into, window_views
+from .geometry import Padding, check_image, output_size, pad_into, window_views
 
 
 class _Pool2D(Layer):
