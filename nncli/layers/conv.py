@@ -17,8 +17,8 @@ from ..registry import PositiveInt
 from ..regularizers import Regularizer_
 from .activations import Activation_, ReLU
 from .base import LAYERS, Layer, ShapeError
-from .dense import KernelLayer
 from .geometry import Padding, check_image, output_size, pad_into, window_views
+from .kernel import KernelLayer
 
 
 @LAYERS.register("conv2d", "convolution2d")
