@@ -15,8 +15,8 @@ import numpy as np
 from ..initializers import Initializer
 from ..registry import PositiveInt
 from ..regularizers import Regularizer_
-from .activations import Activation_, ReLU
-from .base import LAYERS, Layer, ShapeError
+from .activations import Activation_
+from .base import LAYERS, ShapeError
 from .geometry import Padding, check_image, output_size, pad_into, window_views
 from .kernel import KernelLayer
 
@@ -84,19 +84,6 @@ class Conv2D(KernelLayer):
         if self.activation is not None:
             self.activation.build((oh, ow, self.filters))
         return (oh, ow, self.filters)
-
-    def fuse_next(self, layer: Layer) -> None:
-        """ReLU then max-pool equals max-pool then ReLU (gradients too): let the pool apply it on 4× fewer values."""
-        from .pooling import MaxPool2D  # noqa: PLC0415  (pooling imports this module's helpers)
-
-        if (
-            isinstance(self.activation, ReLU)
-            and type(layer) is MaxPool2D
-            and layer.post_activation is None
-            and self.activity_regularizer is None  # its penalty reads our (activated) output
-        ):
-            self.activation_deferred = True
-            layer.post_activation = self.activation
 
     # -- computation ------------------------------------------------------------------
     @property

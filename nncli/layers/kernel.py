@@ -19,7 +19,7 @@ class KernelLayer(Layer):
     """What dense and conv2d share: a kernel W, an optional bias b, an optional fused
     activation, their initialisers and the kernel and activity regularizers."""
 
-    activation_deferred = False  # True when the next layer applies our activation (conv2d's ReLU before a max-pool)
+    activation_deferred = False  # True when the next layer applies our activation (set by fusion.fuse)
 
     def setup_kernel(
         self, activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer, activity_regularizer

@@ -99,7 +99,7 @@ class MaxPool2D(_Pool2D):
         padding: Padding = "valid",
     ):
         super().__init__(pool_size, strides, padding)
-        # A monotone activation of the layer before (ReLU), applied here after pooling: set by Conv2D.fuse_next.
+        # The ReLU of the conv2d before, applied here after pooling: set by fusion.fuse.
         self.post_activation: Layer | None = None
 
     def forward(self, x, training=False):
