@@ -7,13 +7,12 @@ The Python API mirrors the commands:
     report = nncli.evaluate([result.final_checkpoint])
 """
 
-__version__ = "0.1.0"
-
-from .api import compare_optimizers, components, evaluate, plot_runs, summarize, train, train_seeds  # noqa: E402
-from .checkpoint import read_checkpoint  # noqa: E402
-from .errors import NncliError  # noqa: E402
-from .experiment import load_experiment  # noqa: E402
-from .models import Sequential  # noqa: E402
+from ._version import __version__
+from .api import compare_optimizers, components, evaluate, plot_runs, summarize, train, train_seeds
+from .checkpoint import read_checkpoint
+from .errors import NncliError
+from .experiment import load_experiment
+from .models import Sequential
 
 __all__ = [
     "NncliError",

@@ -34,7 +34,7 @@ def activation_statistics(model: Sequential, x: np.ndarray) -> dict[int, tuple[f
         act = layer if isinstance(layer, Activation) else getattr(layer, "activation", None)
         if isinstance(act, Activation):
             y = x
-            if act is not layer and layer.activation_deferred:  # conv ReLU fused into the next max-pool: apply it here
+            if act is not layer and layer.activation_deferred:  # its ReLU runs after the max-pool (fusion.fuse): measure it here
                 y = act.forward(x, training=False)
             stats[i] = (float(np.mean(y == 0)), act.saturation(y))
     return stats

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import __version__
+from ._version import __version__
 from .checkpoint import run_checkpoint, save_checkpoint
 from .config import dump_yaml
 from .files import atomic_link, atomic_write_text, csv_line, csv_row, csv_text

@@ -266,13 +266,42 @@ def test_rrelu_draws_slopes_in_training_and_uses_the_mean_in_evaluation():
     before = layer.rng.bit_generator.state
     y_eval = layer.forward(x, training=False).copy()
     assert layer.rng.bit_generator.state == before  # evaluation draws nothing
-    np.testing.assert_allclose(y_eval, np.where(x >= 0, x, 0.2 * x))
+    np.testing.assert_allclose(y_eval, np.where(x > 0, x, 0.2 * x))
     y = layer.forward(x, training=True)
     neg = x < 0
     slopes = y[neg] / x[neg]
     assert slopes.min() >= 0.1 and slopes.max() <= 0.3 and slopes.std() > 0.05  # per element, spread over the range
     np.testing.assert_array_equal(y[~neg], x[~neg])
     assert layer.rng.bit_generator.state != before
+
+
+@pytest.mark.parametrize("training", [True, False], ids=["training", "evaluation"])
+@pytest.mark.parametrize(
+    "spec,negative_slope",
+    [
+        ("relu", 0.0),
+        ({"type": "leaky_relu", "alpha": 0.1}, 0.1),
+        ({"type": "elu", "alpha": 0.5}, 0.5),  # alpha·e⁰
+        ({"type": "prelu", "initial_alpha": 0.25}, 0.25),
+        ({"type": "rrelu", "lower": 0.2, "upper": 0.2}, 0.2),  # one slope, so training draws it too
+    ],
+    ids=str,
+)
+def test_relu_family_takes_the_negative_side_slope_at_exactly_zero(spec, negative_slope, training):
+    """At x = ±0, f = 0 and f' is the slope for x < 0: x > 0 is the positive branch (as torch's relu, leaky_relu, elu, prelu, rrelu)."""
+    layer, _ = build_layer(spec, (4,))
+    x = np.array([[-2.0, -0.0, 0.0, 3.0]])
+    y = layer.forward(x.copy(), training=training)
+    assert np.all(y[0, 1:3] == 0.0) and y[0, 3] == 3.0
+    dx = layer.backward(np.ones_like(x))
+    np.testing.assert_array_equal(dx[0, 1:], [negative_slope, negative_slope, 1.0])
+
+
+def test_rrelu_draws_its_slope_at_zero_in_training():
+    layer, _ = build_layer({"type": "rrelu", "lower": 0.1, "upper": 0.3}, (1000,))
+    layer.forward(np.zeros((2, 1000)), training=True)
+    dx = layer.backward(np.ones((2, 1000)))
+    assert dx.min() >= 0.1 and dx.max() <= 0.3 and dx.std() > 0.05  # the negative side's drawn slopes, never 1
 
 
 def test_rrelu_bounds_are_checked():

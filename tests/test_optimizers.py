@@ -165,6 +165,19 @@ def test_momentum_two_steps_by_hand():
     assert theta[0] == pytest.approx(0.71)
 
 
+def test_momentum_takes_each_steps_rate_outside_the_velocity():
+    """v ← μ·v + g; θ ← θ − lr·v with the rate of each step (a schedule's): the velocity carries no old rate.
+
+    At one constant rate this equals Keras' v ← μ·v − lr·g; θ ← θ + v, so only a changing rate tells them apart.
+    """
+    opt = OPTIMIZERS.create({"type": "momentum", "learning_rate": 0.1, "momentum": 0.9})
+    theta = np.array([1.0, -2.0])
+    opt.step(theta, np.array([1.0, 0.5]), 0.1)  # v = (1, 0.5); θ = (1 - 0.1, -2 - 0.05)
+    np.testing.assert_allclose(theta, [0.9, -2.05], rtol=1e-12)
+    opt.step(theta, np.array([2.0, -1.0]), 0.5)  # v = 0.9·(1, 0.5) + (2, -1) = (2.9, -0.55); θ -= 0.5·v
+    np.testing.assert_allclose(theta, [-0.55, -1.775], rtol=1e-12)  # Keras' rule would give (-0.19, -1.595)
+
+
 def test_float32_stays_float32():
     for name in CASES:
         opt = OPTIMIZERS.create(name)

@@ -43,6 +43,29 @@ def test_early_stopping_restores_and_saves_the_best_weights(tmp_path, digits):
     assert report.models[0].evaluation.loss == pytest.approx(float(best["val_loss"]), rel=1e-6)
 
 
+@pytest.mark.parametrize("patience,epochs", [(3, 40), (100, 8)], ids=["stopped by patience", "out of epochs"])
+def test_early_stopping_ends_on_the_best_epochs_weights_bit_for_bit(tmp_path, table, patience, epochs):
+    """A rate high enough that val_loss rises after its best epoch: the final checkpoint holds that epoch's weights."""
+    config = {
+        "name": "table", "seed": 0,
+        "data": {"source": "csv", "path": str(table), "target": "label", "validation_split": 0.3},
+        "model": {"layers": [{"type": "dense", "units": 16, "activation": "relu"}, {"type": "dense", "units": 1}]},
+        "loss": "binary_cross_entropy",
+        "optimizer": {"type": "adam", "learning_rate": 0.3},
+        "training": {"epochs": epochs, "batch_size": 16, "early_stopping": {"monitor": "val_loss", "patience": patience}},
+    }
+    result = nncli.train(config, out=tmp_path / "r")
+    losses = [row["val_loss"] for row in result.history]
+    best_epoch = result.state.monitor_epoch
+    assert losses.index(min(losses)) + 1 == best_epoch < len(losses) and losses[-1] > min(losses)  # a later, worse epoch
+    final, best = read_checkpoint(result.final_checkpoint), read_checkpoint(result.best_checkpoint)
+    assert best.meta["epoch"] == best_epoch and final.meta["epoch"] == len(losses)
+    weights = [k for k in final.arrays if k.startswith(("param/", "state/"))]
+    assert weights and weights == [k for k in best.arrays if k.startswith(("param/", "state/"))]
+    for key in weights:
+        np.testing.assert_array_equal(final.arrays[key], best.arrays[key], err_msg=key)
+
+
 def test_early_stopping_on_validation_needs_validation_data(tmp_path, digits):
     config = mlp_config(digits, early_stopping={"patience": 2})
     config["data"]["validation_split"] = 0.0

@@ -60,14 +60,14 @@ class Activation(Layer):
         """Overwrite dy with dy * f'(x) and return it."""
         raise NotImplementedError
 
-    def one_where(self, v: np.ndarray, slope: np.ndarray, positive=np.greater) -> np.ndarray:
-        """Set slope to 1 where positive(v, 0), in place, and return it: slope·[not pos] + [pos].
+    def one_where(self, v: np.ndarray, slope: np.ndarray) -> np.ndarray:
+        """Set slope to 1 where v > 0, in place, and return it: slope·[v <= 0] + [v > 0] (at 0 the negative side's slope).
 
         Exact (slope must be finite) and ~8× faster than np.copyto(slope, 1.0, where=...), whose masked copy is slow.
         """
         pos = self.buffer("pos", v.shape, np.bool_)
         rest = self.buffer("rest", v.shape, np.bool_)
-        positive(v, 0, out=pos)
+        np.greater(v, 0, out=pos)
         np.logical_not(pos, out=rest)
         slope *= rest
         slope += pos
@@ -446,7 +446,7 @@ class RReLU(Activation):
             slope += self.lower
         else:
             slope.fill(0.5 * (self.lower + self.upper))
-        self.one_where(x, slope, np.greater_equal)  # before y overwrites x (y may be x)
+        self.one_where(x, slope)  # before y overwrites x (y may be x)
         np.multiply(x, slope, out=y)
         self._slope = slope
 

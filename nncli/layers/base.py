@@ -85,9 +85,6 @@ class Layer:
         """dL/d(output) -> dL/d(input) (None when not needs_input_grad); writes self.grads."""
         raise NotImplementedError
 
-    def fuse_next(self, layer: Layer) -> None:
-        """Called by Sequential with the layer that follows; may hand it work that is cheaper there. Default: none."""
-
     # -- helpers --------------------------------------------------------------
     def set_regularizers(self, kernel_regularizer=None, activity_regularizer=None) -> None:
         """For layers with a kernel: one call in the constructor, with the options of the same names.

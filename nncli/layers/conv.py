@@ -10,66 +10,17 @@ with the same kh·kw slices (col2im). Cross-correlation, as Keras/TensorFlow:
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 
 from ..initializers import Initializer
 from ..registry import PositiveInt
 from ..regularizers import Regularizer_
-from .activations import Activation_, ReLU
-from .base import LAYERS, Layer, ShapeError
-from .dense import KernelLayer
-
-Padding = Literal["valid", "same"]
-
-
-# -- geometry ---------------------------------------------------------------------
-def output_size(size: int, window: int, stride: int, padding: str) -> tuple[int, int, int]:
-    """(output size, padding before, padding after) along one axis.
-
-    'valid': windows inside the input only, floor((size - window)/stride) + 1.
-    'same': ceil(size/stride) outputs, zero padding split as TensorFlow does
-    (the odd extra pixel goes after: bottom/right).
-    """
-    if padding == "same":
-        out = -(-size // stride)
-        total = max((out - 1) * stride + window - size, 0)
-        return out, total // 2, total - total // 2
-    if size < window:
-        return 0, 0, 0
-    return (size - window) // stride + 1, 0, 0
+from .activations import Activation_
+from .base import LAYERS, ShapeError
+from .geometry import Padding, check_image, output_size, pad_into, window_views
+from .kernel import KernelLayer
 
 
-def check_image(name: str, input_shape) -> None:
-    """Raise ShapeError unless the per-sample shape is an image (height, width, channels)."""
-    if len(input_shape) != 3:
-        hint = "; add a reshape layer, e.g. {type: reshape, target_shape: [28, 28, 1]}" if len(input_shape) == 1 else ""
-        raise ShapeError(f"{name} expects images (height, width, channels), got {tuple(input_shape)}{hint}")
-
-
-def window_views(x: np.ndarray, size: tuple[int, int], strides: tuple[int, int], out: tuple[int, int]):
-    """[(i, j, view)] in row-major window order: view[n, r, c] = x[n, r·sh + i, c·sw + j] (no copies)."""
-    (kh, kw), (sh, sw), (oh, ow) = size, strides, out
-    return [
-        (i, j, x[:, i : i + sh * (oh - 1) + 1 : sh, j : j + sw * (ow - 1) + 1 : sw])
-        for i in range(kh)
-        for j in range(kw)
-    ]
-
-
-def pad_into(x: np.ndarray, buf: np.ndarray, top: int, left: int, fill: float) -> np.ndarray:
-    """Copy x (N, H, W, C) into buf at (top, left) and set the border to `fill` (buf is a reused work array)."""
-    _, H, W, _ = x.shape
-    buf[:, :top] = fill
-    buf[:, top + H :] = fill
-    buf[:, top : top + H, :left] = fill
-    buf[:, top : top + H, left + W :] = fill
-    buf[:, top : top + H, left : left + W] = x
-    return buf
-
-
-# -- the layer ----------------------------------------------------------------------
 @LAYERS.register("conv2d", "convolution2d")
 class Conv2D(KernelLayer):
     """2-D convolution (cross-correlation, as Keras) over NHWC images; W (kh, kw, in, filters), b (filters,).
@@ -133,19 +84,6 @@ class Conv2D(KernelLayer):
         if self.activation is not None:
             self.activation.build((oh, ow, self.filters))
         return (oh, ow, self.filters)
-
-    def fuse_next(self, layer: Layer) -> None:
-        """ReLU then max-pool equals max-pool then ReLU (gradients too): let the pool apply it on 4× fewer values."""
-        from .pooling import MaxPool2D  # noqa: PLC0415  (pooling imports this module's helpers)
-
-        if (
-            isinstance(self.activation, ReLU)
-            and type(layer) is MaxPool2D
-            and layer.post_activation is None
-            and self.activity_regularizer is None  # its penalty reads our (activated) output
-        ):
-            self.activation_deferred = True
-            layer.post_activation = self.activation
 
     # -- computation ------------------------------------------------------------------
     @property

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..registry import PositiveInt
 from .base import LAYERS, Layer, ShapeError
-from .conv import Padding, check_image, output_size, pad_into, window_views
+from .geometry import Padding, check_image, output_size, pad_into, window_views
 
 
 class _Pool2D(Layer):
@@ -99,7 +99,7 @@ class MaxPool2D(_Pool2D):
         padding: Padding = "valid",
     ):
         super().__init__(pool_size, strides, padding)
-        # A monotone activation of the layer before (ReLU), applied here after pooling: set by Conv2D.fuse_next.
+        # The ReLU of the conv2d before, applied here after pooling: set by fusion.fuse.
         self.post_activation: Layer | None = None
 
     def forward(self, x, training=False):

@@ -23,6 +23,7 @@ import numpy as np
 
 from ..errors import ConfigError
 from ..layers import LAYERS, Layer, ShapeError
+from ..layers.fusion import fuse
 from ..metrics import evaluate
 from ..registry import PositiveInt
 from ..regularizers import L2
@@ -57,8 +58,7 @@ class Sequential:
         self.input_shape = tuple(int(d) for d in input_shape)
         self.dtype = np.dtype(dtype)
         self.output_shape = build_layers(self.layers, self.input_shape)
-        for layer, following in zip(self.layers, self.layers[1:]):
-            layer.fuse_next(following)  # exact rewrites only, e.g. conv ReLU applied after the max-pool
+        fuse(self.layers)  # exact: a conv2d's ReLU runs after the max-pool that follows
 
         # One flat vector for θ and one for ∇θ; layers get views (never rebinding them).
         self._slots: list[tuple[int, str, slice, tuple[int, ...]]] = []
