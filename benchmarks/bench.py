@@ -40,6 +40,7 @@ sys.path.insert(0, str(REPO))
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from nncli.experiment import load_experiment  # noqa: E402
+from nncli import parallel  # noqa: E402
 from nncli.objective import Objective  # noqa: E402
 
 torch = None  # imported by main() unless --no-torch; PyTorch is optional
@@ -103,9 +104,11 @@ class NncliRun:
         return self.steps(self.steps_per_epoch)
 
     def infer(self, x: np.ndarray, batch: int) -> float:
+        """Evaluation-mode predictions, batches split across threads where `nncli eval` splits them."""
+        forward = parallel.evaluation_forward(self.model)
         started = time.perf_counter()
         for start in range(0, len(x), batch):
-            self.loss.predictions(self.model.forward(x[start : start + batch], training=False))
+            self.loss.predictions(forward(x[start : start + batch]))
         return time.perf_counter() - started
 
 

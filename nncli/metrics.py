@@ -78,6 +78,22 @@ def evaluate(
     )
 
 
+def predict(model, x: np.ndarray, batch_size: int = 1000, transform=None) -> np.ndarray:
+    """Evaluation-mode outputs (or `transform(outputs)`, e.g. loss.probabilities) for all of x, in batches
+    (memory bounded by the batch), each split across threads where evaluation splits it."""
+    forward = parallel.evaluation_forward(model)
+    out = None
+    for start in range(0, len(x), batch_size):
+        y = forward(x[start : start + batch_size])
+        y = transform(y) if transform is not None else y
+        if out is None:
+            out = np.empty((len(x), *y.shape[1:]), y.dtype)
+        out[start : start + len(y)] = y
+    if out is None:
+        out = np.empty((0, *model.output_shape), model.dtype)
+    return out
+
+
 def ensemble(probabilities: list[np.ndarray], y: np.ndarray, num_classes: int) -> tuple[Evaluation, Evaluation]:
     """(mean of predicted probabilities, majority vote) over several models' (N, K) probabilities.
 

@@ -10,6 +10,7 @@ from helpers import mlp_config, rewrite_checkpoint
 import nncli
 from nncli.checkpoint import read_checkpoint
 from nncli.errors import CheckpointError
+from nncli.metrics import predict
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ def test_round_trip_restores_the_trained_model(tmp_path, digits):
     loaded = read_checkpoint(result.final_checkpoint).build_model()
     np.testing.assert_array_equal(loaded.theta, keep.theta)
     x = np.random.default_rng(0).random((5, 8, 8, 1), dtype=np.float32)
-    np.testing.assert_array_equal(loaded.predict(x), keep.model.predict(x))
+    np.testing.assert_array_equal(predict(loaded, x), predict(keep.model, x))
 
 
 @pytest.mark.parametrize(

@@ -16,7 +16,7 @@ the end) builds it from the `model:` section.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Annotated
 
 import numpy as np
@@ -216,19 +216,6 @@ class Sequential:
     def activity_penalty(self) -> float:
         """Activity penalties on the outputs of the last forward, each a mean over its samples; 0.0 when none."""
         return sum((reg.penalty(self._outputs[i]) / len(self._outputs[i]) for i, reg in self._activity.items()), 0.0)
-
-    def predict(self, x: np.ndarray, batch_size: int = 1000, transform: Callable | None = None) -> np.ndarray:
-        """Evaluation-mode outputs for all of x, in batches (memory bounded by the batch)."""
-        out = None
-        for start in range(0, len(x), batch_size):
-            y = self.forward(x[start : start + batch_size], training=False)
-            y = transform(y) if transform is not None else y
-            if out is None:
-                out = np.empty((len(x), *y.shape[1:]), y.dtype)
-            out[start : start + len(y)] = y
-        if out is None:
-            out = np.empty((0, *self.output_shape), self.dtype)
-        return out
 
     # -- description ----------------------------------------------------------
     def summary_rows(self) -> list[PlanRow]:
