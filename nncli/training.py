@@ -58,6 +58,21 @@ class EarlyStopping:
             return self.mode
         return "max" if self.monitor.endswith("accuracy") else "min"
 
+    def observe(self, row: dict, state: TrainState) -> bool:
+        """Watch one epoch's history row: True when it is the new best (its weights are to be kept);
+        sets state.stop_reason once `patience` epochs have passed without improvement."""
+        value = row[self.monitor]
+        best = value is not None and (state.monitor_best is None or improved(value, state.monitor_best, self.direction, self.min_delta))
+        if best:
+            state.monitor_best, state.monitor_epoch, state.monitor_wait = value, row["epoch"], 0
+        else:
+            state.monitor_wait += 1
+        if state.monitor_wait >= self.patience:
+            state.stop_reason = (
+                f"early stopping: {self.monitor} did not improve for {self.patience} epochs; best epoch {state.monitor_epoch}"
+            )
+        return best
+
 
 @dataclass(frozen=True)
 class TrainingConfig:
@@ -177,6 +192,28 @@ class StopSignals:
     @property
     def name(self) -> str:
         return signal.Signals(self.signum).name if self.signum else ""
+
+
+def divergence_error(model, where: str, value: float, lr: float, what: str | None, clipping: bool) -> DivergedError:
+    """Why training diverged, in one line: where, what, the first layer (backward order) whose gradient is
+    not finite, every layer's gradient norm, and what to try."""
+    norms = []
+    first_bad = None
+    for i, span in reversed(model.layer_slices()):
+        g = model.grad[span].astype(np.float64)
+        finite = bool(np.isfinite(g).all())
+        norm = float(np.sqrt(np.sum(g * g))) if finite else float("nan")
+        label = f"{i}.{model.layers[i].name}"
+        norms.append(f"{label} {norm:.3g}" if finite else f"{label} non-finite")
+        if not finite and first_bad is None:
+            first_bad = label
+    culprit = f"; first non-finite gradient (backward order) in layer {first_bad}" if first_bad else ""
+    rate = f" (now {lr:g})" if math.isfinite(lr) else ""
+    clip = "" if clipping else " or gradient clipping (training.clip_norm: 1.0)"
+    return DivergedError(
+        f"training diverged at {where}: {what or f'loss is {value}'}{culprit}; gradient norms: {', '.join(reversed(norms))}; "
+        f"the update was not applied; try a smaller optimizer.learning_rate{rate}{clip}"
+    )
 
 
 @dataclass
@@ -429,22 +466,11 @@ class Trainer(Fit):
             cb.on_epoch_end(self, row)
 
     def _watch(self, row: dict) -> None:
-        """Early stopping: remember the best weights; stop after `patience` epochs without improvement.
-
-        When training ends (by patience or by running out of epochs) the best
-        weights are put back, so the final checkpoint holds them.
-        """
-        rule, s = self.early_stopping, self.state
-        value = row[rule.monitor]
-        if value is not None and (s.monitor_best is None or improved(value, s.monitor_best, rule.direction, rule.min_delta)):
-            s.monitor_best, s.monitor_epoch, s.monitor_wait = value, row["epoch"], 0
+        """Early stopping: keep the best epoch's weights; when training ends (by patience or by running
+        out of epochs) put them back, so the final checkpoint holds them."""
+        s = self.state
+        if self.early_stopping.observe(row, s):
             self._best_weights = (self.model.theta.copy(), {k: v.copy() for k, v in self.model.named_state()})
-        else:
-            s.monitor_wait += 1
-        if s.monitor_wait >= rule.patience:
-            s.stop_reason = (
-                f"early stopping: {rule.monitor} did not improve for {rule.patience} epochs; best epoch {s.monitor_epoch}"
-            )
         if (s.stop_reason is not None or s.epoch >= self.epochs) and self._best_weights is not None:
             theta, state = self._best_weights
             self.model.theta[...] = theta
@@ -452,24 +478,8 @@ class Trainer(Fit):
                 array[...] = state[key]
 
     def _diverged(self, value: float, batch: int, lr: float, what: str | None = None) -> DivergedError:
-        norms = []
-        first_bad = None
-        for i, span in reversed(self.model.layer_slices()):
-            g = self.model.grad[span].astype(np.float64)
-            finite = bool(np.isfinite(g).all())
-            norm = float(np.sqrt(np.sum(g * g))) if finite else float("nan")
-            label = f"{i}.{self.model.layers[i].name}"
-            norms.append(f"{label} {norm:.3g}" if finite else f"{label} non-finite")
-            if not finite and first_bad is None:
-                first_bad = label
         where = f"epoch {self.state.epoch + 1}, batch {batch + 1}/{self.batches_per_epoch}"
-        culprit = f"; first non-finite gradient (backward order) in layer {first_bad}" if first_bad else ""
-        rate = f" (now {lr:g})" if math.isfinite(lr) else ""
-        clip = "" if self.settings.clip_norm else " or gradient clipping (training.clip_norm: 1.0)"
-        return DivergedError(
-            f"training diverged at {where}: {what or f'loss is {value}'}{culprit}; gradient norms: {', '.join(reversed(norms))}; "
-            f"the update was not applied; try a smaller optimizer.learning_rate{rate}{clip}"
-        )
+        return divergence_error(self.model, where, value, lr, what, self.settings.clip_norm is not None)
 
     # -- resume ---------------------------------------------------------------
     def snapshot(self) -> Snapshot:
