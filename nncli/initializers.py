@@ -105,3 +105,21 @@ class HeNormal(_Init):
 
     def __call__(self, shape, fan_in, fan_out, rng):
         return rng.normal(0.0, math.sqrt(2.0 / fan_in), size=shape)
+
+
+@INITIALIZERS.register("orthogonal")
+class Orthogonal(_Init):
+    """Saxe et al. (2014): a random orthogonal matrix (QR of a Gaussian one, signs fixed) times gain; the recurrent
+    kernels' default, as in Keras. Shape (..., n) is treated as a (rows, n) matrix with orthonormal rows or columns."""
+
+    def __init__(self, gain: PositiveFloat = 1.0):
+        self.gain = gain
+
+    def __call__(self, shape, fan_in, fan_out, rng):
+        rows, cols = math.prod(shape[:-1]), shape[-1]
+        a = rng.normal(0.0, 1.0, size=(max(rows, cols), min(rows, cols)))
+        q, r = np.linalg.qr(a)
+        q *= np.sign(np.diag(r))  # a uniform (Haar) draw, not one biased by QR's sign convention
+        if rows < cols:
+            q = q.T
+        return (self.gain * q).reshape(shape)

@@ -62,7 +62,39 @@ CASES = {
         ({"type": "batchnorm", "momentum": 0.9, "epsilon": 1e-5}, (3, 3, 2)),  # NHWC: statistics over N, H, W
     ],
 }
+# Recurrent layers: random non-zero biases, T >= 5, the loss on every step where return_sequences (Σ y·R).
+# Masks, stacks and the wrapper's merges are checked in tests/test_recurrent.py.
+_BIAS = {"bias_initializer": {"type": "random_normal", "stddev": 0.5}}
+CASES.update(
+    {
+        "lstm": [
+            ({"type": "lstm", "units": 3, "return_sequences": True, **_BIAS}, (6, 2)),
+            ({"type": "lstm", "units": 2, "go_backwards": True, "unit_forget_bias": False, **_BIAS}, (5, 3)),
+            ({"type": "lstm", "units": 3, "return_sequences": True, "dropout": 0.3, "recurrent_dropout": 0.4, **_BIAS}, (5, 2)),
+            ({"type": "lstm", "units": 2, "return_sequences": True, "activation": "relu", "recurrent_activation": "tanh", **_BIAS}, (5, 2)),
+        ],
+        "gru": [
+            ({"type": "gru", "units": 3, "return_sequences": True, **_BIAS}, (6, 2)),
+            ({"type": "gru", "units": 3, "return_sequences": True, "reset_after": False, **_BIAS}, (5, 2)),
+            ({"type": "gru", "units": 2, "go_backwards": True, "recurrent_dropout": 0.3, "dropout": 0.2, **_BIAS}, (5, 3)),
+            ({"type": "gru", "units": 2, "return_sequences": True, "reset_after": False, "recurrent_dropout": 0.3, **_BIAS}, (5, 3)),
+        ],
+        "rnn": [
+            ({"type": "rnn", "units": 3, "return_sequences": True, **_BIAS}, (6, 2)),
+            ({"type": "rnn", "units": 3, "go_backwards": True, "activation": "sigmoid", "recurrent_dropout": 0.3, **_BIAS}, (5, 2)),
+        ],
+        "bidirectional": [
+            ({"type": "bidirectional", "layer": {"type": "lstm", "units": 2, "return_sequences": True, **_BIAS}}, (5, 2)),
+            ({"type": "bidirectional", "layer": {"type": "gru", "units": 2, **_BIAS}, "merge": "mul"}, (5, 3)),
+            ({"type": "bidirectional", "layer": {"type": "rnn", "units": 2, "return_sequences": True, **_BIAS}, "merge": "ave"}, (5, 2)),
+            ({"type": "bidirectional", "layer": {"type": "lstm", "units": 2, "dropout": 0.2, **_BIAS}, "merge": "sum"}, (5, 2)),
+        ],
+        "global_avgpool1d": [({"type": "global_avgpool1d"}, (5, 3))],
+        "global_maxpool1d": [({"type": "global_maxpool1d"}, (5, 3))],
+    }
+)
 CASES["dense"] += [
+    ({"type": "dense", "units": 3, "activation": "tanh"}, (5, 4)),  # on a sequence: every step
     ({"type": "dense", "units": 3, "activation": {"type": "prelu"}}, (4,)),
     ({"type": "dense", "units": 3, "activation": "rrelu"}, (4,)),
     ({"type": "dense", "units": 3, "activation": "gelu"}, (4,)),

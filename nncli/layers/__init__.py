@@ -1,6 +1,6 @@
 """Layers, one module per family; importing this package registers them all."""
 
-from . import activations, conv, dense, dropout, normalization, pooling, reshape  # noqa: F401  (registration)
+from . import activations, conv, dense, dropout, normalization, pooling, recurrent, reshape  # noqa: F401  (registration)
 from .activations import ACTIVATIONS
 from .base import LAYERS, Layer, ShapeError
 

@@ -46,6 +46,7 @@ class Layer:
     updates_state = False  # a training forward changes its state arrays (batchnorm's running statistics)
     independent_samples = False  # each sample's output and gradient depend on that sample alone (so a batch may be split)
     compute_bound = False  # enough work per sample that two threads on half-batches beat one threaded BLAS call (conv)
+    takes_mask = False  # forward(x, training, mask) receives the (N, T) mask of valid steps of padded sequences
 
     @property
     def independent_in_evaluation(self) -> bool:
@@ -161,6 +162,10 @@ class Layer:
         if self._ones is None or self._ones[0] != key:
             self._ones = (key, np.ones(n, dtype))
         return self._ones[1]
+
+    def work_elements(self) -> int:
+        """Elements per sample this layer keeps between forward and backward besides its output (memory estimate)."""
+        return 0
 
     def describe(self) -> str:
         """One-line description for summaries, e.g. 'dense(16, sigmoid)'."""

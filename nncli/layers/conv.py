@@ -172,6 +172,11 @@ class Conv2D(KernelLayer):
             return dxp[:, self._top : self._top + H, self._left : self._left + Wd]
         return dxp
 
+    def work_elements(self):
+        """The im2col patch matrix: output positions × kernel size."""
+        kh, kw, cin, _ = self.param_shapes["W"]
+        return int(np.prod(self.output_shape[:-1])) * kh * kw * cin
+
     def describe(self):
         kh, kw = self.kernel_size
         parts = [f"{self.filters}", f"{kh}×{kw}"]

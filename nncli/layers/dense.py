@@ -14,7 +14,7 @@ from .kernel import KernelLayer
 
 @LAYERS.register("dense", "fully_connected")
 class Dense(KernelLayer):
-    """Fully connected layer: y = activation(x @ W + b), W (in, units), b (units,).
+    """Fully connected layer: y = activation(x @ W + b), W (in, units), b (units,); on sequences (time, in), applied at every step.
 
     Options:
     units: number of outputs
@@ -43,29 +43,32 @@ class Dense(KernelLayer):
         self.setup_kernel(activation, use_bias, kernel_initializer, bias_initializer, kernel_regularizer, activity_regularizer)
 
     def build(self, input_shape):
-        if len(input_shape) != 1:
+        if len(input_shape) not in (1, 2):
             raise ShapeError(
-                f"dense expects flat inputs (features,), got {tuple(input_shape)}; add a flatten layer before it"
+                f"dense expects flat inputs (features,) or sequences (time, features), got {tuple(input_shape)}; "
+                "add a flatten layer before it"
             )
-        self.param_shapes = {"W": (input_shape[0], self.units)}
+        self.param_shapes = {"W": (input_shape[-1], self.units)}
         if self.use_bias:
             self.param_shapes["b"] = (self.units,)
+        out = (*input_shape[:-1], self.units)
         if self.activation is not None:
-            self.activation.build((self.units,))
-        return (self.units,)
+            self.activation.build(out)
+        return out
 
     def forward(self, x, training=False):
-        """x: (N, in) -> (N, units)."""
-        z = self.buffer("z", (x.shape[0], self.units), x.dtype)
-        np.matmul(x, self.params["W"], out=z)
+        """x: (N, in) -> (N, units), or (N, T, in) -> (N, T, units) (every step alike, as one GEMM)."""
+        x2 = x.reshape(-1, x.shape[-1])
+        z = self.buffer("z", (x2.shape[0], self.units), x.dtype)
+        np.matmul(x2, self.params["W"], out=z)
         if self.use_bias:
             z += self.params["b"]
-        self._x = x
-        return self.activate(z, training)
+        self._x = x2
+        return self.activate(z, training).reshape(*x.shape[:-1], self.units)
 
     def backward(self, grad_out):
-        """(N, units) -> (N, in); dW = xᵀ·dz, db = 1ᵀ·dz."""
-        dz = self.activation_backward(grad_out)
+        """(N, [T,] units) -> (N, [T,] in); dW = xᵀ·dz, db = 1ᵀ·dz."""
+        dz = self.activation_backward(grad_out.reshape(-1, self.units))
         x = self._x
         np.matmul(x.T, dz, out=self.grads["W"])
         if self.use_bias:
@@ -74,7 +77,7 @@ class Dense(KernelLayer):
             return None
         dx = self.buffer("dx", x.shape, dz.dtype)
         np.matmul(dz, self.params["W"].T, out=dx)
-        return dx
+        return dx.reshape(grad_out.shape[0], *self.input_shape)
 
     def describe(self):
         return self.describe_with_activation("dense", str(self.units))

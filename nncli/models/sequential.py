@@ -30,6 +30,16 @@ from ..regularizers import L2
 from .base import MODELS, ModelKind, ModelPlan, PlanRow, shape_size
 
 
+def split_padding(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
+    """A batch of sequences (N, T, D) padded with NaN steps -> (the batch with those steps zeroed, the (N, T) mask
+    of valid steps); (x, None) when no step is padded. Data sources pad with NaN in every feature and never put
+    NaN in a real step, so the first feature tells."""
+    padded = np.isnan(x[:, :, 0])
+    if not padded.any():
+        return x, None
+    return np.where(padded[:, :, None], 0, x).astype(x.dtype, copy=False), ~padded
+
+
 def build_layers(layers: Sequence[Layer], input_shape: tuple[int, ...]) -> tuple[int, ...]:
     """Build each layer for the previous one's per-sample output shape (shapes only); return the last output shape."""
     shape = tuple(int(d) for d in input_shape)
@@ -171,13 +181,28 @@ class Sequential:
     def forward(self, x: np.ndarray, training: bool = False) -> np.ndarray:
         """x: (N, *input_shape) -> (N, *output_shape), in the calling thread; the result is a work buffer,
         valid until the next call. (How a batch is spread over threads or chunks is parallel.py's business.)"""
+        for _, _, x in self.layer_outputs(x, training):
+            pass
+        return x
+
+    def layer_outputs(self, x: np.ndarray, training: bool = False) -> Iterator[tuple[int, Layer, np.ndarray]]:
+        """(index, layer, its output) of one forward pass, layer by layer.
+
+        Sequences padded with NaN (variable lengths) become zeros plus a (N, T) mask of valid steps, which
+        mask-aware layers (`takes_mask`) receive; the mask follows the time axis until a layer removes it.
+        """
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
+        mask = None
+        if len(self.input_shape) == 2:
+            x, mask = split_padding(x)
         for i, layer in enumerate(self.layers):
-            x = layer.forward(x, training)
+            x = layer.forward(x, training, mask) if layer.takes_mask else layer.forward(x, training)
+            if mask is not None and (len(layer.output_shape) != 2 or layer.output_shape[0] != mask.shape[1]):
+                mask = None  # the time axis is gone (pooled, flattened or a last state)
             if i in self._activity:
                 self._outputs[i] = x
-        return x
+            yield i, layer, x
 
     def backward(self, grad_out: np.ndarray) -> None:
         """Back-propagate dL/d(outputs) of the last training forward; fills `grad` (activity penalties included)."""
@@ -231,15 +256,13 @@ def layer_rows(layers: Sequence[Layer]) -> list[PlanRow]:
     """Summary rows of built layers, with the elements per sample that training keeps for each.
 
     The activation count is an estimate: the layer's output, its gradient and a cache
-    (3 × output), plus a kernel layer's patch matrix (output positions × kernel
-    size, the im2col work array of a convolution).
+    (3 × output), plus the work arrays the layer itself declares (`work_elements`:
+    a convolution's im2col patches, a recurrent layer's gates and states).
     """
     rows = []
     for i, layer in enumerate(layers):
         out = layer.output_shape
-        kernel = layer.all_param_shapes().get("W")
-        patches = shape_size(out[:-1]) * shape_size(kernel[:-1]) if kernel is not None and len(out) > 1 else 0
-        rows.append(PlanRow(i, layer.describe(), out, layer.count_params(), 3 * shape_size(out) + patches))
+        rows.append(PlanRow(i, layer.describe(), out, layer.count_params(), 3 * shape_size(out) + layer.work_elements()))
     return rows
 
 
@@ -260,13 +283,27 @@ class LayerStack(ModelKind):
         self.input_shape = input_shape
 
     def plan(self, input_shape, num_classes, dtype) -> ModelPlan:
-        output_shape = build_layers(self.layers, input_shape)
+        output_shape = self._built(self.layers, input_shape)
         return ModelPlan(tuple(input_shape), output_shape, layer_rows(self.layers), np.dtype(dtype).itemsize)
 
     def build(self, input_shape, num_classes, dtype, settings) -> Sequential:
         """A model of fresh layers (each model owns its layers' buffers and views)."""
         layers = [LAYERS.create(spec, ("model", "layers", i)) for i, spec in enumerate(self.layer_specs)]
+        self._built(layers, input_shape)
         return Sequential(layers, input_shape, dtype, settings.weight_decay)
+
+    @staticmethod
+    def _built(layers, input_shape) -> tuple[int, ...]:
+        """build_layers, refusing a sequence model whose output still has a time axis (targets are one per sequence)."""
+        output_shape = build_layers(layers, input_shape)
+        if len(input_shape) == 2 and len(output_shape) == 2:
+            raise ConfigError(
+                f"{layers[-1].describe()}: the model's output {output_shape} still has a time axis, but targets are one "
+                "per sequence; set return_sequences: false on the last recurrent layer, or add global_avgpool1d or "
+                "global_maxpool1d before the classifier",
+                ("model", "layers", len(layers) - 1),
+            )
+        return output_shape
 
     def training_side_effect(self):
         for i, layer in enumerate(self.layers):
