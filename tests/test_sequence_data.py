@@ -255,3 +255,26 @@ def test_configs_with_sequence_data_resolve_and_plan(tmp_path):
     folder = make_digits(tmp_path / "d", n_train=30, n_test=6)
     with pytest.raises(ConfigError, match="data.augment: augmentation transforms images"):
         load_experiment({**mlp_config(folder), "data": {"source": "idx", "path": str(folder), "sequence": "pixels", "augment": {"rotation": 5}}})
+
+
+def test_train_then_eval_reapplies_the_stored_length_and_permutation(tmp_path):
+    """Through a checkpoint: eval pads to the trained length and applies the trained pixel order (flatten + dense)."""
+    from helpers import mlp_config
+
+    from nncli import api
+    from nncli.checkpoint import read_checkpoint
+
+    train, _ = write_ts(tmp_path / "eq_TRAIN.ts", [4] * 20)  # equal lengths: no NaN for a dense model
+    write_ts(tmp_path / "eq_TEST.ts", [4] * 6)
+    folder = make_digits(tmp_path / "d", n_train=60, n_test=12)
+    for data in ({"source": "ts", "path": str(train)}, {"source": "idx", "path": str(folder), "sequence": "pixels_permuted"}):
+        config = {**mlp_config(folder, epochs=1), "data": {**data, "validation_split": 0.2}}
+        config["model"]["layers"][-1]["units"] = 2 if data["source"] == "ts" else 3
+        result = api.train(config, out=tmp_path / f"run-{data['source']}")
+        stored = read_checkpoint(result.final_checkpoint).meta["preprocessing"]
+        if data["source"] == "ts":
+            assert stored["length"] == 4
+        else:
+            assert len(stored["permutation"]) == 64
+        report = api.evaluate([result.final_checkpoint])
+        assert report.models[0].evaluation.n == (6 if data["source"] == "ts" else 12)
