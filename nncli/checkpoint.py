@@ -350,7 +350,7 @@ def _number(value: object) -> bool:
 
 
 def _check_preprocessing(path: Path, prep: dict) -> None:
-    """What eval will apply to the data: class labels, and standardisation statistics one per feature."""
+    """What eval will apply to the data: class labels, standardisation statistics one per feature, a sequence's padded length and pixel order."""
     where = f"{META_KEY}.preprocessing"
     classes = prep.get("classes")
     if classes is not None:
@@ -376,3 +376,9 @@ def _check_preprocessing(path: Path, prep: dict) -> None:
             raise _fail(path, f"{where}.std: standard deviations must be positive, got {next(v for v in values if not v > 0)}")
     if ("mean" in prep) != ("std" in prep):
         raise _fail(path, f"{where}: mean and std come together; one is missing")
+    length = prep.get("length")  # sequences (data.source: ts) are padded to it
+    if length is not None and not (isinstance(length, int) and not isinstance(length, bool) and length >= 1):
+        raise _fail(path, f"{where}.length must be a positive integer (the padded sequence length), got {length!r}")
+    order = prep.get("permutation")  # idx sequence: pixels_permuted
+    if order is not None and not (isinstance(order, list) and all(isinstance(i, int) and not isinstance(i, bool) for i in order) and sorted(order) == list(range(len(order)))):
+        raise _fail(path, f"{where}.permutation must list the pixel positions 0..n-1 once each")

@@ -152,7 +152,7 @@ def _top_level(
     Options:
     name: run name (default: the config file's name); the run folder is runs/<name>
     seed: seeds data splits, initial weights, shuffling and every random layer
-    data: where the data comes from ({source: idx|csv, path: ...})
+    data: where the data comes from ({source: idx|csv|ts, path: ...})
     model: the model kind (model.type, default sequential) and its options, e.g. {layers: [...]}
     loss: cross_entropy | binary_cross_entropy | mse
     optimizer: {type: adam, learning_rate: ...}

@@ -1,6 +1,6 @@
 """Data sources and the in-memory data set they produce.
 
-A source is a registered component (`data: {source: idx|csv, ...}`) with two
+A source is a registered component (`data: {source: idx|csv|ts, ...}`) with two
 jobs: `inspect()` reads only headers (input shape, class count) so `nncli
 summary` and shape checks need no data, and `load()` returns a `Dataset` of
 float32 inputs and integer class labels, split into train / validation /
@@ -90,11 +90,11 @@ class DataSource:
         return DATA_SOURCES.create(spec, ("data",))
 
 
-def existing(path: str | Path, what: str) -> Path:
-    """`path` (the source's data.path) as a Path; a missing one is the config's fault, located there."""
+def existing(path: str | Path, what: str, key: str = "path") -> Path:
+    """`path` (the source's data.path, or data.<key>) as a Path; a missing one is the config's fault, located there."""
     p = Path(path)
     if not p.exists():
-        raise ConfigError(f"{path}: no such {what} (paths are relative to the current directory)", ("data", "path"))
+        raise ConfigError(f"{path}: no such {what} (paths are relative to the current directory)", ("data", key))
     return p
 
 

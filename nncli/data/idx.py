@@ -5,10 +5,11 @@ from __future__ import annotations
 import math
 import zlib
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import ConfigError, DataError
 from ..registry import Fraction, NonNegativeInt, PositiveInt
 from .augment import Augment
 from .base import (
@@ -135,6 +136,8 @@ class IdxSource(DataSource):
     test_labels: file name
     augment: random shifts, rotations, padded crops and flips of training batches
     split_seed: seeds the splits and limit; null uses the run seed. Fix it to give every `--seeds` run one split (an ensemble)
+    sequence: null: images (H, W, C); rows: H steps of W·C pixels; pixels: H·W steps of C; pixels_permuted: pixels in a fixed random order
+    permutation_seed: seeds the pixels_permuted order (one order for training, validation and test)
     """
 
     def __init__(
@@ -148,8 +151,14 @@ class IdxSource(DataSource):
         test_labels: str = "t10k-labels-idx1-ubyte",
         augment: Augment | None = None,
         split_seed: NonNegativeInt | None = None,
+        sequence: Literal["rows", "pixels", "pixels_permuted"] | None = None,
+        permutation_seed: NonNegativeInt = 0,
     ):
+        if sequence is not None and augment is not None and augment.active:
+            raise ConfigError(f"augmentation transforms images; it cannot be combined with sequence: {sequence}", ("data", "augment"))
         self.path = path
+        self.sequence = sequence
+        self.permutation_seed = permutation_seed
         self.validation_split = validation_split
         self.split_seed = split_seed
         self.limit = limit
@@ -174,8 +183,34 @@ class IdxSource(DataSource):
     def inspect(self) -> DataInfo:
         images, labels = self._pair("train", required=True)
         _, dims = read_idx_header(images)
-        shape = tuple(dims[1:]) + ((1,) if len(dims) == 3 else ())
+        shape = self._sequence_shape(tuple(dims[1:]) + ((1,) if len(dims) == 3 else ()))
         return DataInfo(shape, len(np.unique(_labels(labels, read_idx(labels)))), int(dims[0]))
+
+    def _sequence_shape(self, image: tuple[int, ...]) -> tuple[int, ...]:
+        """The per-sample shape `sequence` makes of an (H, W, C) image."""
+        if len(image) != 3 or self.sequence is None:
+            return image
+        h, w, c = image
+        return (h, w * c) if self.sequence == "rows" else (h * w, c)
+
+    def _permutation(self, steps: int, preprocessing: dict) -> np.ndarray | None:
+        """pixels_permuted's order of the `steps` pixel positions: the checkpoint's, else drawn from permutation_seed."""
+        if self.sequence != "pixels_permuted":
+            return None
+        stored = preprocessing.get("permutation")
+        if stored is None:
+            return np.random.default_rng(self.permutation_seed).permutation(steps)
+        order = np.asarray(stored)
+        if order.shape != (steps,) or not np.array_equal(np.sort(order), np.arange(steps)):
+            raise DataError(f"{self.path}: the checkpoint's pixel permutation does not fit images of {steps} pixels")
+        return order.astype(np.intp)
+
+    def _as_sequence(self, x: np.ndarray, order: np.ndarray | None) -> np.ndarray:
+        """NHWC -> (N, steps, features): a view for rows and pixels, a copy (still 8-bit) for a permutation."""
+        if self.sequence is None:
+            return x
+        x = x.reshape(len(x), *self._sequence_shape(x.shape[1:]))
+        return x if order is None else x[:, order]
 
     def _read(self, part: str, required: bool) -> tuple[np.ndarray, np.ndarray] | None:
         """NHWC images (8-bit pixels as they are, anything else as float32) and their labels."""
@@ -199,6 +234,9 @@ class IdxSource(DataSource):
             raise DataError(f"{self.path}: the training labels hold a single class ({classes[0]})")
         description = f"{self.path} (idx)"
         y = encode_labels(labels, classes, str(self.path))
+        order = self._permutation(x.shape[1] * x.shape[2], preprocessing or {})
+        image_shape = x.shape[1:]
+        x = self._as_sequence(x, order)
         rng = np.random.default_rng(seed)
         if self.limit is not None:
             keep = stratified_subset(y, self.limit, rng)
@@ -210,16 +248,16 @@ class IdxSource(DataSource):
         test_pair = self._read("test", required=False)
         if test_pair is not None:
             tx, tlabels = test_pair
-            if tx.shape[1:] != x.shape[1:]:
-                raise DataError(f"{self.path}: test images are {tx.shape[1:]}, training images {x.shape[1:]}")
-            test = Split(_scaled(tx), encode_labels(tlabels, classes, str(self.path)))
+            if tx.shape[1:] != image_shape:
+                raise DataError(f"{self.path}: test images are {tx.shape[1:]}, training images {image_shape}")
+            test = Split(_scaled(self._as_sequence(tx, order)), encode_labels(tlabels, classes, str(self.path)))
         return Dataset(
             train=train,
             val=val,
             test=test,
             input_shape=tuple(x.shape[1:]),
             classes=list(classes),
-            preprocessing={"classes": list(classes)},
+            preprocessing={"classes": list(classes), **({"permutation": order.tolist()} if order is not None else {})},
             description=description,
             augment=self.augment,
         )
