@@ -2,7 +2,10 @@
 
 With `training.log_gradients: true`, every epoch adds one row per layer to
 `gradients.csv` (epoch, layer, grad_norm, zero_fraction, saturated_fraction);
-`gradients.png` is drawn once, at the end. grad_norm is the mean over the epoch's updates of
+`gradients.png` is drawn once, at the end. Recurrent layers also add, for the
+epoch's last batch, ‖∂L/∂h_t‖ at every time step to `time_gradients.csv`
+(epoch, layer, step, grad_norm) and `time_gradients.png`: how far back in the
+sequence the gradient still reaches (a tanh RNN's fades within a few steps). grad_norm is the mean over the epoch's updates of
 ‖∂L/∂θ_layer‖₂; the activation fractions are measured on a fixed probe of
 training samples in evaluation mode. A deep sigmoid net shows its first
 layers' gradients vanishing and its units saturating; a ReLU net shows
@@ -19,18 +22,19 @@ import numpy as np
 from .errors import DataError
 from .files import atomic_write_text, csv_text
 from .layers.activations import Activation
+from .layers.recurrent import Recurrent
 from .models import Sequential
 from .training import Callback, Fit
 
 GRADIENT_COLUMNS = ("epoch", "layer", "grad_norm", "zero_fraction", "saturated_fraction")
+TIME_GRADIENT_COLUMNS = ("epoch", "layer", "step", "grad_norm")
 PROBE_SIZE = 1000  # training samples used for the activation statistics
 
 
 def activation_statistics(model: Sequential, x: np.ndarray) -> dict[int, tuple[float, float | None]]:
     """Layer index -> (fraction of exact zeros, fraction saturated) for every layer with an activation."""
     stats = {}
-    for i, layer in enumerate(model.layers):
-        x = layer.forward(x, training=False)
+    for i, layer, x in model.layer_outputs(x, training=False):
         act = layer if isinstance(layer, Activation) else getattr(layer, "activation", None)
         if isinstance(act, Activation):
             y = x
@@ -45,7 +49,9 @@ class GradientLog(Callback):
 
     def __init__(self, run_dir: Path, train_x: np.ndarray):
         self.path = Path(run_dir) / "gradients.csv"
+        self.time_path = Path(run_dir) / "time_gradients.csv"
         self.rows: list[dict] = []
+        self.time_rows: list[dict] = []
         self.train_x = train_x  # the probe is its first PROBE_SIZE samples
 
     def on_train_begin(self, trainer: Fit) -> None:
@@ -53,29 +59,12 @@ class GradientLog(Callback):
         self.sums = np.zeros(len(self.spans))
         self.updates = 0
         self.probe = self.train_x[:PROBE_SIZE].astype(trainer.model.dtype, copy=False)
-        if self.path.exists():  # resuming: keep the rows of the epochs the checkpoint has
-            self.rows = [r for r in self._read() if int(r["epoch"]) <= trainer.state.epoch]
-
-    def _read(self) -> list[dict]:
-        """The rows of an existing gradients.csv; a damaged file is one DataError naming file and line."""
-        fix = "repair or move it away to resume"
-        try:
-            with open(self.path, newline="", encoding="utf-8") as f:
-                reader = csv.DictReader(f)
-                missing = [c for c in GRADIENT_COLUMNS if c not in (reader.fieldnames or [])]
-                if missing:
-                    raise DataError(f"{self.path}:1: not a gradients.csv header (no column '{missing[0]}'); {fix}")
-                rows = []
-                for row in reader:
-                    epoch = row["epoch"]
-                    if epoch is None or not epoch.strip().isdigit():
-                        raise DataError(f"{self.path}:{reader.line_num}: column 'epoch': {epoch!r} is not an epoch number; {fix}")
-                    rows.append(row)
-                return rows
-        except (csv.Error, UnicodeDecodeError) as exc:
-            raise DataError(f"{self.path}: not readable as CSV ({exc}); {fix}") from None
-        except OSError as exc:
-            raise DataError(f"{self.path}: cannot read ({exc.strerror})") from None
+        self.recurrent = recurrent_layers(trainer.model)
+        for _, layer in self.recurrent:
+            layer.record_time_gradients = True
+        # resuming: keep the rows of the epochs the checkpoint has
+        self.rows = _rows_up_to(self.path, GRADIENT_COLUMNS, trainer.state.epoch)
+        self.time_rows = _rows_up_to(self.time_path, TIME_GRADIENT_COLUMNS, trainer.state.epoch)
 
     def on_batch_end(self, trainer: Fit) -> None:
         grad = trainer.gradient()
@@ -104,9 +93,55 @@ class GradientLog(Callback):
         self.sums[:] = 0
         self.updates = 0
         atomic_write_text(self.path, csv_text(GRADIENT_COLUMNS, self.rows))
+        if self.recurrent:
+            for name, layer in self.recurrent:
+                norms = layer.time_gradient_norms  # of the epoch's last backward pass
+                if norms is not None:
+                    self.time_rows += [
+                        {"epoch": row["epoch"], "layer": name, "step": t + 1, "grad_norm": float(v)} for t, v in enumerate(norms)
+                    ]
+            atomic_write_text(self.time_path, csv_text(TIME_GRADIENT_COLUMNS, self.time_rows))
 
     def on_train_end(self, trainer: Fit) -> None:
-        if self.rows:  # once, like loss.png: redrawing it every epoch cost more than a small epoch
-            from .plots import plot_gradients
+        from .plots import plot_gradients, plot_time_gradients
 
+        if self.rows:  # once, like loss.png: redrawing it every epoch cost more than a small epoch
             plot_gradients(self.rows, self.path.with_suffix(".png"))
+        if self.time_rows:
+            plot_time_gradients(self.time_rows, self.time_path.with_suffix(".png"))
+
+
+def recurrent_layers(model: Sequential) -> list[tuple[str, Recurrent]]:
+    """('<i>.<type>[.<child>]', layer) for every recurrent layer, a bidirectional wrapper's two included."""
+    return [
+        (f"{i}.{top.name}" + (f".{prefix.rstrip('.')}" if prefix else ""), layer)
+        for i, top in enumerate(model.layers)
+        for prefix, layer in top.walk()
+        if isinstance(layer, Recurrent)
+    ]
+
+
+def _rows_up_to(path: Path, columns: tuple[str, ...], epoch: int) -> list[dict]:
+    """The rows of an existing log for epochs <= `epoch` ([] when there is none); a damaged file is one
+    DataError naming file and line."""
+    if not path.exists():
+        return []
+    fix = "repair or move it away to resume"
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise DataError(f"{path}:1: not a {path.name} header (no column '{missing[0]}'); {fix}")
+            rows = []
+            for row in reader:
+                value = row["epoch"]
+                if value is None or not value.strip().isdigit():
+                    raise DataError(f"{path}:{reader.line_num}: column 'epoch': {value!r} is not an epoch number; {fix}")
+                if int(value) <= epoch:
+                    rows.append(row)
+            return rows
+    except (csv.Error, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: not readable as CSV ({exc}); {fix}") from None
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None

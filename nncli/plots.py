@@ -134,3 +134,24 @@ def plot_gradients(rows: list[dict], path: Path) -> None:
         if ax.lines:
             ax.legend(fontsize="x-small")
     _save(fig, path)
+
+
+def plot_time_gradients(rows: list[dict], path: Path) -> None:
+    """‖∂L/∂h_t‖ against time step t (log scale) for each recurrent layer: the first epoch dashed, the last solid."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    layers = list(dict.fromkeys(r["layer"] for r in rows))
+    epochs = sorted({int(r["epoch"]) for r in rows})
+    for i, layer in enumerate(layers):
+        for epoch, style in [(epochs[-1], "-")] + ([(epochs[0], "--")] if len(epochs) > 1 else []):
+            mine = [r for r in rows if r["layer"] == layer and int(r["epoch"]) == epoch]
+            if mine:
+                ax.plot(
+                    [int(r["step"]) for r in mine], [_nan(r["grad_norm"]) for r in mine],
+                    color=f"C{i % 10}", linestyle=style, label=f"{layer}, epoch {epoch}",
+                )
+    ax.set(xlabel="time step t", ylabel="‖∂L/∂h_t‖ (last batch of the epoch)", title="How far back the gradient reaches", yscale="log")
+    ax.xaxis.set_major_locator(_integer_ticks())
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize="x-small")
+    _save(fig, path)

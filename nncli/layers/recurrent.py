@@ -48,28 +48,45 @@ def check_sequence(name: str, input_shape: Shape) -> None:
         )
 
 
-def _activate(kind: str, a: np.ndarray) -> None:
-    """a ← f(a) in place."""
+def _activate(kind: str, a: np.ndarray, out: np.ndarray | None = None) -> None:
+    """out ← f(a) (in place when out is None)."""
+    out = a if out is None else out
     if kind == "tanh":
-        np.tanh(a, out=a)
+        np.tanh(a, out=out)
     elif kind == "sigmoid":  # ½(1 + tanh(a/2)): one transcendental, never overflows
-        a *= 0.5
-        np.tanh(a, out=a)
-        a *= 0.5
-        a += 0.5
+        np.multiply(a, 0.5, out=out)
+        np.tanh(out, out=out)
+        out *= 0.5
+        out += 0.5
     elif kind == "relu":
-        np.maximum(a, 0, out=a)
+        np.maximum(a, 0, out=out)
+    elif out is not a:
+        np.copyto(out, a)
 
 
-def _slope(kind: str, y: np.ndarray) -> np.ndarray:
-    """f'(z) from y = f(z), as a new array (used in the vectorised passes over all steps)."""
-    if kind == "tanh":
-        return 1.0 - y * y
-    if kind == "sigmoid":
-        return y - y * y
-    if kind == "relu":
-        return (y > 0).astype(y.dtype)
-    return np.ones_like(y)
+def _slope(kind: str, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """f'(z) from y = f(z), into `out` (a new array when None); used in the vectorised passes over all steps."""
+    if out is None:
+        out = np.empty_like(y)
+    if kind == "tanh":  # 1 − y²
+        np.multiply(y, y, out=out)
+        np.subtract(1.0, out, out=out)
+    elif kind == "sigmoid":  # y − y²
+        np.multiply(y, y, out=out)
+        np.subtract(y, out, out=out)
+    elif kind == "relu":
+        np.greater(y, 0, out=out)
+    else:
+        out[...] = 1.0
+    return out
+
+
+def _transposed(layer: Layer, name: str) -> np.ndarray:
+    """A C-contiguous copy of a parameter's transpose: a per-step GEMM with it is ~1.7× faster than with the view."""
+    W = layer.params[name]
+    out = layer.buffer(name + ".T", W.shape[::-1], W.dtype)
+    np.copyto(out, W.T)
+    return out
 
 
 def options(drop: tuple[str, ...] = (), **extra: tuple[object, object]):
@@ -374,7 +391,7 @@ class SimpleRNN(Recurrent):
             self._hold(t, h[t + 1], h[t])
 
     def _backward_steps(self, last, dy, dz, norms):
-        h, U = self._h, self.params["recurrent_kernel"]
+        h, UT = self._h, _transposed(self, "recurrent_kernel")
         T = dz.shape[0]
         slope = _slope(self.activation, h[1:])  # f'(z_t) at every step, (T, N, H)
         valid = self._valid_factor(slope.dtype)
@@ -386,7 +403,7 @@ class SimpleRNN(Recurrent):
         for t in range(T - 1, -1, -1):
             self._record(t, dh, norms)
             np.multiply(dh, slope[t], out=dz[t])
-            np.matmul(dz[t], U.T, out=spare)
+            np.matmul(dz[t], UT, out=spare)
             if self._recurrent_mask is not None:
                 spare *= self._recurrent_mask
             self._carry_gradient(t, spare, dh)
@@ -454,8 +471,7 @@ class LSTM(Recurrent):
             np.multiply(g[:, H : 2 * H], c[t], out=c[t + 1])  # f·c_{t-1}
             np.multiply(g[:, :H], g[:, 2 * H : 3 * H], out=ig)  # i·c̃
             c[t + 1] += ig
-            np.copyto(tc[t], c[t + 1])
-            _activate(self.activation, tc[t])
+            _activate(self.activation, c[t + 1], out=tc[t])
             np.multiply(g[:, 3 * H :], tc[t], out=h[t + 1])
             if self._carry is not None and self._carry[t] is not None:
                 self._hold(t, c[t + 1], c[t])
@@ -472,11 +488,15 @@ class LSTM(Recurrent):
         # dz_i = dc·(c̃·σ'(i)), dz_f = dc·(c_{t-1}·σ'(f)), dz_c̃ = dc·(i·act'(c̃)), dz_o = dh·(act(c)·σ'(o)),
         # and dc_t gains dh·(o·act'(c_t)).
         q = self.buffer("q", (T, N, 3, H), a.dtype)
-        np.multiply(g, _slope(r, i), out=q[:, :, 0])
-        np.multiply(c[:T], _slope(r, f), out=q[:, :, 1])
-        np.multiply(i, _slope(self.activation, g), out=q[:, :, 2])
-        ro = np.multiply(tc, _slope(r, o), out=self.buffer("ro", (T, N, H), a.dtype))
-        so = np.multiply(o, _slope(self.activation, tc), out=self.buffer("so", (T, N, H), a.dtype))
+        ro = self.buffer("ro", (T, N, H), a.dtype)
+        so = self.buffer("so", (T, N, H), a.dtype)
+        for k, (slope_of, kind, times) in enumerate(((i, r, g), (f, r, c[:T]), (g, self.activation, i))):
+            _slope(kind, slope_of, out=q[:, :, k])
+            q[:, :, k] *= times
+        _slope(r, o, out=ro)
+        ro *= tc
+        _slope(self.activation, tc, out=so)
+        so *= o
         keep = f
         valid = self._valid_factor(a.dtype)
         if valid is not None:  # masked steps: no gate gradient, c and h carried unchanged
@@ -484,7 +504,7 @@ class LSTM(Recurrent):
             ro *= valid
             so *= valid
             keep = f * valid + (1.0 - valid)
-        U = self.params["recurrent_kernel"]
+        UT = _transposed(self, "recurrent_kernel")
         dh = self.buffer("dh", (N, H), a.dtype)
         np.copyto(dh, last)
         spare = self.buffer("dh2", (N, H), a.dtype)
@@ -499,7 +519,7 @@ class LSTM(Recurrent):
             dc += tmp
             np.multiply(dc[:, None, :], q[t], out=d[:, : 3 * H].reshape(N, 3, H))
             dc *= keep[t]
-            np.matmul(d, U.T, out=spare)
+            np.matmul(d, UT, out=spare)
             if self._recurrent_mask is not None:
                 spare *= self._recurrent_mask
             self._carry_gradient(t, spare, dh)
@@ -613,7 +633,7 @@ class GRU(Recurrent):
             kz *= valid
             kh *= valid
             keep = zg * valid + (1.0 - valid)
-        U = self.params["recurrent_kernel"]
+        UT = _transposed(self, "recurrent_kernel")  # (3H, H)
         drec = self.buffer("drec", (T, N, G), a.dtype)  # dL/d(recurrent projection)
         dh = self.buffer("dh", (N, H), a.dtype)
         np.copyto(dh, last)
@@ -628,14 +648,14 @@ class GRU(Recurrent):
                 np.multiply(d[:, 2 * H :], kr[t], out=d[:, H : 2 * H])
                 e[:, : 2 * H] = d[:, : 2 * H]
                 np.multiply(d[:, 2 * H :], rg[t], out=e[:, 2 * H :])
-                np.matmul(e, U.T, out=spare)
+                np.matmul(e, UT, out=spare)
             else:
-                np.matmul(d[:, 2 * H :], U[:, 2 * H :].T, out=tmp)  # dL/d(r·h_{t-1})
+                np.matmul(d[:, 2 * H :], UT[2 * H :], out=tmp)  # dL/d(r·h_{t-1})
                 np.multiply(tmp, self._recurrent_inputs_step(t), out=d[:, H : 2 * H])
                 d[:, H : 2 * H] *= kr[t]
                 e[:, : 2 * H] = d[:, : 2 * H]
                 e[:, 2 * H :] = d[:, 2 * H :]
-                np.matmul(d[:, : 2 * H], U[:, : 2 * H].T, out=spare)
+                np.matmul(d[:, : 2 * H], UT[: 2 * H], out=spare)
                 tmp *= rg[t]
                 spare += tmp
             if self._recurrent_mask is not None:
