@@ -1,24 +1,28 @@
 """Time nncli against PyTorch on the same network: training epochs, inference, and where nncli's time goes.
 
-    python benchmarks/bench.py                                  # the CNN and the MLP configs that exist
+    python benchmarks/bench.py                                  # the CNN, MLP and LSTM configs that exist
     python benchmarks/bench.py configs/mnist_cnn.yaml --steps 200 --rounds 7
     python benchmarks/bench.py configs/mnist_cnn.yaml --profile --no-torch
 
 For each config the network is built once in nncli and once in PyTorch (from
-the nncli layer list: conv2d, pooling, flatten, reshape, dense, activations),
-with the same batch size, float32, optimizer and thread count. Training is
-timed in rounds that alternate the two frameworks, so that load from other
-processes hits both alike; each round is one epoch, or `--steps` steps scaled
-up to an epoch. The medians over rounds and the ratio nncli/PyTorch are
-printed. Inference is timed the same way (images/s over the test set at the
-config's eval_batch_size). `--profile` times each nncli layer's forward and
-backward pass over some training steps.
+the nncli layer list: conv2d, pooling, flatten, reshape, dense, activations;
+lstm, gru, rnn and bidirectional(concat) as batch-first torch.nn.LSTM, GRU and
+RNN; dense on every step of a sequence; poolings over time), with the same
+batch size, float32, optimizer and thread count; recurrent dropout,
+go_backwards alone and GRU reset_after: false have no torch counterpart, and
+such configs are timed in nncli only. Training is timed in rounds that
+alternate the two frameworks, so that load from other processes hits both
+alike; each round is one epoch, or `--steps` steps scaled up to an epoch. The
+medians over rounds and the ratio nncli/PyTorch are printed. Inference is timed
+the same way (images/s over the test set at the config's eval_batch_size).
+`--profile` times each nncli layer's forward and backward pass over some
+training steps.
 
 The nncli step below mirrors Trainer._epoch: gather the batch by index into a
 reused buffer, the Objective (objective.py), the finiteness check, the optimizer
 step. The PyTorch step is the usual loop with loss.item() and the accuracy
 count, which nncli computes too. PyTorch is optional and never a test
-dependency.
+dependency (the test that compares with it skips without it).
 """
 
 from __future__ import annotations
@@ -55,7 +59,9 @@ def import_torch() -> bool:
     torch = module
     return True
 
-DEFAULT_CONFIGS = ["configs/mnist_cnn.yaml", "configs/mnist_mlp.yaml", "configs/mnist_relu_mlp.yaml"]
+DEFAULT_CONFIGS = [
+    "configs/mnist_cnn.yaml", "configs/mnist_mlp.yaml", "configs/mnist_relu_mlp.yaml", "configs/mnist_rows_lstm.yaml",
+]
 
 
 # -- nncli ---------------------------------------------------------------------------------
@@ -263,7 +269,7 @@ def torch_model(model, nhwc_flatten=False):
 
 
 def describe_torch(net) -> str:
-    """The torch modules in order, recurrent ones with their sizes, e.g. Reshape → LSTM(28, 128, batch_first=True) → Linear."""
+    """The torch modules in order, recurrent ones with their sizes: Reshape → LSTM(28, 128, batch_first=True) → Linear."""
     names = []
     for mod in net:
         rnns = [m for m in mod.modules() if isinstance(m, torch.nn.RNNBase)]
@@ -544,7 +550,7 @@ def images_per_second(run, x, batch: int, min_seconds: float = 0.5) -> float:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("configs", nargs="*", help="nncli configs (default: the CNN and MLP configs that exist)")
+    parser.add_argument("configs", nargs="*", help="nncli configs (default: the CNN, MLP and LSTM configs that exist)")
     parser.add_argument("--steps", type=int, default=0, help="time this many steps per round instead of whole epochs")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="BLAS / PyTorch threads")
