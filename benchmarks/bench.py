@@ -219,14 +219,16 @@ def torch_model(model, nhwc_flatten=False):
             return torch.cat([out[:, -1, :H], out[:, 0, H:]], 1)
 
     class TimePool(nn.Module):
-        """global_avgpool1d / global_maxpool1d: mean or max over the time axis (no masks in benchmark data)."""
+        """global_avgpool1d / global_maxpool1d: mean or max over the time axis (no masks in benchmark data). The max
+        is torch.max's, whose gradient goes to the first maximum as nncli's does (amax would split it among ties,
+        and MNIST's blank rows give exact ties)."""
 
         def __init__(self, kind):
             super().__init__()
             self.kind = kind
 
         def forward(self, x):
-            return x.mean(1) if self.kind == "global_avgpool1d" else x.amax(1)
+            return x.mean(1) if self.kind == "global_avgpool1d" else x.max(1).values
 
     for layer in model.layers:
         name, spec = layer.name, layer.spec
