@@ -55,6 +55,12 @@ RECURRENT_MODELS = {
         {"type": "global_avgpool1d"},
     ],
     "max_over_time": [{"type": "gru", "units": 4, "return_sequences": True}, {"type": "global_maxpool1d"}],
+    "conv_rows": [  # back to an image, then a 2-channel image (NCHW in torch) to rows
+        {"type": "reshape", "target_shape": [8, 8, 1]},
+        {"type": "conv2d", "filters": 2, "kernel_size": 3, "activation": "relu"},
+        {"type": "reshape", "target_shape": [6, 12]},
+        {"type": "lstm", "units": 4},
+    ],
 }
 
 
