@@ -1,24 +1,28 @@
 """Time nncli against PyTorch on the same network: training epochs, inference, and where nncli's time goes.
 
-    python benchmarks/bench.py                                  # the CNN and the MLP configs that exist
+    python benchmarks/bench.py                                  # the CNN, MLP and LSTM configs that exist
     python benchmarks/bench.py configs/mnist_cnn.yaml --steps 200 --rounds 7
     python benchmarks/bench.py configs/mnist_cnn.yaml --profile --no-torch
 
 For each config the network is built once in nncli and once in PyTorch (from
-the nncli layer list: conv2d, pooling, flatten, reshape, dense, activations),
-with the same batch size, float32, optimizer and thread count. Training is
-timed in rounds that alternate the two frameworks, so that load from other
-processes hits both alike; each round is one epoch, or `--steps` steps scaled
-up to an epoch. The medians over rounds and the ratio nncli/PyTorch are
-printed. Inference is timed the same way (images/s over the test set at the
-config's eval_batch_size). `--profile` times each nncli layer's forward and
-backward pass over some training steps.
+the nncli layer list: conv2d, pooling, flatten, reshape, dense, activations;
+lstm, gru, rnn and bidirectional(concat) as batch-first torch.nn.LSTM, GRU and
+RNN; dense on every step of a sequence; poolings over time), with the same
+batch size, float32, optimizer and thread count; recurrent dropout,
+go_backwards alone and GRU reset_after: false have no torch counterpart, and
+such configs are timed in nncli only. Training is timed in rounds that
+alternate the two frameworks, so that load from other processes hits both
+alike; each round is one epoch, or `--steps` steps scaled up to an epoch. The
+medians over rounds and the ratio nncli/PyTorch are printed. Inference is timed
+the same way (images/s over the test set at the config's eval_batch_size).
+`--profile` times each nncli layer's forward and backward pass over some
+training steps.
 
 The nncli step below mirrors Trainer._epoch: gather the batch by index into a
 reused buffer, the Objective (objective.py), the finiteness check, the optimizer
 step. The PyTorch step is the usual loop with loss.item() and the accuracy
 count, which nncli computes too. PyTorch is optional and never a test
-dependency.
+dependency (the test that compares with it skips without it).
 """
 
 from __future__ import annotations
@@ -55,7 +59,9 @@ def import_torch() -> bool:
     torch = module
     return True
 
-DEFAULT_CONFIGS = ["configs/mnist_cnn.yaml", "configs/mnist_mlp.yaml", "configs/mnist_relu_mlp.yaml"]
+DEFAULT_CONFIGS = [
+    "configs/mnist_cnn.yaml", "configs/mnist_mlp.yaml", "configs/mnist_relu_mlp.yaml", "configs/mnist_rows_lstm.yaml",
+]
 
 
 # -- nncli ---------------------------------------------------------------------------------
@@ -141,8 +147,38 @@ def tf_pads(layer) -> tuple[int, int, int, int]:
     return layer._left, pw - W - layer._left, layer._top, ph - H - layer._top
 
 
+RECURRENT = ("lstm", "gru", "rnn", "bidirectional")
+
+
+def recurrent_cell(layer):
+    """The lstm, gru or rnn layer itself, or a bidirectional layer's forward copy (its options are the backward copy's)."""
+    return layer.parts[0] if layer.name == "bidirectional" else layer
+
+
+def torch_recurrent(layer):
+    """torch.nn.LSTM, GRU or RNN (batch-first, float32) for an nncli lstm, gru, rnn or bidirectional(concat) layer."""
+    nn, cell = torch.nn, recurrent_cell(layer)
+    if layer.name == "bidirectional" and layer.merge != "concat":
+        raise Unsupported(f"bidirectional merge {layer.merge}")
+    if cell.go_backwards:
+        raise Unsupported(f"{cell.name} go_backwards")
+    if cell.dropout or cell.recurrent_dropout:
+        raise Unsupported(f"{cell.name} dropout")  # torch's dropout option drops between stacked layers, not this
+    gated = cell.name in ("lstm", "gru")
+    if gated and (cell.activation, cell.recurrent_activation) != ("tanh", "sigmoid"):
+        raise Unsupported(f"{cell.name} activation {cell.activation}/{cell.recurrent_activation}")
+    if cell.name == "gru" and not cell.reset_after:
+        raise Unsupported("gru reset_after false")  # torch's GRU is the reset_after form
+    if cell.name == "rnn" and cell.activation not in ("tanh", "relu"):
+        raise Unsupported(f"rnn activation {cell.activation}")
+    kind = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[cell.name]
+    options = {} if gated else {"nonlinearity": cell.activation}
+    return kind(layer.input_shape[1], cell.units, bias=cell.use_bias, batch_first=True,
+                bidirectional=layer.name == "bidirectional", **options)
+
+
 def torch_model(model, nhwc_flatten=False):
-    """A torch.nn.Sequential computing the same function as the nncli model (NCHW inside)."""
+    """A torch.nn.Sequential computing the same function as the nncli model (NCHW images inside)."""
     nn, mods = torch.nn, []
 
     class NhwcFlatten(nn.Module):
@@ -151,15 +187,48 @@ def torch_model(model, nhwc_flatten=False):
         def forward(self, x):
             return torch.flatten(x.permute(0, 2, 3, 1), 1)
 
-    class ToNchw(nn.Module):
-        """reshape to an NHWC image, as nncli does, then to PyTorch's NCHW."""
+    class Reshape(nn.Module):
+        """nncli's reshape (C order over NHWC images): NCHW images come in and go out as NCHW."""
 
-        def __init__(self, shape):
+        def __init__(self, shape, image_in):
             super().__init__()
-            self.shape = shape
+            self.shape, self.image_in = shape, image_in
 
         def forward(self, x):
-            return x.reshape(x.shape[0], *self.shape).permute(0, 3, 1, 2)
+            if self.image_in:
+                x = x.permute(0, 2, 3, 1)
+            x = x.reshape(x.shape[0], *self.shape)
+            return x.permute(0, 3, 1, 2) if len(self.shape) == 3 else x
+
+    class Recurrent(nn.Module):
+        """A torch recurrent module returns (outputs, state): keep what the nncli layer returns, every step's
+        output with return_sequences, else the final state (for bidirectional, the backward direction's
+        final state is its output at step 0)."""
+
+        def __init__(self, rnn, return_sequences):
+            super().__init__()
+            self.rnn, self.return_sequences = rnn, return_sequences
+
+        def forward(self, x):
+            out = self.rnn(x)[0]  # (N, T, directions·units)
+            if self.return_sequences:
+                return out
+            if not self.rnn.bidirectional:
+                return out[:, -1]
+            H = self.rnn.hidden_size
+            return torch.cat([out[:, -1, :H], out[:, 0, H:]], 1)
+
+    class TimePool(nn.Module):
+        """global_avgpool1d / global_maxpool1d: mean or max over the time axis (no masks in benchmark data). The max
+        is torch.max's, whose gradient goes to the first maximum as nncli's does (amax would split it among ties,
+        and MNIST's blank rows give exact ties)."""
+
+        def __init__(self, kind):
+            super().__init__()
+            self.kind = kind
+
+        def forward(self, x):
+            return x.mean(1) if self.kind == "global_avgpool1d" else x.max(1).values
 
     for layer in model.layers:
         name, spec = layer.name, layer.spec
@@ -179,22 +248,35 @@ def torch_model(model, nhwc_flatten=False):
         elif name == "global_avgpool2d":
             mods += [nn.AdaptiveAvgPool2d(1), nn.Flatten()]
             act = None
+        elif name in ("global_avgpool1d", "global_maxpool1d"):
+            mods.append(TimePool(name))
+            act = None
         elif name == "flatten":
             mods.append(NhwcFlatten() if nhwc_flatten and len(layer.input_shape) == 3 else nn.Flatten())
             act = None
         elif name == "reshape":
-            if len(layer.output_shape) != 3:
-                raise Unsupported("reshape to a non-image shape")
-            mods.append(ToNchw(layer.output_shape))
+            mods.append(Reshape(layer.output_shape, len(layer.input_shape) == 3))
             act = None
-        elif name == "dense":
-            mods.append(nn.Linear(layer.input_shape[0], layer.units, bias=layer.use_bias))
+        elif name == "dense":  # on a sequence (T, F) too: nn.Linear maps the last axis
+            mods.append(nn.Linear(layer.input_shape[-1], layer.units, bias=layer.use_bias))
             act = torch_activation(spec["activation"])
+        elif name in RECURRENT:
+            mods.append(Recurrent(torch_recurrent(layer), recurrent_cell(layer).return_sequences))
+            act = None
         else:
             act = torch_activation(spec)
         if act is not None:
             mods.append(act)
     return nn.Sequential(*mods)
+
+
+def describe_torch(net) -> str:
+    """The torch modules in order, recurrent ones with their sizes: Reshape → LSTM(28, 128, batch_first=True) → Linear."""
+    names = []
+    for mod in net:
+        rnns = [m for m in mod.modules() if isinstance(m, torch.nn.RNNBase)]
+        names.append(repr(rnns[0]) if rnns else type(mod).__name__)
+    return " → ".join(names)
 
 
 def torch_optimizer(spec, params):
@@ -216,17 +298,50 @@ def torch_loss(name):
     raise Unsupported(f"loss {name}")
 
 
+def recurrent_arrays(cell, rnn, suffix):
+    """(cell, array name, torch parameter, to_torch) for one direction of a torch recurrent module: kernel ->
+    weight_ih and recurrent_kernel -> weight_hh transposed, bias -> bias_ih; the GRU's gate blocks z, r, h become
+    torch's r, z, n and its recurrent bias (row 1) is bias_hh. LSTM and RNN have one bias: bias_hh stays 0."""
+    H = cell.units
+    order = (1, 0, 2) if cell.name == "gru" else range(cell.gates)
+    blocks = lambda a: np.concatenate([a[..., k * H : (k + 1) * H] for k in order], -1)  # noqa: E731
+    param = lambda name: getattr(rnn, f"{name}_l0{suffix}")  # noqa: E731
+    yield cell, "kernel", param("weight_ih"), lambda a: blocks(a).T
+    yield cell, "recurrent_kernel", param("weight_hh"), lambda a: blocks(a).T
+    if cell.use_bias and cell.name == "gru":
+        yield cell, "bias", param("bias_ih"), lambda a: blocks(a[0])
+        yield cell, "bias", param("bias_hh"), lambda a: blocks(a[1])
+    elif cell.use_bias:
+        yield cell, "bias", param("bias_ih"), blocks
+
+
+def torch_arrays(model, net):
+    """(nncli layer, array name, torch parameter, to_torch) for every nncli array. to_torch maps nncli's layout
+    to torch's: conv W (kh, kw, in, out) -> (out, in, kh, kw), dense W (in, out) -> (out, in), recurrent arrays as
+    in recurrent_arrays. It is linear, so it maps the gradients the same way."""
+    nn = torch.nn
+    targets = [m for m in net.modules() if isinstance(m, (nn.Conv2d, nn.Linear, nn.RNNBase))]
+    sources = [layer for layer in model.layers if layer.name in ("conv2d", "dense", *RECURRENT)]
+    for layer, mod in zip(sources, targets):
+        if isinstance(mod, nn.RNNBase):
+            cells = layer.parts if layer.name == "bidirectional" else (layer,)
+            for cell, suffix in zip(cells, ("", "_reverse")):
+                yield from recurrent_arrays(cell, mod, suffix)
+            continue
+        yield layer, "W", mod.weight, lambda a: a.transpose(3, 2, 0, 1) if a.ndim == 4 else a.T
+        if layer.use_bias:
+            yield layer, "b", mod.bias, lambda a: a
+
+
 def copy_weights(model, net):
-    """nncli θ -> torch parameters (conv W (kh, kw, in, out) -> (out, in, kh, kw); dense W (in, out) -> (out, in))."""
-    targets = [m for m in net if isinstance(m, (torch.nn.Conv2d, torch.nn.Linear))]
-    sources = [layer for layer in model.layers if layer.name in ("conv2d", "dense")]
+    """nncli θ -> torch parameters (those with no nncli array are zeros); returns torch_arrays' list."""
+    arrays = list(torch_arrays(model, net))
     with torch.no_grad():
-        for layer, mod in zip(sources, targets):
-            W = layer.params["W"]
-            mod.weight.copy_(torch.from_numpy(W.transpose(3, 2, 0, 1).copy() if W.ndim == 4 else W.T.copy()))
-            if layer.use_bias:
-                mod.bias.copy_(torch.from_numpy(layer.params["b"].copy()))
-    return list(zip(sources, targets))
+        for param in net.parameters():
+            param.zero_()
+        for layer, name, param, to_torch in arrays:
+            param.copy_(torch.from_numpy(np.ascontiguousarray(to_torch(layer.params[name]))))
+    return arrays
 
 
 class TorchRun:
@@ -280,26 +395,22 @@ class TorchRun:
         return time.perf_counter() - started
 
 
-def check_against_torch(nn_run: NncliRun) -> str:
-    """Loss and worst relative gradient difference on one training batch, same weights in both."""
+def check_against_torch(nn_run: NncliRun) -> tuple[float, float, float]:
+    """(nncli loss, PyTorch loss, worst relative gradient difference over all arrays) on one training batch,
+    same weights in both."""
     model = nn_run.model
     net = torch_model(model, nhwc_flatten=True)
-    pairs = copy_weights(model, net)
+    arrays = copy_weights(model, net)
     x, y = nn_run.data.train.x[: nn_run.batch_size], nn_run.data.train.y[: nn_run.batch_size]
     value, _ = nn_run.objective(np.ascontiguousarray(x, model.dtype), y)
     out = net(TorchRun._nchw(x))
     loss = torch_loss(nn_run.experiment.loss.spec["type"])(out, torch.from_numpy(y.astype(np.int64)))
     loss.backward()
     worst = 0.0
-    for layer, mod in pairs:
-        g = layer.grads["W"]
-        tg = mod.weight.grad.numpy()
-        tg = tg.transpose(2, 3, 1, 0) if g.ndim == 4 else tg.T
+    for layer, name, param, to_torch in arrays:
+        g, tg = to_torch(layer.grads[name]), param.grad.numpy()
         worst = max(worst, float(np.max(np.abs(g - tg)) / max(1e-12, np.max(np.abs(tg)))))
-        if layer.use_bias:
-            tb = mod.bias.grad.numpy()
-            worst = max(worst, float(np.max(np.abs(layer.grads["b"] - tb)) / max(1e-12, np.max(np.abs(tb)))))
-    return f"check: loss nncli {value:.6f} pytorch {loss.item():.6f}; worst relative gradient difference {worst:.1e}"
+    return value, loss.item(), worst
 
 
 # -- profile -------------------------------------------------------------------------------
@@ -388,8 +499,11 @@ def bench_config(path: str, args) -> None:
             t_run = TorchRun(nn_run)
         except Unsupported as exc:
             print(f"  pytorch: skipped ({exc} has no mapping here)")
+    if t_run is not None:
+        print(f"  pytorch: {describe_torch(t_run.net)}")
     if args.check and t_run is not None:
-        print("  " + check_against_torch(nn_run))
+        ours, theirs, worst = check_against_torch(nn_run)
+        print(f"  check: loss nncli {ours:.6f} pytorch {theirs:.6f}; worst relative gradient difference {worst:.1e}")
 
     # warm up: work buffers, caches, lazy initialisation
     nn_run.steps(5)
@@ -438,7 +552,7 @@ def images_per_second(run, x, batch: int, min_seconds: float = 0.5) -> float:
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("configs", nargs="*", help="nncli configs (default: the CNN and MLP configs that exist)")
+    parser.add_argument("configs", nargs="*", help="nncli configs (default: the CNN, MLP and LSTM configs that exist)")
     parser.add_argument("--steps", type=int, default=0, help="time this many steps per round instead of whole epochs")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds; medians are reported")
     parser.add_argument("--threads", type=int, default=len(os.sched_getaffinity(0)), help="BLAS / PyTorch threads")
