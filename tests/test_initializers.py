@@ -19,6 +19,7 @@ CASES = {
     "xavier_normal": ({}, 0.0, math.sqrt(2 / (FAN_IN + FAN_OUT)), None),
     "he_uniform": ({}, 0.0, math.sqrt(2 / FAN_IN), math.sqrt(6 / FAN_IN)),
     "he_normal": ({}, 0.0, math.sqrt(2 / FAN_IN), None),
+    "orthogonal": ({"gain": 2.0}, 0.0, 2.0 / math.sqrt(SHAPE[0]), None),  # unit columns times the gain
 }
 
 
@@ -46,3 +47,13 @@ def test_same_seed_same_weights_in_any_dtype():
     a.initialize(np.random.default_rng(7))
     b.initialize(np.random.default_rng(7))
     np.testing.assert_array_equal(a.theta, b.theta.astype(np.float32))
+
+
+@pytest.mark.parametrize("shape", [(6, 4), (4, 6), (2, 3, 5)])
+def test_orthogonal_has_orthonormal_rows_or_columns(shape):
+    W = INITIALIZERS.create({"type": "orthogonal", "gain": 1.5})(shape, 0, 0, np.random.default_rng(1))
+    assert W.shape == shape
+    M = W.reshape(-1, shape[-1])
+    small = min(M.shape)
+    gram = M.T @ M if M.shape[0] >= M.shape[1] else M @ M.T
+    np.testing.assert_allclose(gram, 1.5**2 * np.eye(small), atol=1e-12)

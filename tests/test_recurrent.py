@@ -276,3 +276,27 @@ def test_log_gradients_writes_the_per_step_norms_of_each_recurrent_layer(tmp_pat
     ]
     assert all(float(r["grad_norm"]) > 0 for r in rows)
     assert (tmp_path / "run" / "time_gradients.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize(
+    "layer,count,shape",
+    [
+        ("{type: lstm, units: 128}", "80,384", "(128,)"),
+        ("{type: gru, units: 128, return_sequences: true}", "60,672", "(28, 128)"),
+        ("{type: rnn, units: 128}", "20,096", "(128,)"),
+    ],
+)
+def test_summary_of_the_rows_config_gives_keras_counts_and_shows_the_time_axis(layer, count, shape):
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from nncli.cli import app
+
+    repo = Path(__file__).resolve().parent.parent
+    head = "{type: global_maxpool1d}, " if "return_sequences" in layer else ""
+    args = ["summary", str(repo / "configs" / "mnist_rows_lstm.yaml"), "--set", f"data.path={repo / 'datasets' / 'mnist'}",
+            "--set", f"model.layers=[{layer}, {head}{{type: dense, units: 10}}]"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert count in result.stdout and shape in result.stdout and "(28, 28)" in result.stdout
