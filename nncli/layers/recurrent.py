@@ -199,12 +199,14 @@ class Recurrent(Layer):
         N, T, D = x.shape
         H, G, dtype = self.units, self.gates * self.units, x.dtype
         order = slice(None, None, -1) if self.go_backwards else slice(None)
-        xt = self.buffer("xt", (T, N, D), dtype)  # time-major, in processing order
-        np.copyto(xt, x.transpose(1, 0, 2)[order])
+        # time-major inputs in processing order, and a column of ones that folds the input bias into the GEMM
+        xt = self.buffer("xt", (T, N, D + 1), dtype)
+        np.copyto(xt[..., :D], x.transpose(1, 0, 2)[order])
+        xt[..., D] = 1.0
         self._input_mask = self._recurrent_mask = None
         if training and self.dropout > 0:  # one mask per sequence, the same at every step (Keras, Gal & Ghahramani 2016)
             self._input_mask = self._dropout_mask("din", (N, D), self.dropout, dtype)
-            xt *= self._input_mask
+            xt[..., :D] *= self._input_mask
         if training and self.recurrent_dropout > 0:
             self._recurrent_mask = self._dropout_mask("drec", (N, H), self.recurrent_dropout, dtype)
         self._xt = xt
@@ -212,13 +214,12 @@ class Recurrent(Layer):
         self._valid = valid
         self._carry = None if valid is None else [None if v.all() else ~v[:, None] for v in valid]
 
-        z = self.buffer("z", (T, N, G), dtype)  # input projections, then the gates, step by step
-        np.matmul(xt.reshape(T * N, D), self.params["kernel"], out=z.reshape(T * N, G))
-        if self.use_bias:
-            z += self.input_bias()
+        scales = self._gate_scale(dtype)
+        z = self.buffer("z", (T, N, G), dtype)  # input projections (+ bias, pre-scaled), then the gates, step by step
+        np.matmul(xt.reshape(T * N, D + 1), self._input_weights(scales, dtype), out=z.reshape(T * N, G))
         h = self.buffer("h", (T + 1, N, H), dtype)  # h[t+1] is the state after step t; h[0] = 0
         h[0] = 0.0
-        self._steps(z, h)
+        self._steps(z, h, scales)
         self._z, self._h = z, h
         if not self.return_sequences:
             return h[T]
@@ -230,6 +231,19 @@ class Recurrent(Layer):
 
     def input_bias(self) -> np.ndarray:
         return self.params["bias"]
+
+    def _input_weights(self, scales, dtype) -> np.ndarray:
+        """(D + 1, G): the kernel with the input bias as its last row, times the gates' pre-scale when fused."""
+        W = self.params["kernel"]
+        Wb = self.buffer("Wb", (W.shape[0] + 1, W.shape[1]), dtype)
+        np.copyto(Wb[:-1], W)
+        if self.use_bias:
+            np.copyto(Wb[-1], self.input_bias())
+        else:
+            Wb[-1] = 0.0
+        if scales is not None:
+            Wb *= scales[0]
+        return Wb
 
     def _dropout_mask(self, key, shape, rate, dtype):
         mask = self.buffer(key, shape, dtype)
@@ -258,11 +272,13 @@ class Recurrent(Layer):
         if self._carry is not None and self._carry[t] is not None:
             np.copyto(new, old, where=self._carry[t])
 
+    fused_gates = False  # the gate blocks may run as one tanh call (_gate_scale)
+
     def _gate_scale(self, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
         """When every gate block is tanh or sigmoid, (pre-scale, post-scale, post-shift) per column so that
         all blocks are one tanh call: sigmoid(z) = ½·tanh(½z) + ½. None when some block is relu or linear."""
         kinds = self.block_activations
-        if not all(k in ("tanh", "sigmoid") for k in kinds):
+        if not self.fused_gates or not all(k in ("tanh", "sigmoid") for k in kinds):
             return None
         key = (kinds, np.dtype(dtype))
         cached = getattr(self, "_scales", None)
@@ -289,7 +305,7 @@ class Recurrent(Layer):
         """(N, units) or (N, T, units) -> (N, T, D); writes kernel, recurrent_kernel and bias gradients."""
         z, h, xt = self._z, self._h, self._xt
         T, N, G = z.shape
-        H, D, dtype = self.units, xt.shape[2], z.dtype
+        H, D, dtype = self.units, xt.shape[2] - 1, z.dtype
         dy = None
         if self.return_sequences:
             dy = self.buffer("dy", (T, N, H), dtype)
@@ -303,10 +319,12 @@ class Recurrent(Layer):
         dz = self.buffer("dz", (T, N, G), dtype)  # dL/d(input projection) of every step
         drec = self._backward_steps(last, dy, dz, norms)  # dL/d(recurrent projection), (T, N, G)
 
-        np.matmul(xt.reshape(T * N, D).T, dz.reshape(T * N, G), out=self.grads["kernel"])
+        dWb = self.buffer("dWb", (D + 1, G), dtype)  # kernel and input-bias gradients in one GEMM
+        np.matmul(xt.reshape(T * N, D + 1).T, dz.reshape(T * N, G), out=dWb)
+        np.copyto(self.grads["kernel"], dWb[:D])
         np.matmul(self._recurrent_inputs().T, drec.reshape(T * N, G), out=self.grads["recurrent_kernel"])
         if self.use_bias:
-            self._bias_gradient(dz, drec)
+            self._bias_gradient(dWb[D], drec)
         if norms is not None:
             self.time_gradient_norms = norms[::-1] if self.go_backwards else norms
         if not self.needs_input_grad:
@@ -320,9 +338,9 @@ class Recurrent(Layer):
         np.copyto(dx, dxt[order].transpose(1, 0, 2))
         return dx
 
-    def _bias_gradient(self, dz, drec) -> None:
-        T, N, G = dz.shape
-        np.matmul(self.ones(T * N, dz.dtype), dz.reshape(T * N, G), out=self.grads["bias"])
+    def _bias_gradient(self, db_input, drec) -> None:
+        """The bias gradient from the input bias's (the kernel GEMM's last row) and, where there is one, the recurrent bias's."""
+        np.copyto(self.grads["bias"], db_input)
 
     def _valid_factor(self, dtype) -> np.ndarray | None:
         """(T, N, 1) 1.0 at valid steps, 0.0 at masked ones (None without a mask)."""
@@ -351,7 +369,7 @@ class Recurrent(Layer):
         return f"{self.name}({', '.join(parts)})"
 
     # subclasses
-    def _steps(self, z: np.ndarray, h: np.ndarray) -> None:
+    def _steps(self, z: np.ndarray, h: np.ndarray, scales) -> None:
         raise NotImplementedError
 
     def _backward_steps(self, last, dy, dz, norms) -> np.ndarray:
@@ -380,7 +398,7 @@ class SimpleRNN(Recurrent):
 
     gates = 1
 
-    def _steps(self, z, h):
+    def _steps(self, z, h, scales):
         U = self.params["recurrent_kernel"]
         tmp = self.buffer("tmp", z.shape[1:], z.dtype)
         self._h_steps = z.shape[0]
@@ -438,6 +456,7 @@ class LSTM(Recurrent):
     """
 
     gates = 4
+    fused_gates = True
 
     @property
     def block_activations(self):
@@ -449,18 +468,17 @@ class LSTM(Recurrent):
         if self.use_bias and self.unit_forget_bias:
             self.params["bias"][self.units : 2 * self.units] += 1.0
 
-    def _steps(self, z, h):
+    def _steps(self, z, h, scales):
         T, N, G = z.shape
         H = self.units
-        scales = self._gate_scale(z.dtype)
         U = self.params["recurrent_kernel"]
-        if scales is not None:  # pre-scale once: the sigmoid blocks' ½z for every step
-            z *= scales[0]
+        if scales is not None:  # the input projections came pre-scaled (_input_weights); so does U
             U = np.multiply(U, scales[0], out=self.buffer("U", U.shape, U.dtype))
         c = self.buffer("c", (T + 1, N, H), z.dtype)
         tc = self.buffer("tc", (T, N, H), z.dtype)  # activation(c_t)
+        fc = self.buffer("fc", (T, N, H), z.dtype)  # f·c_{t-1}, kept for backward's factors
+        ig = self.buffer("ig", (T, N, H), z.dtype)  # i·c̃
         tmp = self.buffer("tmp", (N, G), z.dtype)
-        ig = self.buffer("ig", (N, H), z.dtype)
         c[0] = 0.0
         self._h_steps = T
         for t in range(T):
@@ -468,56 +486,78 @@ class LSTM(Recurrent):
             np.matmul(self._recurrent_input(h[t], t), U, out=tmp)
             g += tmp
             self._activate_blocks(g, scales)
-            np.multiply(g[:, H : 2 * H], c[t], out=c[t + 1])  # f·c_{t-1}
-            np.multiply(g[:, :H], g[:, 2 * H : 3 * H], out=ig)  # i·c̃
-            c[t + 1] += ig
+            np.multiply(g[:, H : 2 * H], c[t], out=fc[t])
+            np.multiply(g[:, :H], g[:, 2 * H : 3 * H], out=ig[t])
+            np.add(fc[t], ig[t], out=c[t + 1])
             _activate(self.activation, c[t + 1], out=tc[t])
             np.multiply(g[:, 3 * H :], tc[t], out=h[t + 1])
             if self._carry is not None and self._carry[t] is not None:
                 self._hold(t, c[t + 1], c[t])
                 self._hold(t, h[t + 1], h[t])
-        self._c, self._tc = c, tc
+        self._c, self._tc, self._fc, self._ig = c, tc, fc, ig
 
-    def _backward_steps(self, last, dy, dz, norms):
-        a, c, tc = self._z, self._c, self._tc  # a: the activated gates i, f, c̃, o
+    def _factors(self):
+        """Derivative factors of every step, in a few passes over all T·N rows:
+        dz_i = dc·q_i, dz_f = dc·q_f, dz_c̃ = dc·q_c̃ with q = (c̃·σ'(i), c_{t-1}·σ'(f), i·act'(c̃)),
+        dz_o = dh·(act(c)·σ'(o)), and dc_t gains dh·(o·act'(c_t)). With the default tanh and sigmoid they
+        come from products the forward pass kept (i·c̃, f·c_{t-1}, h = o·tanh c): two passes each."""
+        a, c, tc, h = self._z, self._c, self._tc, self._h
         T, N, G = a.shape
         H = self.units
         i, f, g, o = (a[..., k * H : (k + 1) * H] for k in range(4))
-        r = self.recurrent_activation
-        # Derivative factors of every step, in a few passes over all T·N rows:
-        # dz_i = dc·(c̃·σ'(i)), dz_f = dc·(c_{t-1}·σ'(f)), dz_c̃ = dc·(i·act'(c̃)), dz_o = dh·(act(c)·σ'(o)),
-        # and dc_t gains dh·(o·act'(c_t)).
-        q = self.buffer("q", (T, N, 3, H), a.dtype)
+        q = self.buffer("q", (T, 3, N, H), a.dtype)
         ro = self.buffer("ro", (T, N, H), a.dtype)
         so = self.buffer("so", (T, N, H), a.dtype)
-        for k, (slope_of, kind, times) in enumerate(((i, r, g), (f, r, c[:T]), (g, self.activation, i))):
-            _slope(kind, slope_of, out=q[:, :, k])
-            q[:, :, k] *= times
-        _slope(r, o, out=ro)
-        ro *= tc
-        _slope(self.activation, tc, out=so)
-        so *= o
+        if self.activation == "tanh" and self.recurrent_activation == "sigmoid":
+            ig, fc, ht = self._ig, self._fc, h[1:]
+            np.subtract(1.0, i, out=q[:, 0])
+            q[:, 0] *= ig  # c̃·i(1 − i) = i·c̃·(1 − i)
+            np.subtract(1.0, f, out=q[:, 1])
+            q[:, 1] *= fc  # c_{t-1}·f(1 − f)
+            np.multiply(ig, g, out=q[:, 2])
+            np.subtract(i, q[:, 2], out=q[:, 2])  # i·(1 − c̃²)
+            np.multiply(ht, o, out=ro)
+            np.subtract(ht, ro, out=ro)  # tanh(c)·o(1 − o) = h − h·o
+            np.multiply(ht, tc, out=so)
+            np.subtract(o, so, out=so)  # o·(1 − tanh²c) = o − h·tanh c
+        else:
+            r = self.recurrent_activation
+            for k, (slope_of, kind, times) in enumerate(((i, r, g), (f, r, c[:T]), (g, self.activation, i))):
+                _slope(kind, slope_of, out=q[:, k])
+                q[:, k] *= times
+            _slope(r, o, out=ro)
+            ro *= tc
+            _slope(self.activation, tc, out=so)
+            so *= o
         keep = f
         valid = self._valid_factor(a.dtype)
         if valid is not None:  # masked steps: no gate gradient, c and h carried unchanged
-            q *= valid[:, :, :, None]
+            q *= valid[:, None]
             ro *= valid
             so *= valid
             keep = f * valid + (1.0 - valid)
+        return q, ro, so, keep
+
+    def _backward_steps(self, last, dy, dz, norms):
+        T, N, G = dz.shape
+        H = self.units
+        q, ro, so, keep = self._factors()
         UT = _transposed(self, "recurrent_kernel")
-        dh = self.buffer("dh", (N, H), a.dtype)
+        dh = self.buffer("dh", (N, H), dz.dtype)
         np.copyto(dh, last)
-        spare = self.buffer("dh2", (N, H), a.dtype)
-        dc = self.buffer("dc", (N, H), a.dtype)
+        spare = self.buffer("dh2", (N, H), dz.dtype)
+        dc = self.buffer("dc", (N, H), dz.dtype)
         dc[...] = 0.0
-        tmp = self.buffer("tmp_b", (N, H), a.dtype)
+        tmp = self.buffer("tmp_b", (N, H), dz.dtype)
         for t in range(T - 1, -1, -1):
             self._record(t, dh, norms)
-            d = dz[t]
+            d, qt = dz[t], q[t]
             np.multiply(dh, ro[t], out=d[:, 3 * H :])
             np.multiply(dh, so[t], out=tmp)
             dc += tmp
-            np.multiply(dc[:, None, :], q[t], out=d[:, : 3 * H].reshape(N, 3, H))
+            np.multiply(dc, qt[0], out=d[:, :H])
+            np.multiply(dc, qt[1], out=d[:, H : 2 * H])
+            np.multiply(dc, qt[2], out=d[:, 2 * H : 3 * H])
             dc *= keep[t]
             np.matmul(d, UT, out=spare)
             if self._recurrent_mask is not None:
@@ -527,6 +567,7 @@ class LSTM(Recurrent):
             if dy is not None and t > 0:
                 dh += dy[t - 1]
         return dz
+
 
 @LAYERS.register("gru")
 @options(reset_after=(bool, True))
@@ -569,17 +610,16 @@ class GRU(Recurrent):
         b = self.params["bias"]
         return b[0] if self.reset_after else b
 
-    def _bias_gradient(self, dz, drec):
-        T, N, G = dz.shape
-        ones = self.ones(T * N, dz.dtype)
+    def _bias_gradient(self, db_input, drec):
         db = self.grads["bias"]
         if self.reset_after:
-            np.matmul(ones, dz.reshape(T * N, G), out=db[0])
-            np.matmul(ones, drec.reshape(T * N, G), out=db[1])
+            T, N, G = drec.shape
+            np.copyto(db[0], db_input)
+            np.matmul(self.ones(T * N, drec.dtype), drec.reshape(T * N, G), out=db[1])
         else:
-            np.matmul(ones, dz.reshape(T * N, G), out=db)
+            np.copyto(db, db_input)
 
-    def _steps(self, z, h):
+    def _steps(self, z, h, scales):
         T, N, G = z.shape
         H = self.units
         U = self.params["recurrent_kernel"]
