@@ -1,10 +1,10 @@
-"""Split a conv net's batches across two Python threads (an execution strategy, chosen once per model).
+"""Split the batches of conv and recurrent nets across two Python threads (an execution strategy, chosen once per model).
 
 NumPy releases the GIL inside BLAS and ufunc loops, so two threads, each
 running single-threaded BLAS on half a batch, keep two cores busy through the
 im2col copies, pooling and elementwise work that multi-threaded BLAS leaves
 serial (28 → 22 s per MNIST epoch for the seed CNN in PERFORMANCE.md). Small
-MLPs get slower this way, so only models with a compute-bound layer (conv2d)
+MLPs get slower this way, so only models with a compute-bound layer (conv2d, lstm/gru/rnn)
 do it, for training steps and for evaluation-mode forward passes (which
 split for dropout, batchnorm and rrelu too: per-sample and deterministic there).
 
@@ -34,7 +34,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 MIN_HALF = 8  # samples per half below which one thread is faster
-MAX_CHUNK = 1024  # larger batches (full-batch objectives) of conv nets go through in chunks: their work arrays are ~1 MB per sample
+MAX_CHUNK = 1024  # larger batches (full-batch objectives) of conv and recurrent nets go through in chunks: large work arrays per sample
 
 try:  # threadpoolctl sets BLAS to one thread per half while both halves run
     from threadpoolctl import ThreadpoolController

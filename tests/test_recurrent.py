@@ -300,3 +300,26 @@ def test_summary_of_the_rows_config_gives_keras_counts_and_shows_the_time_axis(l
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
     assert count in result.stdout and shape in result.stdout and "(28, 28)" in result.stdout
+
+
+def test_split_batches_give_the_whole_batch_gradient_with_masks():
+    """Recurrent nets split their batches over two threads (parallel.py); each half finds its own mask."""
+    from nncli import parallel
+    from nncli.losses import LOSSES
+    from nncli.objective import Objective
+
+    specs = [
+        {"type": "bidirectional", "layer": {"type": "lstm", "units": 3, "return_sequences": True, **BIAS}},
+        {"type": "gru", "units": 3, **BIAS},
+        {"type": "dense", "units": 3},
+    ]
+    split, whole = model_of(specs, (6, 2)), model_of(specs, (6, 2))
+    lengths = [6, 3, 5, 1, 2, 6, 4, 4] * 3
+    x, y = padded_batch(np.random.default_rng(8), lengths, 2), np.arange(len(lengths)) % 3
+    loss = LOSSES.create("cross_entropy")
+    split_objective, whole_objective = Objective(split, loss), Objective(whole, LOSSES.create("cross_entropy"))
+    whole_objective.splitter = None
+    assert split_objective.splitter is not None and split_objective.splits(len(x))
+    assert split_objective(x, y)[0] == pytest.approx(whole_objective(x, y)[0], rel=1e-12)
+    np.testing.assert_allclose(split.grad, whole.grad, rtol=1e-10, atol=1e-13)
+    np.testing.assert_allclose(parallel.evaluation_forward(split)(x), whole.forward(x), rtol=1e-12, atol=1e-14)
