@@ -60,7 +60,7 @@ def can_split(model, training: bool = True) -> bool:
     if (
         ThreadpoolController is None
         or model.activity_regularized  # activity penalties read the outputs of the whole batch
-        or not any(layer.compute_bound for layer in layers)
+        or not any(layer.compute_bound if training else layer.compute_bound_in_evaluation for layer in layers)
     ):
         return False
     if not training:
@@ -83,11 +83,11 @@ def splitter_for(model, training: bool = True) -> BatchSplitter | None:
 
 
 def takes_chunks(model) -> bool:
-    """Conv nets whose samples are independent take large batches (full-batch objectives) in chunks of
-    MAX_CHUNK: their work arrays are ~1 MB per sample. (MLPs need little memory per sample, and
+    """Conv and recurrent nets whose samples are independent take large batches (full-batch objectives) in
+    chunks of MAX_CHUNK: their work arrays are up to ~1 MB per sample. (MLPs need little memory per sample, and
     chunking would change their rounding.)"""
     walked = [layer for top in model.layers for _, layer in top.walk()]
-    return any(layer.compute_bound for layer in walked) and all(layer.independent_samples for layer in walked)
+    return any(layer.compute_bound_in_evaluation for layer in walked) and all(layer.independent_samples for layer in walked)
 
 
 def evaluation_forward(model):

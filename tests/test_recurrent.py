@@ -303,7 +303,8 @@ def test_summary_of_the_rows_config_gives_keras_counts_and_shows_the_time_axis(l
 
 
 def test_split_batches_give_the_whole_batch_gradient_with_masks():
-    """Recurrent nets split their batches over two threads (parallel.py); each half finds its own mask."""
+    """Recurrent nets split evaluation batches over two threads (parallel.py), and training ones when a layer asks
+    for it; each half finds its own mask."""
     from nncli import parallel
     from nncli.losses import LOSSES
     from nncli.objective import Objective
@@ -314,6 +315,8 @@ def test_split_batches_give_the_whole_batch_gradient_with_masks():
         {"type": "dense", "units": 3},
     ]
     split, whole = model_of(specs, (6, 2)), model_of(specs, (6, 2))
+    assert parallel.can_split(split, training=False) and not parallel.can_split(split)
+    split.layers[1].compute_bound = True  # as a conv layer is: training batches split too
     lengths = [6, 3, 5, 1, 2, 6, 4, 4] * 3
     x, y = padded_batch(np.random.default_rng(8), lengths, 2), np.arange(len(lengths)) % 3
     loss = LOSSES.create("cross_entropy")

@@ -49,6 +49,12 @@ class Layer:
     takes_mask = False  # forward(x, training, mask) receives the (N, T) mask of valid steps of padded sequences
 
     @property
+    def compute_bound_in_evaluation(self) -> bool:
+        """Two threads on half-batches beat one threaded BLAS call for evaluation batches (conv; recurrent layers,
+        whose small training batches are as fast either way, set it on its own)."""
+        return self.compute_bound
+
+    @property
     def independent_in_evaluation(self) -> bool:
         """Each sample's evaluation-mode output depends on that sample alone, and forward changes nothing and draws
         nothing (so an evaluation batch may be split). Dropout, batchnorm and rrelu set it True."""
