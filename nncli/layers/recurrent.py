@@ -160,7 +160,6 @@ class Recurrent(Layer):
         self.set_regularizers(kernel_regularizer, activity_regularizer)
         self.record_time_gradients = False  # set by diagnostics.GradientLog: keep ‖dL/dh_t‖ of each backward
         self.time_gradient_norms: np.ndarray | None = None  # (T,) in input time order, from the last backward
-        self._mask = None
 
     # -- shapes and weights ---------------------------------------------------
     @property
@@ -264,11 +263,11 @@ class Recurrent(Layer):
         return hd
 
     def _recurrent_inputs(self) -> np.ndarray:
-        """(T·N, H): every step's h_{t-1} as the recurrent GEMM saw it."""
+        """(T, N, H): every step's h_{t-1} as the recurrent GEMM saw it."""
         T, N, H = self._z.shape[0], self._z.shape[1], self.units
         if self._recurrent_mask is None:
-            return self._h[:T].reshape(T * N, H)
-        return self.buffer("hd", (T, N, H), self._h.dtype).reshape(T * N, H)
+            return self._h[:T]
+        return self.buffer("hd", (T, N, H), self._h.dtype)
 
     def _hold(self, t: int, new: np.ndarray, old: np.ndarray) -> None:
         """Masked sequences keep their previous state at step t."""
@@ -306,7 +305,7 @@ class Recurrent(Layer):
     # -- backward -------------------------------------------------------------
     def backward(self, grad_out):
         """(N, units) or (N, T, units) -> (N, T, D); writes kernel, recurrent_kernel and bias gradients."""
-        z, h, xt = self._z, self._h, self._xt
+        z, xt = self._z, self._xt
         T, N, G = z.shape
         H, D, dtype = self.units, xt.shape[2] - 1, z.dtype
         dy = None
@@ -325,7 +324,7 @@ class Recurrent(Layer):
         dWb = self.buffer("dWb", (D + 1, G), dtype)  # kernel and input-bias gradients in one GEMM
         np.matmul(xt.reshape(T * N, D + 1).T, dz.reshape(T * N, G), out=dWb)
         np.copyto(self.grads["kernel"], dWb[:D])
-        np.matmul(self._recurrent_inputs().T, drec.reshape(T * N, G), out=self.grads["recurrent_kernel"])
+        self._recurrent_kernel_gradient(drec)
         if self.use_bias:
             self._bias_gradient(dWb[D], drec)
         if norms is not None:
@@ -340,6 +339,11 @@ class Recurrent(Layer):
         order = slice(None, None, -1) if self.go_backwards else slice(None)
         np.copyto(dx, dxt[order].transpose(1, 0, 2))
         return dx
+
+    def _recurrent_kernel_gradient(self, drec) -> None:
+        """dU = Σ_t h_{t-1}ᵀ·drec_t as one GEMM over all T·N rows."""
+        T, N, G = drec.shape
+        np.matmul(self._recurrent_inputs().reshape(T * N, -1).T, drec.reshape(T * N, G), out=self.grads["recurrent_kernel"])
 
     def _bias_gradient(self, db_input, drec) -> None:
         """The bias gradient from the input bias's (the kernel GEMM's last row) and, where there is one, the recurrent bias's."""
@@ -682,6 +686,7 @@ class GRU(Recurrent):
         np.copyto(dh, last)
         spare = self.buffer("dh2", (N, H), a.dtype)
         tmp = self.buffer("tmp_b", (N, H), a.dtype)
+        hd = self._recurrent_inputs()
         for t in range(T - 1, -1, -1):
             self._record(t, dh, norms)
             d, e = dz[t], drec[t]
@@ -694,7 +699,7 @@ class GRU(Recurrent):
                 np.matmul(e, UT, out=spare)
             else:
                 np.matmul(d[:, 2 * H :], UT[2 * H :], out=tmp)  # dL/d(r·h_{t-1})
-                np.multiply(tmp, self._recurrent_inputs_step(t), out=d[:, H : 2 * H])
+                np.multiply(tmp, hd[t], out=d[:, H : 2 * H])
                 d[:, H : 2 * H] *= kr[t]
                 e[:, : 2 * H] = d[:, : 2 * H]
                 e[:, 2 * H :] = d[:, 2 * H :]
@@ -710,30 +715,15 @@ class GRU(Recurrent):
                 dh += dy[t - 1]
         return drec
 
-    def _recurrent_inputs_step(self, t: int) -> np.ndarray:
-        if self._recurrent_mask is None:
-            return self._h[t]
-        return self.buffer("hd", (self._h_steps, *self._h.shape[1:]), self._h.dtype)[t]
-
-    def backward(self, grad_out):
+    def _recurrent_kernel_gradient(self, drec):
+        """reset_after: false: the candidate block's recurrent product takes r·h_{t-1} (kept in rp), not h_{t-1}."""
         if self.reset_after:
-            return super().backward(grad_out)
-        return self._backward_reset_before(grad_out)
-
-    def _backward_reset_before(self, grad_out):
-        """reset_after: false: the candidate's recurrent product takes r·h_{t-1}, so U_h's gradient has its own input."""
-        dx = super().backward(grad_out)
-        # super() computed recurrent_kernel's gradient as h_{t-1}ᵀ·drec over all blocks; the candidate block's
-        # true input is r·h_{t-1} (stored in rp[..., 2H:]), so redo that block.
-        T, N, G = self._z.shape
+            return super()._recurrent_kernel_gradient(drec)
+        T, N, G = drec.shape
         H = self.units
-        drec = self.buffer("drec", (T, N, G), self._z.dtype)
-        np.matmul(
-            self._rp[..., 2 * H :].reshape(T * N, H).T,
-            drec[..., 2 * H :].reshape(T * N, H),
-            out=self.grads["recurrent_kernel"][:, 2 * H :],
-        )
-        return dx
+        dU = self.grads["recurrent_kernel"]
+        np.matmul(self._recurrent_inputs().reshape(T * N, H).T, drec[..., : 2 * H].reshape(T * N, 2 * H), out=dU[:, : 2 * H])
+        np.matmul(self._rp[..., 2 * H :].reshape(T * N, H).T, drec[..., 2 * H :].reshape(T * N, H), out=dU[:, 2 * H :])
 
 
 @LAYERS.register("bidirectional")
