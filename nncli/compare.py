@@ -37,7 +37,6 @@ import gc
 import inspect
 import math
 import statistics
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
