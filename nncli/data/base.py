@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, DataError
+from ..files import read_at_most
 from ..registry import Registry
 
 DATA_SOURCES = Registry("data source", type_key="source")
@@ -96,6 +97,30 @@ def existing(path: str | Path, what: str, key: str = "path") -> Path:
     if not p.exists():
         raise ConfigError(f"{path}: no such {what} (paths are relative to the current directory)", ("data", key))
     return p
+
+
+MAX_TEXT_BYTES = 256 << 20  # text sources (csv, ts) are parsed in memory
+
+
+def read_text(path: str | Path, source: str, kind: str, what: str = "file", key: str = "path") -> str:
+    """The UTF-8 text of a data file, or one DataError naming it: missing (located at data.<key>), a folder,
+    unreadable, larger than MAX_TEXT_BYTES, binary, not UTF-8. `source` and `kind` word the messages."""
+    p = existing(path, what, key)
+    if p.is_dir():
+        raise DataError(f"{path}: is a folder; data.source: {source} needs a {kind} file")
+    try:
+        with open(p, "rb") as f:
+            raw = read_at_most(f, MAX_TEXT_BYTES)
+    except OSError as exc:
+        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+    if len(raw) > MAX_TEXT_BYTES:
+        raise DataError(f"{path}: larger than {MAX_TEXT_BYTES >> 20} MiB")
+    if b"\x00" in raw:
+        raise DataError(f"{path}: binary file, not {kind} text")
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
 
 
 def stratified_split(

@@ -9,11 +9,9 @@ import math
 import numpy as np
 
 from ..errors import DataError
-from ..files import read_at_most
 from ..registry import Fraction, NonNegativeInt, PositiveInt, did_you_mean
-from .base import DATA_SOURCES, DataInfo, Dataset, DataSource, Split, encode_labels, existing, split_off, stratified_subset
+from .base import DATA_SOURCES, DataInfo, Dataset, DataSource, Split, encode_labels, read_text, split_off, stratified_subset
 
-_MAX_BYTES = 256 << 20
 _MISSING = {"", "na", "n/a", "nan", "null", "none", "?", "-"}
 
 
@@ -37,22 +35,7 @@ class _Table:
     """A parsed CSV: header names and rows of strings, with 1-based line numbers."""
 
     def __init__(self, path: str, delimiter: str):
-        p = existing(path, "file")
-        if p.is_dir():
-            raise DataError(f"{path}: is a folder; data.source: csv needs a file")
-        try:
-            with open(p, "rb") as f:
-                raw = read_at_most(f, _MAX_BYTES)
-        except OSError as exc:
-            raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-        if len(raw) > _MAX_BYTES:
-            raise DataError(f"{path}: larger than {_MAX_BYTES >> 20} MiB")
-        if b"\x00" in raw:
-            raise DataError(f"{path}: binary file, not CSV text")
-        try:
-            text = raw.decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
+        text = read_text(path, "csv", "CSV")
         self.path = path
         self.header: list[str] = []
         self.rows: list[list[str]] = []

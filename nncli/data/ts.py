@@ -16,12 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import DataError
-from ..files import read_at_most
 from ..registry import Fraction, NonNegativeInt, PositiveInt, quoted
-from .base import DATA_SOURCES, DataInfo, Dataset, DataSource, Split, encode_labels, existing, split_off, stratified_subset
+from .base import DATA_SOURCES, DataInfo, Dataset, DataSource, Split, encode_labels, read_text, split_off, stratified_subset
 from .csv import _label_value, _number
 
-_MAX_BYTES = 256 << 20
 _BOOLEAN_HEADERS = ("timestamps", "missing", "univariate", "equallength")
 _HEADERS = ("problemName", "timeStamps", "missing", "univariate", "dimensions", "equalLength", "seriesLength", "classLabel", "targetLabel", "data")
 
@@ -57,25 +55,6 @@ class _Cases:
         return x
 
 
-def _read_text(path: str, what: str, key: str) -> str:
-    p = existing(path, what, key)
-    if p.is_dir():
-        raise DataError(f"{path}: is a folder; data.source: ts needs a .ts file")
-    try:
-        with open(p, "rb") as f:
-            raw = read_at_most(f, _MAX_BYTES)
-    except OSError as exc:
-        raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    if len(raw) > _MAX_BYTES:
-        raise DataError(f"{path}: larger than {_MAX_BYTES >> 20} MiB")
-    if b"\x00" in raw:
-        raise DataError(f"{path}: binary file, not .ts text")
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{path}: not UTF-8 text (byte {exc.start})") from None
-
-
 def _flag(path: str, line: int, name: str, words: list[str]) -> bool:
     if len(words) != 1 or words[0].lower() not in ("true", "false"):
         raise DataError(f"{path}:{line}: @{name} takes true or false, got {' '.join(words) or 'nothing'}")
@@ -87,7 +66,7 @@ class _Parser:
 
     def __init__(self, path: str, what: str = "file", key: str = "path"):
         self.path = path
-        self.text = _read_text(path, what, key)
+        self.text = read_text(path, "ts", ".ts", what, key)
         self.dimensions: int | None = None
         self.series_length: int | None = None  # checked when @equalLength is true
         self.equal_length = False

@@ -364,6 +364,17 @@ class Recurrent(Layer):
         if self._carry is not None and self._carry[t] is not None:
             np.copyto(new, old, where=self._carry[t])
 
+    def _to_previous(self, t, dz_t, UT, dh, spare, dy) -> tuple[np.ndarray, np.ndarray]:
+        """dL/dh_{t-1} into `spare` when h_t = f(x_t·W + h_{t-1}·U) alone (rnn, lstm): dz_t·Uᵀ through recurrent
+        dropout, masked sequences passing dh on, plus the output's gradient at t−1. Returns (it, the free buffer)."""
+        np.matmul(dz_t, UT, out=spare)
+        if self._recurrent_mask is not None:
+            spare *= self._recurrent_mask
+        self._carry_gradient(t, spare, dh)
+        if dy is not None and t > 0:
+            spare += dy[t - 1]
+        return spare, dh
+
     # -- description ----------------------------------------------------------
     def describe(self):
         parts = [str(self.units)]
@@ -428,13 +439,7 @@ class SimpleRNN(Recurrent):
         for t in range(T - 1, -1, -1):
             self._record(t, dh, norms)
             np.multiply(dh, slope[t], out=dz[t])
-            np.matmul(dz[t], UT, out=spare)
-            if self._recurrent_mask is not None:
-                spare *= self._recurrent_mask
-            self._carry_gradient(t, spare, dh)
-            dh, spare = spare, dh
-            if dy is not None and t > 0:
-                dh += dy[t - 1]
+            dh, spare = self._to_previous(t, dz[t], UT, dh, spare, dy)
         return dz
 
 
@@ -566,13 +571,7 @@ class LSTM(Recurrent):
             np.multiply(dc, qt[1], out=d[:, H : 2 * H])
             np.multiply(dc, qt[2], out=d[:, 2 * H : 3 * H])
             dc *= keep[t]
-            np.matmul(d, UT, out=spare)
-            if self._recurrent_mask is not None:
-                spare *= self._recurrent_mask
-            self._carry_gradient(t, spare, dh)
-            dh, spare = spare, dh
-            if dy is not None and t > 0:
-                dh += dy[t - 1]
+            dh, spare = self._to_previous(t, d, UT, dh, spare, dy)
         return dz
 
 
