@@ -326,3 +326,25 @@ def test_split_batches_give_the_whole_batch_gradient_with_masks():
     assert split_objective(x, y)[0] == pytest.approx(whole_objective(x, y)[0], rel=1e-12)
     np.testing.assert_allclose(split.grad, whole.grad, rtol=1e-10, atol=1e-13)
     np.testing.assert_allclose(parallel.evaluation_forward(split)(x), whole.forward(x), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.slow
+def test_mnist_rows_lstm_reaches_98_5_percent_test_accuracy_in_5_epochs(tmp_path):
+    """The acceptance run: `nncli train configs/mnist_rows_lstm.yaml`, then `nncli eval` on the last checkpoint."""
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from nncli.cli import app
+
+    repo = Path(__file__).resolve().parent.parent
+    runner = CliRunner()
+    config, data = repo / "configs" / "mnist_rows_lstm.yaml", repo / "datasets" / "mnist"
+    result = runner.invoke(app, ["train", str(config), "--set", f"data.path={data}", "--out", str(tmp_path / "run"), "--quiet"])
+    assert result.exit_code == 0, result.output
+    last = result.stdout.strip().splitlines()[-1]
+    result = runner.invoke(app, ["eval", last, "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout.splitlines()[0])
+    assert report["n"] == 10_000 and report["accuracy"] >= 0.985, report["accuracy"]
