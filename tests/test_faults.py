@@ -165,6 +165,16 @@ def csv_args(w: World, tmp: Path, text: str, **data) -> list[str]:
     return ["train", str(w.csv_config_path), *[a for s in sets for a in ("--set", s)]]
 
 
+TS_HEADER = "@problemName toy\n@timeStamps false\n@univariate false\n@dimensions 2\n@equalLength false\n@classLabel true a b\n@data\n"
+
+
+def ts_args(w: World, tmp: Path, cases: str) -> list[str]:
+    """Train an LSTM on a .ts file of these cases (after a good header: lines 1-7)."""
+    path = bytes_file(tmp, "t.ts", (TS_HEADER + cases).encode())
+    return ["train", str(w.csv_config_path), "--set", f"data={{source: ts, path: {path}, test_path: ''}}",
+            "--set", "model.layers=[{type: lstm, units: 2}, {type: dense, units: 2}]"]
+
+
 def checkpoint_copy(w: World, tmp: Path, change_meta=None, change_arrays=None, source=None) -> Path:
     return rewrite_checkpoint(source or w.last, tmp / "bad.npz", change_meta, change_arrays)
 
@@ -320,6 +330,11 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     ("data", "idx test class unknown", idx_case(lambda f: write_idx(f / "t10k-labels-idx1-ubyte", np.full(12, 7, np.uint8), gz=False)), 2, "label 7 is not one of the classes"),
     ("data", "idx empty file", idx_case(lambda f: _rewrite(f / "train-images-idx3-ubyte", lambda b: b"")), 2, "magic number empty file"),
     # CSV data
+    ("data", "ts ragged case", lambda w, t: ts_args(w, t, "1,2:3,4:a\n1,2,3:4,5:b\n"), 2, "t.ts:9: series of one case differ in length"),
+    ("data", "ts label outside the set", lambda w, t: ts_args(w, t, "1,2:3,4:a\n1,2:3,4:c\n"), 2, "t.ts:9: label 'c' is not one of the declared classes"),
+    ("data", "ts non-numeric", lambda w, t: ts_args(w, t, "1,2:3,4:a\n1,x:3,4:b\n"), 2, "t.ts:9: dimension 1: value 'x' is not a number"),
+    ("data", "ts no cases", lambda w, t: ts_args(w, t, ""), 2, "t.ts: has a header but no cases after @data"),
+    ("data", "ts empty", lambda w, t: ["train", str(w.csv_config_path), "--set", f"data={{source: ts, path: {bytes_file(t, 'e.ts', b'')}}}"], 2, "e.ts: empty file"),
     ("data", "csv missing", lambda w, t: ["train", str(w.csv_config_path), "--set", f"data.path={t}/none.csv"], 2, "none.csv: no such file"),
     ("data", "csv ragged row", lambda w, t: csv_args(w, t, "a,b,label\n1,2,0\n3,4\n5,6,1\n"), 2, "t.csv:3: expected 3 columns as in the header, got 2"),
     ("data", "csv non-numeric", lambda w, t: csv_args(w, t, "a,b,label\n1,2,0\n3,abc,1\n"), 2, "t.csv:3: column 'b': value 'abc' is not a finite number"),
