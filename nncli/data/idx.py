@@ -10,7 +10,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import ConfigError, DataError
-from ..registry import Fraction, NonNegativeInt, PositiveInt
+from ..registry import Fraction, NonNegativeInt, PositiveInt, Probability
 from .augment import Augment
 from .base import (
     DATA_SOURCES,
@@ -138,6 +138,7 @@ class IdxSource(DataSource):
     split_seed: seeds the splits and limit; null uses the run seed. Fix it to give every `--seeds` run one split (an ensemble)
     sequence: null: images (H, W, C); rows: H steps of W·C pixels; pixels: H·W steps of C; pixels_permuted: pixels in a fixed random order
     permutation_seed: seeds the pixels_permuted order (one order for training, validation and test)
+    binarize: null, or a threshold in [0, 1]: pixels above it become +1, the rest −1 (bipolar patterns for a Hopfield network)
     """
 
     def __init__(
@@ -153,10 +154,12 @@ class IdxSource(DataSource):
         split_seed: NonNegativeInt | None = None,
         sequence: Literal["rows", "pixels", "pixels_permuted"] | None = None,
         permutation_seed: NonNegativeInt = 0,
+        binarize: Probability | None = None,
     ):
         if sequence is not None and augment is not None and augment.active:
             raise ConfigError(f"augmentation transforms images; it cannot be combined with sequence: {sequence}", ("data", "augment"))
         self.path = path
+        self.binarize = binarize
         self.sequence = sequence
         self.permutation_seed = permutation_seed
         self.validation_split = validation_split
@@ -227,6 +230,13 @@ class IdxSource(DataSource):
         # 8-bit pixels stay 8-bit until the rows to keep are chosen (a quarter of float32's memory)
         return (_nhwc(images_path, images) if _is_pixels(images) else _as_images(images_path, images)), labels
 
+    def _values(self, x: np.ndarray) -> np.ndarray:
+        """The kept images as float32: scaled to [0, 1], or ±1 with `binarize`."""
+        x = _scaled(x)
+        if self.binarize is None:
+            return x
+        return np.where(x > self.binarize, np.float32(1.0), np.float32(-1.0))
+
     def load(self, seed, preprocessing=None):
         x, labels = self._read("train", required=True)
         classes = (preprocessing or {}).get("classes") or sorted(int(c) for c in np.unique(labels))
@@ -242,22 +252,26 @@ class IdxSource(DataSource):
             keep = stratified_subset(y, self.limit, rng)
             x, y = x[keep], y[keep]
         train_idx, val_idx = split_off(y, self.validation_split, rng, description, "validation")
-        val = Split(_scaled(x[val_idx]), y[val_idx]) if len(val_idx) else None
-        train = Split(_scaled(x[train_idx]), y[train_idx]) if len(val_idx) else Split(_scaled(x), y)
+        val = Split(self._values(x[val_idx]), y[val_idx]) if len(val_idx) else None
+        train = Split(self._values(x[train_idx]), y[train_idx]) if len(val_idx) else Split(self._values(x), y)
         test = None
         test_pair = self._read("test", required=False)
         if test_pair is not None:
             tx, tlabels = test_pair
             if tx.shape[1:] != image_shape:
                 raise DataError(f"{self.path}: test images are {tx.shape[1:]}, training images {image_shape}")
-            test = Split(_scaled(self._as_sequence(tx, order)), encode_labels(tlabels, classes, str(self.path)))
+            test = Split(self._values(self._as_sequence(tx, order)), encode_labels(tlabels, classes, str(self.path)))
         return Dataset(
             train=train,
             val=val,
             test=test,
             input_shape=tuple(x.shape[1:]),
             classes=list(classes),
-            preprocessing={"classes": list(classes), **({"permutation": order.tolist()} if order is not None else {})},
+            preprocessing={
+                "classes": list(classes),
+                **({"permutation": order.tolist()} if order is not None else {}),
+                **({"binarize": self.binarize} if self.binarize is not None else {}),
+            },
             description=description,
             augment=self.augment,
         )
