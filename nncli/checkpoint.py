@@ -160,6 +160,10 @@ class Checkpoint:
                 raise CheckpointError(f"{self.path}: {what} for the model its config describes")
             for key, target in expected.items():
                 array = stored[key]
+                if array.shape != target.shape and prefix == "param/" and hasattr(model, "resize_param"):
+                    # an array whose size the data set (a modern Hopfield net's stored patterns); None: refused
+                    resized = model.resize_param(key, array.shape)
+                    target = target if resized is None else resized
                 if array.shape != target.shape:
                     raise CheckpointError(
                         f"{self.path}: {prefix}{key} has shape {array.shape}, the config's model needs {target.shape}"

@@ -230,6 +230,7 @@ class Experiment:
             for key_path, column in watched:
                 if column.startswith("val_") and dataset.val is None:
                     raise ConfigError(f"{column} needs validation data; set data.validation_split above 0", key_path)
+            self.model.check_fits(dataset)
 
     @property
     def optimizer_spec(self) -> dict | None:
@@ -257,7 +258,7 @@ class Experiment:
 
     def seeds(self, purpose: str) -> np.random.SeedSequence:
         """Independent, reproducible seed streams per purpose (adding a purpose never shifts the others)."""
-        key = {"data": 0, "init": 1, "shuffle": 2, "layers": 3, "augment": 4}[purpose]
+        key = {"data": 0, "init": 1, "shuffle": 2, "layers": 3, "augment": 4, "probes": 5}[purpose]
         split_seed = getattr(self.data, "split_seed", None)
         seed = split_seed if purpose == "data" and split_seed is not None else self.seed
         return np.random.SeedSequence(seed, spawn_key=(key,))
@@ -314,9 +315,9 @@ def _refuse_gradient_settings(model: ModelKind, document: dict, training: dict) 
     if isinstance(training, dict):
         for key in training:
             if key not in model.one_shot_training:
-                allowed = ", ".join(model.one_shot_training)
+                allowed = f"it reads only {', '.join(model.one_shot_training)}" if model.one_shot_training else "it reads none"
                 raise ConfigError(
-                    f"model.type {kind} is fitted in one shot; training.{key} does not apply (it reads only {allowed})",
+                    f"model.type {kind} is fitted in one shot; training.{key} does not apply ({allowed})",
                     ("training", key),
                 )
 

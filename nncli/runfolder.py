@@ -1,4 +1,4 @@
-"""The run folder: config.yaml, history.csv, checkpoints/last.npz and best.npz, loss.png.
+"""The run folder: config.yaml, history.csv, checkpoints/last.npz and best.npz, loss.png (not for one-shot fits).
 
 `RunFolder` is a training callback; every file it writes is written
 atomically (files.atomic_write), so a kill at any instant leaves the previous
@@ -13,7 +13,7 @@ from ._version import __version__
 from .checkpoint import run_checkpoint, save_checkpoint
 from .config import dump_yaml
 from .files import atomic_link, atomic_write_text, csv_line, csv_row, csv_text
-from .training import HISTORY_COLUMNS, Callback, Fit
+from .training import HISTORY_COLUMNS, Callback, Fit, OneShotFit
 
 
 HISTORY_HEADER = csv_row(HISTORY_COLUMNS)
@@ -77,7 +77,7 @@ class RunFolder(Callback):
             self.write_history(fit.state.history)
 
     def on_train_end(self, fit: Fit) -> None:
-        if fit.state.history:
+        if fit.state.history and not isinstance(fit, OneShotFit):  # one fit, one row: no curve to draw
             from .plots import plot_history
 
             plot_history([fit.state.history], [self.path.name], self.path / "loss.png")

@@ -21,6 +21,10 @@ new kind is one class (and its test), registered with `@MODELS.register`:
   (what objective.py and the Trainer use).
 - `fit(model, split)` (one-shot kinds) and `evaluate(model, loss, split,
   num_classes, batch_size, keep_probabilities)` -> metrics.Evaluation.
+- `check_fits(dataset)`: refuse data the kind cannot fit, before any run
+  folder exists; `fit_summary(model)`: what a one-shot fit stored (printed
+  after `train`, kept as the run folder's storage.json); `no_epochs`: why
+  `--resume`, `--weights` and `--seeds` do not apply, for kinds without epochs.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class ModelKind:
     input_shape: tuple[int, ...] | None = None  # declared in the config (else read from the data headers)
     gradient_trained: ClassVar[bool] = True
     one_shot_training: ClassVar[tuple[str, ...]] = ("eval_batch_size", "dtype")  # settings a one-shot fit reads
+    no_epochs: ClassVar[str | None] = None  # why --resume, --weights and --seeds do not apply, when they do not
 
     def plan(self, input_shape: tuple[int, ...], num_classes: int | None, dtype) -> ModelPlan:
         raise NotImplementedError
@@ -105,9 +110,16 @@ class ModelKind:
         function (full-batch minimisers and compare-optimizers need one); None when it is."""
         return None
 
+    def check_fits(self, dataset) -> None:
+        """Refuse (ConfigError or DataError naming the key) data this kind cannot fit; called before any run folder exists."""
+
     def fit(self, model, split) -> None:
         """One-shot kinds: fit `model` to a training split (gradient-trained kinds use the Trainer)."""
         raise NotImplementedError
+
+    def fit_summary(self, model) -> dict:
+        """One-shot kinds: what the fit stored, as JSON (printed after `train`, written to storage.json)."""
+        return {}
 
     def evaluate(self, model, loss, split, num_classes: int, batch_size: int = 1000, keep_probabilities: bool = False):
         raise NotImplementedError
