@@ -11,9 +11,10 @@ The CLI is a thin layer over these; they are equally usable from Python:
 from __future__ import annotations
 
 import json
+import math
 import shlex
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from .layers import ACTIVATIONS, LAYERS
 from .losses import LOSSES
 from .metrics import Evaluation, ensemble
 from .models import MODELS, MemoryNeed, PlanRow, available_memory, human_bytes
+from .models.hopfield import MASKS, RULES, UPDATES, MemoryEvaluation, capacity_curve, make_probes, outcomes, overlaps, theoretical_capacity
 from .optimizers import OPTIMIZERS
 from .registry import ComponentInfo, Registry, describe_options, did_you_mean
 from .regularizers import REGULARIZERS
@@ -63,6 +65,7 @@ class TrainResult:
     num_params: int
     experiment: Experiment
     epochs: int  # the epochs (iterations) the run was set to reach
+    storage: dict = field(default_factory=dict)  # what a one-shot fit stored (model kinds' fit_summary)
 
     @property
     def history(self) -> list[dict]:
@@ -181,6 +184,9 @@ def train(
     if resume is not None and weights is not None:
         raise ConfigError("use --resume (continue a run) or --weights (new run from its weights), not both", location="train")
     experiment = load_experiment(config, overrides, seed)
+    for flag, given in (("--resume", resume), ("--weights", weights)):
+        if given is not None and experiment.model.no_epochs is not None:
+            raise ConfigError(experiment.model.no_epochs, location=flag)
     if experiment.model.gradient_trained:
         experiment.check_optimizer_sizes([(experiment.optimizer_spec, ("optimizer",))])  # before any data is read
     resumed = read_checkpoint(resume) if resume is not None else None
@@ -222,6 +228,9 @@ def train(
         except DivergedError as exc:
             kept = f"the last good checkpoint is {run.last}" if run.last.exists() else "no checkpoint had been written yet"
             raise DivergedError(f"{exc}; {kept}") from None
+        storage = {} if experiment.model.gradient_trained else experiment.model.fit_summary(model)
+        if storage:
+            atomic_write_text(run_dir / "storage.json", json.dumps(storage, indent=2) + "\n")
         if stop.signum is not None:
             saved = run.save(trainer, run.last)
             where = f"epoch {state.epoch + 1}, batch {state.batch}" if state.batch else f"after epoch {state.epoch}"
@@ -241,6 +250,7 @@ def train(
         num_params=model.num_params,
         experiment=experiment,
         epochs=trainer.epochs,
+        storage=storage,
     )
 
 
@@ -260,6 +270,8 @@ def train_seeds(
     if resume is not None:
         raise ConfigError("trains new runs; it cannot be combined with --resume", location="--seeds")
     experiment = load_experiment(config, overrides, seed)  # fail fast, before any folder exists
+    if seeds > 1 and experiment.model.no_epochs is not None:
+        raise ConfigError(f"{experiment.model.no_epochs}; train it once", location="--seeds")
     parent = new_run_folder(out if out is not None else Path("runs") / experiment.name)
     return [
         train(config, overrides, out=parent / f"seed-{s}", seed=s, weights=weights, callbacks=callbacks)
@@ -353,14 +365,14 @@ def compare_optimizers(
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"must be a positive integer, got {seeds!r}", location="--seeds")
     experiment = load_experiment(config, overrides)
+    if not experiment.model.gradient_trained:
+        raise ConfigError(f"{experiment.model.spec['type']} is not trained by gradient descent: there are no optimizers to compare", ("model", "type"))
     if experiment.compare is None:
         raise ConfigError(
             "missing: add a compare: section listing the optimizers, e.g. compare: {optimizers: [{type: gd}, {type: newton}]}",
             ("compare",),
             experiment.doc.locate(("compare",)),
         )
-    if not experiment.model.gradient_trained:
-        raise ConfigError(f"{experiment.model.spec['type']} is not trained by gradient descent: there are no optimizers to compare", ("model", "type"))
     with experiment.doc.errors_located():  # every optimizer must see the same fixed objective
         refuse_training_side_effects(experiment.model, "compare-optimizers", "remove it to compare optimizers on this model")
     plan = experiment.compare.runs()
@@ -417,8 +429,24 @@ class ModelReport:
 
 
 @dataclass
+class MemoryReport:
+    """A Hopfield checkpoint's probes (`nncli eval`): exact recall (`accuracy`), overlap, bit errors, outcomes."""
+
+    name: str
+    split: str
+    evaluation: MemoryEvaluation
+
+    def to_json(self) -> dict:
+        e = self.evaluation
+        return {
+            "checkpoint": self.name, "split": self.split, "n": e.n, "accuracy": e.accuracy, "overlap": e.overlap,
+            "bit_error_rate": e.bit_error_rate, "outcomes": e.outcomes, "mean_sweeps": e.sweeps, "noise": e.noise, "mask": e.mask,
+        }
+
+
+@dataclass
 class EvalReport:
-    models: list[ModelReport]
+    models: list[ModelReport] | list[MemoryReport]
     ensemble: ModelReport | None = None  # mean of predicted probabilities (several checkpoints)
     vote: ModelReport | None = None  # majority vote of predicted classes
     note: str | None = None  # why there is no ensemble, when there are several models
@@ -450,10 +478,19 @@ class EvalReport:
 
 
 def evaluate(
-    checkpoints: Sequence[str | Path], split: str = "test", data_path: str | Path | None = None
+    checkpoints: Sequence[str | Path],
+    split: str | None = None,
+    data_path: str | Path | None = None,
+    noise: float | None = None,
+    mask: str | None = None,
+    probes: int | None = None,
 ) -> EvalReport:
-    """Evaluate each checkpoint on a split (rebuilt from the checkpoint alone) and, for several, their ensemble."""
-    if split not in SPLITS:
+    """Evaluate each checkpoint on a split (rebuilt from the checkpoint alone) and, for several, their ensemble.
+
+    Hopfield checkpoints are probed with their stored patterns instead (`noise`, `mask`, `probes`; see
+    models/hopfield.py): exact recall, overlap, bit errors and how the probes ended.
+    """
+    if split is not None and split not in SPLITS:
         choices = SPLITS[::-1]  # test, val, train: the default first
         raise ConfigError(
             f"expected {', '.join(choices[:-1])} or {choices[-1]}, got '{split}'.{did_you_mean(split, list(choices))}", location="--split"
@@ -461,18 +498,22 @@ def evaluate(
     if not checkpoints:
         raise ConfigError("give at least one checkpoint", location="eval")
     loaded = [read_checkpoint(p) for p in checkpoints]  # check all before any work
+    experiments = [ckpt.experiment() for ckpt in loaded]
+    memories = [hasattr(e.model, "probe") for e in experiments]
+    if any(memories):
+        if not all(memories):
+            raise ConfigError("Hopfield checkpoints are probed, not classified: evaluate them apart from the others", location="eval")
+        if split not in (None, "train"):
+            raise ConfigError("a Hopfield network is probed with the patterns it stored: the train split", location="--split")
+        return _probe_memories(loaded, experiments, data_path, *_probe_options(noise, mask, probes))
+    for flag, given in (("--noise", noise), ("--mask", mask), ("--probes", probes)):
+        if given is not None:
+            raise ConfigError("probes a Hopfield network (model.type: hopfield); these checkpoints classify", location=flag)
+    split = split or "test"
     reports, labels = [], []
     cache: dict[str, Dataset] = {}
-    for ckpt in loaded:
-        experiment = ckpt.experiment()
-        if data_path is not None:
-            experiment.data = experiment.data.with_path(str(data_path))
-            experiment.doc.marks[("data", "path")] = "--data-path"
-        key = json.dumps([experiment.data.spec, experiment.seeds("data").entropy, ckpt.meta["preprocessing"]], sort_keys=True, default=str)
-        if key not in cache:
-            cache[key] = _load_data(experiment, ckpt.meta["preprocessing"])
-        dataset = cache[key]
-        ckpt.require_input_shape(dataset.input_shape)
+    for ckpt, experiment in zip(loaded, experiments):
+        dataset = _checkpoint_data(ckpt, experiment, data_path, cache)
         model = ckpt.build_model(experiment)
         part = dataset.split(split)
         result = experiment.model.evaluate(
@@ -499,6 +540,182 @@ def evaluate(
         report.ensemble = ModelReport("ensemble (mean)", split, reports[0].classes, mean, baseline)
         report.vote = ModelReport("ensemble (vote)", split, reports[0].classes, vote, baseline)
     return report
+
+
+def _checkpoint_data(ckpt: Checkpoint, experiment: Experiment, data_path, cache: dict | None = None) -> Dataset:
+    """The checkpoint's data, preprocessed as when it was trained (read once per source and preprocessing)."""
+    if data_path is not None:
+        experiment.data = experiment.data.with_path(str(data_path))
+        experiment.doc.marks[("data", "path")] = "--data-path"
+    key = json.dumps([experiment.data.spec, experiment.seeds("data").entropy, ckpt.meta["preprocessing"]], sort_keys=True, default=str)
+    cache = {} if cache is None else cache
+    if key not in cache:
+        cache[key] = _load_data(experiment, ckpt.meta["preprocessing"])
+    ckpt.require_input_shape(cache[key].input_shape)
+    return cache[key]
+
+
+def _probe_options(noise: float | None, mask: str | None, probes: int | None) -> tuple[float, str | None, int | None]:
+    """Checked --noise, --mask and --probes."""
+    if noise is not None and mask is not None:
+        raise ConfigError("a probe is either noisy or masked: give --noise or --mask, not both", location="--mask")
+    if noise is not None and not 0.0 <= noise <= 1.0:
+        raise ConfigError(f"the fraction of bits to flip must be in [0, 1], got {noise}", location="--noise")
+    if mask is not None and mask not in MASKS:
+        raise ConfigError(f"expected {' or '.join(MASKS)}, got '{mask}'.{did_you_mean(mask, list(MASKS))}", location="--mask")
+    if probes is not None and probes < 1:
+        raise ConfigError(f"must be at least 1, got {probes}", location="--probes")
+    return noise or 0.0, mask, probes
+
+
+def _probe_memories(loaded, experiments, data_path, noise, mask, probes) -> EvalReport:
+    reports = []
+    for ckpt, experiment in zip(loaded, experiments):
+        dataset = _checkpoint_data(ckpt, experiment, data_path)
+        model = ckpt.build_model(experiment)
+        rng = np.random.default_rng(experiment.seeds("probes"))
+        result = experiment.model.probe(model, dataset.train, rng, noise, mask, probes)
+        reports.append(MemoryReport(str(ckpt.path), "train", result))
+    return EvalReport(reports)
+
+
+@dataclass
+class RecallResult:
+    """One probe followed sweep by sweep (`nncli recall`)."""
+
+    out_dir: Path
+    index: int
+    outcome: str
+    sweeps: int
+    energy: list[float]  # before any update, then after each sweep
+    overlap: float  # final overlap with the probe's pattern
+    files: list[Path]
+
+
+def recall(
+    checkpoint: str | Path,
+    index: int = 0,
+    noise: float | None = None,
+    mask: str | None = None,
+    update: str | None = None,
+    out: str | Path | None = None,
+) -> RecallResult:
+    """Follow one probe of stored pattern `index` through a Hopfield network: states.png (the state after every
+    sweep, as a picture), energy.csv, overlaps.csv (with every stored pattern, per sweep), and how it ended."""
+    ckpt = read_checkpoint(checkpoint)
+    experiment = ckpt.experiment()
+    if not hasattr(experiment.model, "probe"):
+        raise ConfigError(f"follows a Hopfield network's recall; {ckpt.path} holds a {experiment.model.spec['type']} model", location="recall")
+    if update is not None and update not in UPDATES:
+        raise ConfigError(f"expected {' or '.join(UPDATES)}, got '{update}'.{did_you_mean(update, list(UPDATES))}", location="--update")
+    noise, mask, _ = _probe_options(noise, mask, None)
+    dataset = _checkpoint_data(ckpt, experiment, None)
+    model = ckpt.build_model(experiment)
+    if update is not None:
+        model.update = update
+    patterns = dataset.train.x.reshape(len(dataset.train), -1).astype(np.float64)
+    if not 0 <= index < len(patterns):
+        raise ConfigError(f"must be in 0 … {len(patterns) - 1} (the network stores {len(patterns)} patterns), got {index}", location="--index")
+    rng = np.random.default_rng(experiment.seeds("probes"))
+    target = np.array([index])
+    result = model.run(make_probes(patterns, target, rng, noise, mask), rng, trace=True)
+    sweeps = int(result.sweeps[0])
+    states = result.trace[: sweeps + 1, 0]
+    energy = [float(e) for e in result.energy[0, : sweeps + 1]]
+    overlap_rows = overlaps(states, patterns)  # (sweeps + 1, P)
+    ended = str(outcomes(result, patterns, target)[0])
+    out_dir = new_run_folder(out if out is not None else Path("runs") / f"{experiment.name}-recall-{index}")
+    files = [out_dir / "energy.csv", out_dir / "overlaps.csv", out_dir / "states.png"]
+    atomic_write_text(files[0], csv_text(("sweep", "energy"), [{"sweep": s, "energy": e} for s, e in enumerate(energy)]))
+    atomic_write_text(
+        files[1],
+        csv_text(("sweep", "pattern", "overlap"), [
+            {"sweep": s, "pattern": p, "overlap": float(m)} for s, row in enumerate(overlap_rows) for p, m in enumerate(row)
+        ]),
+    )
+    from .plots import plot_recall
+
+    label = dataset.classes[int(dataset.train.y[index])]
+    title = f"{experiment.name}: pattern {index}" + (f" (a {label})" if label != index else "")
+    plot_recall(states, patterns[index], dataset.input_shape, energy, overlap_rows[:, index], f"{title}: {ended}", files[2])
+    return RecallResult(out_dir, index, ended, sweeps, energy, float(overlap_rows[-1, index]), files)
+
+
+@dataclass
+class CapacityResult:
+    """`nncli capacity`: recall against the number of stored random patterns."""
+
+    out_dir: Path
+    neurons: int
+    rows: list[dict]  # CAPACITY_COLUMNS
+    theory: dict[str, dict[str, float]]  # rule -> named capacities (patterns)
+    noise: float
+
+    def to_json(self) -> dict:
+        return {"neurons": self.neurons, "noise": self.noise, "rows": self.rows, "theory": self.theory}
+
+
+CAPACITY_COLUMNS = ("rule", "patterns", "load", "trials", "fixed_point_fraction", "exact_recall", "mean_overlap")
+
+
+def capacity(
+    config: str | Path | dict,
+    overrides: Sequence[str] = (),
+    patterns: str = "5:60:5",
+    trials: int = 10,
+    noise: float = 0.0,
+    rules: str | None = None,
+    out: str | Path | None = None,
+) -> CapacityResult:
+    """Store P = each of `patterns` (START:STOP:STEP or a comma list) random ±1 patterns of the config's N neurons,
+    `trials` times per P and rule: fixed-point fraction, exact recall from `noise` flipped bits, mean overlap;
+    capacity.csv and capacity.png (against P/N, with the theory lines) in the out folder."""
+    experiment = load_experiment(config, overrides)
+    kind = experiment.model
+    if not hasattr(kind, "probe"):
+        raise ConfigError(f"measures a Hopfield network's capacity; this config's model is {kind.spec['type']}", ("model", "type"))
+    counts = _pattern_counts(patterns)
+    chosen = [kind.rule] if rules is None else [r.strip() for r in rules.split(",") if r.strip()]
+    for rule in chosen:
+        if rule not in RULES:
+            raise ConfigError(f"unknown rule '{rule}' (expected {', '.join(RULES)}).{did_you_mean(rule, list(RULES))}", location="--rules")
+    if not chosen:
+        raise ConfigError("name at least one rule", location="--rules")
+    if trials < 1:
+        raise ConfigError(f"must be at least 1, got {trials}", location="--trials")
+    noise, _, _ = _probe_options(noise, None, None)
+    neurons = math.prod(experiment.data_info().input_shape)
+    out_dir = new_run_folder(out if out is not None else Path("runs") / f"{experiment.name}-capacity")
+    atomic_write_text(out_dir / "config.yaml", dump_yaml(experiment.resolved()))
+    rows = capacity_curve(
+        neurons, counts, trials, chosen, np.random.default_rng(experiment.seeds("probes")), noise,
+        kind.zero_diagonal, kind.update, kind.max_sweeps, kind.beta,
+    )
+    rows = [{k: row[k] for k in CAPACITY_COLUMNS} for row in rows]
+    theory = {rule: theoretical_capacity(rule, neurons) for rule in chosen}
+    atomic_write_text(out_dir / "capacity.csv", csv_text(CAPACITY_COLUMNS, rows))
+    from .plots import plot_capacity
+
+    plot_capacity(rows, theory, neurons, noise, out_dir / "capacity.png")
+    return CapacityResult(out_dir, neurons, rows, theory, noise)
+
+
+def _pattern_counts(text: str) -> list[int]:
+    """'5:60:5' -> 5, 10, …, 60 (stop included); '10,20,40' -> those."""
+    try:
+        if ":" in text:
+            parts = [int(p) for p in text.split(":")]
+            if len(parts) not in (2, 3):
+                raise ValueError
+            start, stop, step = (*parts, 1) if len(parts) == 2 else parts
+            counts = list(range(start, stop + 1, step)) if step > 0 else []
+        else:
+            counts = [int(p) for p in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"expected START:STOP[:STEP] or a comma list of pattern counts, got '{text}'", location="--patterns") from None
+    if not counts or min(counts) < 1:
+        raise ConfigError(f"expected positive pattern counts, got '{text}'", location="--patterns")
+    return counts
 
 
 # -- summary and components ----------------------------------------------------

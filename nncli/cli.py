@@ -152,18 +152,60 @@ def train(
 def eval_(
     checkpoints: list[Path] = typer.Argument(..., help="One or more checkpoints (.npz); several are also evaluated as an ensemble."),
     data_path: Optional[Path] = typer.Option(None, "--data-path", help="Read the data from here instead of the config's data.path."),
-    split: str = typer.Option("test", "--split", help="test, val or train."),
+    split: Optional[str] = typer.Option(None, "--split", help="test, val or train (default test; a Hopfield network: train, its stored patterns)."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object per line instead of tables."),
+    noise: Optional[float] = typer.Option(None, "--noise", help="Hopfield: flip this fraction of each probe's bits."),
+    mask: Optional[str] = typer.Option(None, "--mask", help="Hopfield: lower_half sets the second half of each probe to 0."),
+    probes: Optional[int] = typer.Option(None, "--probes", help="Hopfield: this many probes (default one per stored pattern)."),
 ):
-    """Evaluate checkpoints, rebuilt from the checkpoint alone: loss, accuracy, confusion matrix, precision/recall."""
+    """Evaluate checkpoints, rebuilt from the checkpoint alone: loss, accuracy, confusion matrix, precision/recall.
+    A Hopfield checkpoint is probed with its stored patterns: exact recall, overlap, bit errors, outcomes."""
     with cli_errors():
-        report = api.evaluate(checkpoints, split=split, data_path=data_path)
+        report = api.evaluate(checkpoints, split=split, data_path=data_path, noise=noise, mask=mask, probes=probes)
     if as_json:
         for row in report.to_json():
             typer.echo(json.dumps(row))
         return
     for table in console.eval_tables(report):
         console.stdout.print(table)
+
+
+@app.command()
+def recall(
+    checkpoint: Path = typer.Argument(..., help="A Hopfield checkpoint (.npz)."),
+    index: int = typer.Option(0, "--index", help="Which stored pattern to probe."),
+    noise: Optional[float] = typer.Option(None, "--noise", help="Flip this fraction of the probe's bits."),
+    mask: Optional[str] = typer.Option(None, "--mask", help="lower_half sets the second half of the probe to 0."),
+    update: Optional[str] = typer.Option(None, "--update", help="async or sync (default: the checkpoint's)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default runs/<name>-recall-<index>; never overwritten)."),
+):
+    """Follow one probe of a Hopfield network sweep by sweep: states.png, energy.csv, overlaps.csv, how it ended."""
+    with cli_errors():
+        result = api.recall(checkpoint, index=index, noise=noise, mask=mask, update=update, out=out)
+    console.stdout.print(console.recall_summary(result))
+    for path in result.files:
+        typer.echo(str(path))
+
+
+@app.command()
+def capacity(
+    config: Path = typer.Argument(..., help="YAML config of a Hopfield network (model.type: hopfield)."),
+    set_: Optional[list[str]] = SetOption,
+    patterns: str = typer.Option("5:60:5", "--patterns", help="Pattern counts: START:STOP[:STEP] (stop included) or a comma list."),
+    trials: int = typer.Option(10, "--trials", help="Random pattern sets per count."),
+    noise: float = typer.Option(0.0, "--noise", help="Fraction of flipped bits in the recall probes."),
+    rules: Optional[str] = typer.Option(None, "--rules", help="Comma list of rules (default: the config's)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default runs/<name>-capacity; never overwritten)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON instead of a table."),
+):
+    """Store more and more random patterns: fixed points, exact recall and overlap against P/N, with the theory lines."""
+    with cli_errors():
+        result = api.capacity(config, set_ or [], patterns=patterns, trials=trials, noise=noise, rules=rules, out=out)
+    if as_json:
+        typer.echo(json.dumps(result.to_json()))
+        return
+    console.stdout.print(console.capacity_table(result))
+    typer.echo(str(result.out_dir / "capacity.png"))
 
 
 @app.command("compare-optimizers")

@@ -13,9 +13,10 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .api import ComparisonResult, EvalReport, ModelSummary, TrainResult
+from .api import CapacityResult, ComparisonResult, EvalReport, MemoryReport, ModelSummary, RecallResult, TrainResult
 from .compare import RunResult
 from .models import human_bytes
+from .models.hopfield import OUTCOMES
 from .registry import REQUIRED, ComponentInfo
 from .training import Callback, Fit
 
@@ -132,6 +133,14 @@ def progress_for(quiet: bool) -> Callback:
 
 
 # -- result tables ---------------------------------------------------------------
+def _show_value(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, dict):
+        return ", ".join(f"{k} = {_show_value(v)}" for k, v in value.items())
+    return f"{value:,}" if isinstance(value, int) else str(value)
+
+
 def train_summary(result: TrainResult) -> Table:
     s = result.state
     last = s.history[-1] if s.history else {}
@@ -139,7 +148,10 @@ def train_summary(result: TrainResult) -> Table:
     table.add_column(style="bold")
     table.add_column()
     table.add_row("parameters", f"{result.num_params:,}")
-    table.add_row("epochs", f"{s.epoch}/{result.epochs}" + (f" (stopped: {s.stop_reason})" if s.stop_reason else ""))
+    for key, value in result.storage.items():  # what a one-shot fit stored (a Hopfield network's N, P, P/N, capacity)
+        table.add_row(key, _show_value(value))
+    if not result.storage:
+        table.add_row("epochs", f"{s.epoch}/{result.epochs}" + (f" (stopped: {s.stop_reason})" if s.stop_reason else ""))
     table.add_row("time", f"{sum(r['seconds'] for r in s.history):.1f}s")
     table.add_row("train loss / acc", f"{_num(last.get('train_loss'))} / {_pct(last.get('train_accuracy'))}")
     if last.get("val_loss") is not None:
@@ -151,7 +163,24 @@ def train_summary(result: TrainResult) -> Table:
     return table
 
 
+def memory_table(report: EvalReport) -> Table:
+    """Hopfield probes: one row per checkpoint."""
+    first = report.models[0].evaluation
+    how = f"{first.noise:.0%} of bits flipped" if first.noise else (f"{first.mask} masked" if first.mask else "clean probes")
+    table = Table(title=f"recall of the stored patterns ({how})", title_justify="left")
+    columns = ("model", "probes", "exact recall", "overlap m", "bit errors", *OUTCOMES, "sweeps")
+    for col in columns:
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for r in report.models:
+        e = r.evaluation
+        table.add_row(r.name, str(e.n), _pct(e.accuracy), f"{e.overlap:.4f}", _pct(e.bit_error_rate),
+                      *[str(e.outcomes[name]) for name in OUTCOMES], f"{e.sweeps:.1f}")
+    return table
+
+
 def eval_tables(report: EvalReport) -> list[Table]:
+    if isinstance(report.models[0], MemoryReport):
+        return [memory_table(report)]
     all_reports = [*report.models, *(r for r in (report.ensemble, report.vote) if r is not None)]
     overview = Table(title=f"evaluation on the {all_reports[0].split} split", title_justify="left")
     for col in ("model", "n", "loss", "accuracy", "majority baseline"):
@@ -349,3 +378,29 @@ def comparison_notes(result: ComparisonResult) -> list[str]:
     )
     notes.append(f"wrote {result.out_dir}/summary.csv, runs.csv, curves.csv, curves.png")
     return notes
+
+
+def recall_summary(result: RecallResult) -> Table:
+    table = Table(title=f"recall of pattern {result.index}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("ended", result.outcome)
+    table.add_row("sweeps", str(result.sweeps))
+    table.add_row("energy", " → ".join(f"{e:.4g}" for e in (result.energy if len(result.energy) <= 8 else [*result.energy[:3], result.energy[-1]])))
+    table.add_row("final overlap m", f"{result.overlap:.4f}")
+    table.add_row("folder", str(result.out_dir))
+    return table
+
+
+def capacity_table(result: CapacityResult) -> Table:
+    how = f"{result.noise:.0%} flipped bits" if result.noise else "clean probes"
+    table = Table(title=f"capacity, N = {result.neurons} (recall from {how})", title_justify="left")
+    for col in ("rule", "P", "P/N", "trials", "fixed points", "exact recall", "overlap m"):
+        table.add_column(col, justify="left" if col == "rule" else "right")
+    for r in result.rows:
+        table.add_row(r["rule"], str(r["patterns"]), f"{r['load']:.3f}", str(r["trials"]), _pct(r["fixed_point_fraction"]),
+                      _pct(r["exact_recall"]), f"{r['mean_overlap']:.3f}")
+    theory = "; ".join(f"{rule}: " + ", ".join(f"{name} = {value:.1f}" for name, value in named.items()) for rule, named in result.theory.items())
+    table.caption = f"theoretical capacity (patterns): {theory}"
+    table.caption_justify = "left"
+    return table

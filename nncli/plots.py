@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
+import numpy as np
+
 from .files import atomic_write
 
 
@@ -154,4 +156,87 @@ def plot_time_gradients(rows: list[dict], path: Path) -> None:
     ax.xaxis.set_major_locator(_integer_ticks())
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize="x-small")
+    _save(fig, path)
+
+
+def _picture_shape(input_shape: tuple[int, ...]) -> tuple[int, int]:
+    """How to draw one state: an image's (H, W); a vector of N neurons as the squarest grid that holds N."""
+    if len(input_shape) >= 2:
+        return int(input_shape[0]), int(np.prod(input_shape[1:]))
+    n = int(input_shape[0])
+    rows = int(np.floor(np.sqrt(n)))
+    while n % rows:
+        rows -= 1
+    return (rows, n // rows) if rows > 1 else (int(np.ceil(np.sqrt(n))), int(np.ceil(n / np.ceil(np.sqrt(n)))))
+
+
+def _picture(state: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    grid = np.full(shape[0] * shape[1], np.nan)
+    grid[: state.size] = state
+    return grid.reshape(shape)
+
+
+def plot_recall(states, target, input_shape, energy, overlap, title: str, path: Path) -> None:
+    """A Hopfield probe sweep by sweep: the state after each sweep as a picture (at most 12, the last always),
+    the stored pattern, and the energy and the overlap with that pattern per sweep."""
+    plt = _pyplot()
+    shape = _picture_shape(tuple(input_shape))
+    shown = list(range(len(states)))
+    if len(shown) > 12:
+        shown = [*np.linspace(0, len(states) - 2, 11).astype(int).tolist(), len(states) - 1]
+    cols = len(shown) + 1
+    fig = plt.figure(figsize=(max(8, 1.3 * cols), 5.2))
+    grid = fig.add_gridspec(2, cols, height_ratios=[1.2, 1])
+    for k, s in enumerate(shown):
+        ax = fig.add_subplot(grid[0, k])
+        ax.imshow(_picture(states[s], shape), cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_title("probe" if s == 0 else f"sweep {s}", fontsize=8)
+        ax.axis("off")
+    ax = fig.add_subplot(grid[0, cols - 1])
+    ax.imshow(_picture(target, shape), cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
+    ax.set_title("stored", fontsize=8)
+    ax.axis("off")
+    half = max(1, cols // 2)
+    ax_e = fig.add_subplot(grid[1, :half])
+    ax_e.plot(range(len(energy)), energy, marker=".")
+    ax_e.set(xlabel="sweep", ylabel="energy E")
+    ax_m = fig.add_subplot(grid[1, half:])
+    ax_m.plot(range(len(overlap)), overlap, marker=".", color="C1")
+    ax_m.set(xlabel="sweep", ylabel="overlap m", ylim=(-1.05, 1.05))
+    for ax in (ax_e, ax_m):
+        ax.xaxis.set_major_locator(_integer_ticks())
+        ax.grid(alpha=0.3)
+    fig.suptitle(title)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_capacity(rows: list[dict], theory: dict[str, dict[str, float]], neurons: int, noise: float, path: Path) -> None:
+    """Fixed-point fraction, exact recall and mean overlap against the load P/N per rule, with each rule's
+    theoretical capacities as vertical lines."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.3), sharex=True)
+    panels = (
+        ("fixed_point_fraction", "stored patterns that are fixed points"),
+        ("exact_recall", f"exact recall from {noise:.0%} flipped bits" if noise else "exact recall (clean probes)"),
+        ("mean_overlap", "mean final overlap m"),
+    )
+    rules = list(dict.fromkeys(r["rule"] for r in rows))
+    styles = [":", "--", "-.", (0, (1, 4))]
+    for k, rule in enumerate(rules):
+        mine = [r for r in rows if r["rule"] == rule]
+        load = [float(r["load"]) for r in mine]
+        for ax, (column, label) in zip(axes, panels):
+            ax.plot(load, [float(r[column]) for r in mine], marker=".", color=f"C{k}", label=rule)
+            ax.set(title=label, xlabel="load P/N", ylim=(-0.03, 1.03))
+        for j, (name, patterns) in enumerate(theory.get(rule, {}).items()):
+            if 0 < patterns / neurons <= max(load) * 1.05:
+                for ax in axes:
+                    ax.axvline(patterns / neurons, color=f"C{k}", linestyle=styles[j % len(styles)], alpha=0.6,
+                               label=f"{rule}: {name}" if ax is axes[0] else None)
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize="x-small")
+    fig.suptitle(f"Hopfield capacity, N = {neurons} random ±1 patterns")
+    fig.tight_layout()
     _save(fig, path)
