@@ -11,6 +11,11 @@ timing. 50 random patterns (load 0.064) are recalled. Each run starts from the s
 probes and the same Generator seed; the median of `--rounds` runs of `run` is printed
 with the sweeps used and the exact recall (sign(state) == the probe's pattern).
 
+Then the command itself, as a user runs it: `nncli train configs/hopfield_digits.yaml` with
+`--set model.rule=hebbian --set model.max_sweeps=30 --set data.limit=STORED` into a temporary
+folder, and `nncli eval CKPT --probes 1000 --noise 0.1 --json` timed as a whole process
+(interpreter start, reading MNIST, rebuilding the model from the checkpoint, the probes).
+
 Harder loads show what long descents cost: `--patterns random --stored 100 --noise 0.3`
 (load 0.13, most probes end in spurious states after ~17 sweeps on average, 7% still
 moving after 30) took 0.70 s on 2 cores, against 0.1-0.2 s for the defaults.
@@ -19,8 +24,11 @@ moving after 30) took 0.70 s on 2 cores, against 0.1-0.2 s for the defaults.
 from __future__ import annotations
 
 import argparse
+import json
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -67,6 +75,23 @@ def bench(kind: str, stored: int, probes: int, noise: float, max_sweeps: int, ro
     }
 
 
+def bench_command(stored: int, probes: int, noise: float, max_sweeps: int, rounds: int) -> dict:
+    """`nncli eval` of a Hebbian digits checkpoint, timed as whole processes (median of `rounds`)."""
+    nncli = [sys.executable, "-m", "nncli"]
+    with tempfile.TemporaryDirectory() as tmp:
+        sets = ["model.rule=hebbian", f"model.max_sweeps={max_sweeps}", f"data.limit={stored}"]
+        subprocess.run([*nncli, "train", str(REPO / "configs" / "hopfield_digits.yaml"), "--out", f"{tmp}/run", "--quiet",
+                        *[a for s in sets for a in ("--set", s)]], cwd=REPO, check=True, capture_output=True)
+        command = [*nncli, "eval", f"{tmp}/run/checkpoints/last.npz", "--probes", str(probes), "--noise", str(noise), "--json"]
+        times, report = [], None
+        for _ in range(rounds):
+            t0 = time.perf_counter()
+            done = subprocess.run(command, cwd=REPO, check=True, capture_output=True, text=True)
+            times.append(time.perf_counter() - t0)
+            report = json.loads(done.stdout.splitlines()[0])
+    return {"seconds": statistics.median(times), "times": times, "report": report}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patterns", choices=("mnist", "random", "both"), default="both")
@@ -85,6 +110,11 @@ def main() -> None:
         print(f"{kind:>6}: {r['seconds']:.2f} s (runs {', '.join(f'{t:.2f}' for t in r['times'])}); sweeps mean "
               f"{r['mean_sweeps']:.2f}, max {r['max_sweeps_used']}; converged {r['converged']:.1%}; exact recall "
               f"{r['exact_recall']:.1%}; outcomes {r['outcomes']}")
+    c = bench_command(args.stored, args.probes, args.noise, args.max_sweeps, args.rounds)
+    e = c["report"]
+    print(f"nncli eval ({args.stored} digits stored, {e['n']} probes): {c['seconds']:.2f} s per process "
+          f"(runs {', '.join(f'{t:.2f}' for t in c['times'])}); exact recall {e['accuracy']:.1%}, overlap {e['overlap']:.3f}, "
+          f"mean sweeps {e['mean_sweeps']:.2f}; outcomes {e['outcomes']}")
 
 
 if __name__ == "__main__":
