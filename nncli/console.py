@@ -153,7 +153,8 @@ def train_summary(result: TrainResult) -> Table:
     if not result.storage:
         table.add_row("epochs", f"{s.epoch}/{result.epochs}" + (f" (stopped: {s.stop_reason})" if s.stop_reason else ""))
     table.add_row("time", f"{sum(r['seconds'] for r in s.history):.1f}s")
-    table.add_row("train loss / acc", f"{_num(last.get('train_loss'))} / {_pct(last.get('train_accuracy'))}")
+    if not result.storage:
+        table.add_row("train loss / acc", f"{_num(last.get('train_loss'))} / {_pct(last.get('train_accuracy'))}")
     if last.get("val_loss") is not None:
         table.add_row("val loss / acc", f"{_num(last.get('val_loss'))} / {_pct(last.get('val_accuracy'))}")
         table.add_row("best val loss", f"{_num(s.best_val_loss)} (epoch {s.best_epoch})")

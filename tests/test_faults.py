@@ -657,6 +657,11 @@ def test_a_closed_stdout_ends_every_command_quietly_with_141(world, tmp_path):
     the output's size), for JSON lines (typer.echo), Rich tables and Markdown: exit 141, no error, no traceback."""
     from typer.main import get_command
 
+    import nncli
+
+    memory = write_config(tmp_path / "mem.yaml", {"name": "mem", "data": {"source": "random_patterns", "neurons": 16, "patterns": 2},
+                                                   "model": {"type": "hopfield"}})
+    stored = nncli.train(memory, out=tmp_path / "mem").final_checkpoint
     commands = [
         ("eval", world.last, "--json"),
         ("eval", world.last),
@@ -666,6 +671,8 @@ def test_a_closed_stdout_ends_every_command_quietly_with_141(world, tmp_path):
         ("train", world.config_path, "--out", tmp_path / "run"),
         ("compare-optimizers", world.csv_config_path, "--set", "compare={optimizers: [gd], max_iterations: 2}", "--out", tmp_path / "cmp"),
         ("plot", world.earlier, "--out", tmp_path / "plot.png"),
+        ("recall", stored, "--out", tmp_path / "recall"),
+        ("capacity", memory, "--patterns", "2:4:2", "--trials", "1", "--out", tmp_path / "capacity"),
     ]
     assert {c[0] for c in commands} == set(get_command(app).commands)
     read, write = os.pipe()

@@ -574,7 +574,9 @@ class StoredNetwork(HopfieldNetwork):
 
     def store(self, patterns: np.ndarray) -> None:
         super().store(patterns)
-        self.stored = len(patterns)  # P, for the storage summary (the weights do not keep it)
+        # for the storage summary: P (the weights do not keep it) and the patterns one update leaves alone
+        self.stored = len(patterns)
+        self.fixed_point_fraction = float(fixed_points(self, patterns).mean())
 
     def initialize(self, rng) -> None:
         """Nothing to draw: `store` sets the weights."""
@@ -667,17 +669,15 @@ class Hopfield(ModelKind):
         model.store(split.x.reshape(len(split), -1).astype(np.float64))
 
     def fit_summary(self, model: StoredNetwork) -> dict:
-        n, p = model.n, self._pattern_count(model)
+        n, p = model.n, model.stored
         return {
             "neurons N": n,
             "patterns P": p,
             "load P/N": p / n,
             "rule": self.describe(),
             "capacity (patterns)": theoretical_capacity(self.rule, n),
+            "fixed points": f"{model.fixed_point_fraction:.1%} of the stored patterns",
         }
-
-    def _pattern_count(self, model) -> int:
-        return len(model.patterns) if self.rule == "modern" else int(getattr(model, "stored", 0))
 
     def evaluate(self, model, loss, split, num_classes, batch_size=1000, keep_probabilities=False):
         """The stored patterns as their own probes (no noise): the fraction that are fixed points, as accuracy."""
