@@ -32,6 +32,7 @@ from .initializers import INITIALIZERS
 from .layers import ACTIVATIONS, LAYERS
 from .losses import LOSSES
 from .metrics import Evaluation, ensemble
+from .metrics import predict as predict_outputs
 from .models import MODELS, MemoryNeed, PlanRow, available_memory, human_bytes
 from .models.hopfield import MASKS, RULES, UPDATES, MemoryEvaluation, capacity_curve, make_probes, outcomes, overlaps, theoretical_capacity
 from .optimizers import OPTIMIZERS
@@ -716,6 +717,99 @@ def _pattern_counts(text: str) -> list[int]:
     if not counts or min(counts) < 1:
         raise ConfigError(f"expected positive pattern counts, got '{text}'", location="--patterns")
     return counts
+
+
+@dataclass
+class PredictResult:
+    """`nncli predict`: one row per input (`columns` of predictions.csv), and where they were written."""
+
+    out: Path
+    columns: list[str]
+    rows: list[dict]
+    classes: list  # the labels of the probability columns ([] for a Hopfield network)
+    top: int | None = None
+
+    def to_json(self) -> list[dict]:
+        """One object per input: its label and probabilities (the top `top` only, when asked), or its recall."""
+        objects = []
+        for row in self.rows:
+            if not self.classes:  # a Hopfield recall
+                objects.append({k: row[k] for k in ("input", "nearest", "overlap", "outcome", "sweeps")} | {"state": row["state"]})
+                continue
+            probabilities = {str(c): row[f"p_{c}"] for c in self.classes}
+            ranked = sorted(probabilities.items(), key=lambda kv: -kv[1])[: self.top or len(probabilities)]
+            objects.append({"input": row["input"], "label": row["label"], "probabilities": dict(ranked)})
+        return objects
+
+
+def predict(
+    checkpoint: str | Path,
+    inputs: Sequence[str | Path],
+    out: str | Path | None = None,
+    top: int | None = None,
+    resize: bool = True,
+    invert: bool = False,
+) -> PredictResult:
+    """Predict new inputs with a checkpoint: CSV rows, IDX or picture files, .ts cases, prepared with the
+    checkpoint's preprocessing (by its data source), in batches; write predictions.csv (never overwritten).
+    A Hopfield checkpoint recalls each input and writes the states it settles in."""
+    if not inputs:
+        raise ConfigError("give at least one input file", location="predict")
+    if top is not None and top < 1:
+        raise ConfigError(f"must be at least 1, got {top}", location="--top")
+    ckpt = read_checkpoint(checkpoint)
+    experiment = ckpt.experiment()
+    preprocessing, input_shape = ckpt.meta["preprocessing"], tuple(ckpt.meta["input_shape"])
+    prepared = []
+    for path in inputs:
+        if not Path(path).is_file():
+            raise DataError(f"{path}: no such file")
+        names, x = experiment.data.read_inputs(Path(path), preprocessing, input_shape, resize=resize, invert=invert)
+        if tuple(x.shape[1:]) != input_shape:
+            raise DataError(f"{path}: gives inputs of shape {tuple(x.shape[1:])}; the model takes {input_shape}")
+        prepared.append((names, x))
+    names = [n for part, _ in prepared for n in part]
+    x = np.concatenate([x for _, x in prepared])
+    model = ckpt.build_model(experiment)
+    target = unique_path(out if out is not None else "predictions.csv")
+    try:
+        if hasattr(experiment.model, "probe"):
+            result = _recall_inputs(experiment, model, names, x, target)
+        else:
+            result = _classify_inputs(experiment, model, names, x, target, preprocessing.get("classes") or [], top)
+        atomic_write_text(target, csv_text(result.columns, result.rows))
+    except BaseException:
+        target.unlink(missing_ok=True)  # the reservation, not a result
+        raise
+    return result
+
+
+def _classify_inputs(experiment, model, names, x, target, classes, top) -> PredictResult:
+    probabilities = predict_outputs(model, x, experiment.training.eval_batch_size, transform=experiment.loss.probabilities)
+    predicted = np.argmax(probabilities, axis=1)
+    columns = ["input", "label", *[f"p_{c}" for c in classes]]
+    rows = [
+        {"input": name, "label": classes[k], **{f"p_{c}": float(p) for c, p in zip(classes, row)}}
+        for name, k, row in zip(names, predicted, probabilities)
+    ]
+    return PredictResult(target, columns, rows, list(classes), top)
+
+
+def _recall_inputs(experiment, model, names, x, target) -> PredictResult:
+    """A Hopfield network's recall of each input: the state it settles in, the stored pattern nearest to it."""
+    stored = _load_data(experiment).train.x  # the stored patterns (the weights alone do not give them back)
+    patterns = stored.reshape(len(stored), -1).astype(np.float64)
+    probes = np.where(np.isnan(x), 0.0, x).reshape(len(x), -1).astype(np.float64)
+    result = model.run(probes, np.random.default_rng(experiment.seeds("probes")))
+    m = overlaps(result.states, patterns)
+    nearest = np.argmax(np.abs(m), axis=1)
+    ended = outcomes(result, patterns, nearest)
+    rows = [
+        {"input": name, "nearest": int(k), "overlap": float(m[i, k]), "outcome": str(ended[i]), "sweeps": int(result.sweeps[i]),
+         "state": " ".join(f"{v:g}" for v in result.states[i])}
+        for i, (name, k) in enumerate(zip(names, nearest))
+    ]
+    return PredictResult(target, ["input", "nearest", "overlap", "outcome", "sweeps", "state"], rows, [])
 
 
 # -- summary and components ----------------------------------------------------

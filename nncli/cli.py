@@ -171,6 +171,28 @@ def eval_(
 
 
 @app.command()
+def predict(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint (.npz)."),
+    inputs: list[Path] = typer.Argument(..., help="CSV, IDX or picture (PNG, JPEG, ...) files, or .ts files: as the model's data."),
+    out: Optional[Path] = typer.Option(None, "--out", help="CSV to write (default predictions.csv; never overwritten)."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object per input instead of a table."),
+    top: Optional[int] = typer.Option(None, "--top", help="Show only the K most probable labels of each input."),
+    no_resize: bool = typer.Option(False, "--no-resize", help="Refuse pictures of another size instead of resizing them."),
+    invert: bool = typer.Option(False, "--invert", help="Invert pictures (dark digits on a light background)."),
+):
+    """Predict new inputs with a trained model: the label and one probability per class (a Hopfield network:
+    the state each input settles in), written to a CSV; the last line printed is its path."""
+    with cli_errors():
+        result = api.predict(checkpoint, inputs, out=out, top=top, resize=not no_resize, invert=invert)
+    if as_json:
+        for row in result.to_json():
+            typer.echo(json.dumps(row))
+    else:
+        console.stdout.print(console.prediction_table(result))
+    typer.echo(str(result.out))
+
+
+@app.command()
 def recall(
     checkpoint: Path = typer.Argument(..., help="A Hopfield checkpoint (.npz)."),
     index: int = typer.Option(0, "--index", help="Which stored pattern to probe."),

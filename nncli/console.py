@@ -13,7 +13,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
-from .api import CapacityResult, ComparisonResult, EvalReport, MemoryReport, ModelSummary, RecallResult, TrainResult
+from .api import CapacityResult, ComparisonResult, EvalReport, MemoryReport, ModelSummary, PredictResult, RecallResult, TrainResult
 from .compare import RunResult
 from .models import human_bytes
 from .models.hopfield import OUTCOMES
@@ -404,4 +404,27 @@ def capacity_table(result: CapacityResult) -> Table:
     theory = "; ".join(f"{rule}: " + ", ".join(f"{name} = {value:.1f}" for name, value in named.items()) for rule, named in result.theory.items())
     table.caption = f"theoretical capacity (patterns): {theory}"
     table.caption_justify = "left"
+    return table
+
+
+def prediction_table(result: PredictResult, shown: int = 50) -> Table:
+    """The first `shown` predictions: label and the most probable labels (or a Hopfield recall)."""
+    table = Table(title=f"predictions ({len(result.rows):,} inputs; all in {result.out})", title_justify="left")
+    rows = result.to_json()[:shown]
+    if not result.classes:
+        for col in ("input", "nearest stored pattern", "overlap m", "outcome", "sweeps"):
+            table.add_column(col, justify="left" if col in ("input", "outcome") else "right")
+        for r in rows:
+            table.add_row(r["input"], str(r["nearest"]), f"{r['overlap']:.3f}", r["outcome"], str(r["sweeps"]))
+    else:
+        k = min(result.top or 3, len(result.classes))
+        table.add_column("input")
+        table.add_column("label", justify="right")
+        table.add_column(f"top {k} (probability)")
+        for r in rows:
+            ranked = sorted(r["probabilities"].items(), key=lambda kv: -kv[1])[:k]
+            table.add_row(r["input"], str(r["label"]), ", ".join(f"{label} {p:.3f}" for label, p in ranked))
+    if len(result.rows) > shown:
+        table.caption = f"… {len(result.rows) - shown:,} more in the CSV"
+        table.caption_justify = "left"
     return table

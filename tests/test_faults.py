@@ -175,6 +175,18 @@ def ts_args(w: World, tmp: Path, cases: str) -> list[str]:
             "--set", "model.layers=[{type: lstm, units: 2}, {type: dense, units: 2}]"]
 
 
+def picture(tmp: Path, side: int) -> Path:
+    from PIL import Image
+
+    path = tmp / f"p{side}.png"
+    Image.fromarray(np.zeros((side, side), np.uint8)).save(path)
+    return path
+
+
+def predict_args(w: World, tmp: Path, *inputs, extra=()) -> list[str]:
+    return ["predict", str(w.last), *map(str, inputs), "--out", str(tmp / "predicted.csv"), *extra]
+
+
 def checkpoint_copy(w: World, tmp: Path, change_meta=None, change_arrays=None, source=None) -> Path:
     return rewrite_checkpoint(source or w.last, tmp / "bad.npz", change_meta, change_arrays)
 
@@ -330,6 +342,11 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     ("data", "idx test class unknown", idx_case(lambda f: write_idx(f / "t10k-labels-idx1-ubyte", np.full(12, 7, np.uint8), gz=False)), 2, "label 7 is not one of the classes"),
     ("data", "idx empty file", idx_case(lambda f: _rewrite(f / "train-images-idx3-ubyte", lambda b: b"")), 2, "magic number empty file"),
     # CSV data
+    ("data", "predict an unreadable picture", lambda w, t: predict_args(w, t, bytes_file(t, "x.png", b"junk")), 2, "x.png: neither an IDX file nor a picture"),
+    ("data", "predict a picture of another size, no resize", lambda w, t: predict_args(w, t, picture(t, 16), extra=["--no-resize"]), 2, "is 16×16 pixels, the model takes 8×8"),
+    ("data", "predict IDX images of another size", lambda w, t: predict_args(w, t, write_idx(t / "small", np.zeros((2, 5, 5), np.uint8))), 2, "holds images of 5×5×1; the model was trained on 8×8×1"),
+    ("data", "predict a missing input", lambda w, t: predict_args(w, t, t / "none.png"), 2, "none.png: no such file"),
+    ("data", "predict a CSV with a picture model", lambda w, t: predict_args(w, t, w.table), 2, "table.csv: neither an IDX file nor a picture"),
     ("data", "ts ragged case", lambda w, t: ts_args(w, t, "1,2:3,4:a\n1,2,3:4,5:b\n"), 2, "t.ts:9: series of one case differ in length"),
     ("data", "ts label outside the set", lambda w, t: ts_args(w, t, "1,2:3,4:a\n1,2:3,4:c\n"), 2, "t.ts:9: label 'c' is not one of the declared classes"),
     ("data", "ts non-numeric", lambda w, t: ts_args(w, t, "1,2:3,4:a\n1,x:3,4:b\n"), 2, "t.ts:9: dimension 1: value 'x' is not a number"),
@@ -589,11 +606,14 @@ def _usage_cases() -> list[tuple[str, str, Callable, str]]:
                 cases.append((name, f"{flag} not a number", lambda t, g=given, f=flag: [*g, f, "abc"], f"invalid value for '{flag}'"))
             else:
                 cases.append((name, f"{flag} without a value", lambda t, g=given, f=flag: [*g, f], f"option '{flag}' requires an argument"))
-        for argument in arguments:
-            if Path not in (hints[argument.name], *typing.get_args(hints[argument.name])):
-                continue
+        paths = [p for p in arguments if Path in (hints[p.name], *typing.get_args(hints[p.name]))]
+        if paths:  # the first path argument (read first) is the faulty one; the other required ones are "x"
+            first = paths[0]
             for what, make in PATH_FAULTS.items():
-                cases.append((name, f"{argument.name} {what}", lambda t, n=name, m=make: [n, str(m(t))], "PATH"))
+                def argv(t, n=name, m=make, first=first, arguments=arguments):
+                    bad = str(m(t))
+                    return [n, *[bad if p is first else "x" for p in arguments if p.required or p is first]]
+                cases.append((name, f"{first.name} {what}", argv, "PATH"))
     return cases
 
 
@@ -631,9 +651,10 @@ def test_every_command_refuses_bad_usage_in_one_line(tmp_path, command, case, bu
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
     if fragment == "PATH":  # the file's own reader names it, with the reason
-        assert args[-1] in lines[0], lines[0]
+        bad = next(a for a in args[1:] if a != "x")
+        assert bad in lines[0], lines[0]
         if "permission" in case:
-            assert f"{args[-1]}: cannot read (Permission denied)" in lines[0], lines[0]
+            assert f"{bad}: cannot read (Permission denied)" in lines[0], lines[0]
     else:
         assert lines[0].startswith(f"error: nncli {command}: ") and fragment in lines[0], lines[0]
         assert lines[0].endswith(f"(see 'nncli {command} --help')"), lines[0]
@@ -671,6 +692,7 @@ def test_a_closed_stdout_ends_every_command_quietly_with_141(world, tmp_path):
         ("train", world.config_path, "--out", tmp_path / "run"),
         ("compare-optimizers", world.csv_config_path, "--set", "compare={optimizers: [gd], max_iterations: 2}", "--out", tmp_path / "cmp"),
         ("plot", world.earlier, "--out", tmp_path / "plot.png"),
+        ("predict", world.last, next(world.digits.glob("t10k-images*")), "--out", tmp_path / "predicted.csv"),
         ("recall", stored, "--out", tmp_path / "recall"),
         ("capacity", memory, "--patterns", "2:4:2", "--trials", "1", "--out", tmp_path / "capacity"),
     ]

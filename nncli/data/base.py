@@ -85,6 +85,13 @@ class DataSource:
         """Read, split and preprocess. `preprocessing` (from a checkpoint) replaces fitted statistics."""
         raise NotImplementedError
 
+    def read_inputs(self, path: Path, preprocessing: dict, input_shape: tuple[int, ...], resize: bool = True,
+                    invert: bool = False) -> tuple[list[str], np.ndarray]:
+        """New inputs for `nncli predict`, prepared exactly as this source prepared its training data (with the
+        checkpoint's `preprocessing`): a name per input and float32 (n, *input_shape). A file that does not fit
+        is one DataError naming it and what does not fit."""
+        raise DataError(f"{path}: a {self.spec['source']} model takes no input files to predict")
+
     def with_path(self, path: str) -> DataSource:
         """A copy of this source reading from another path (`nncli eval --data-path`)."""
         spec = {**self.spec, "path": str(path)}

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -34,7 +35,7 @@ def _label_value(text: str):
 class _Table:
     """A parsed CSV: header names and rows of strings, with 1-based line numbers."""
 
-    def __init__(self, path: str, delimiter: str):
+    def __init__(self, path: str, delimiter: str, with_target: bool = True):
         text = read_text(path, "csv", "CSV")
         self.path = path
         self.header: list[str] = []
@@ -63,7 +64,7 @@ class _Table:
         if len(set(self.header)) != len(self.header):
             dup = next(n for n in self.header if self.header.count(n) > 1)
             raise DataError(f"{path}:1: column '{dup}' appears twice in the header")
-        if len(self.header) < 2:
+        if len(self.header) < 2 and with_target:
             raise DataError(f"{path}:1: need at least one feature column and a target column")
         if not self.rows:
             raise DataError(f"{path}: has a header but no data rows")
@@ -243,3 +244,22 @@ class CsvSource(DataSource):
             },
             description=description,
         )
+
+    def read_inputs(self, path, preprocessing, input_shape, resize=True, invert=False):
+        """Rows of a CSV with a header: the trained feature columns by name (any other column, the target
+        among them, is ignored), standardised with the checkpoint's statistics. Names: file:line."""
+        table = _Table(str(path), self.delimiter, with_target=False)
+        names = preprocessing.get("features") or []
+        missing = [n for n in names if n not in table.header]
+        if missing:
+            raise DataError(f"{path}: no column {', '.join(repr(m) for m in missing)}; the model was trained on {', '.join(names)}")
+        x = table.features([table.header.index(n) for n in names])
+        if "mean" in preprocessing:
+            with np.errstate(over="ignore", invalid="ignore"):
+                x = (x - np.asarray(preprocessing["mean"])) / np.asarray(preprocessing["std"])
+        with np.errstate(over="ignore", invalid="ignore"):
+            x = x.astype(np.float32)
+        if not np.isfinite(x).all():
+            row, col = np.argwhere(~np.isfinite(x))[0]
+            raise DataError(f"{path}:{table.lines[row]}: column '{names[col]}': value is too large for float32")
+        return [f"{Path(path).name}:{line}" for line in table.lines], x

@@ -269,9 +269,67 @@ class IdxSource(DataSource):
             classes=list(classes),
             preprocessing={
                 "classes": list(classes),
+                "image_shape": list(image_shape),
                 **({"permutation": order.tolist()} if order is not None else {}),
                 **({"binarize": self.binarize} if self.binarize is not None else {}),
             },
             description=description,
             augment=self.augment,
         )
+
+    def read_inputs(self, path, preprocessing, input_shape, resize=True, invert=False):
+        """IDX image files, or pictures Pillow reads (PNG, JPEG, ...), greyscale or colour as the model was
+        trained, resized to the training images' size (unless `resize` is False), scaled like them (`invert`
+        for dark-on-light pictures), then binarised or read as sequences as in training. Names: file[i], file."""
+        shape = tuple(preprocessing.get("image_shape") or self._image_shape(input_shape))
+        path = Path(path)
+        try:
+            with open(path, "rb") as f:
+                head = f.read(2)
+        except OSError as exc:
+            raise DataError(f"{path}: cannot read ({exc.strerror})") from None
+        if head in (b"\x00\x00", b"\x1f\x8b"):  # IDX, raw or gzip'd
+            images = _nhwc(path, read_idx(path))
+            names = [f"{path.name}[{i}]" for i in range(len(images))]
+            if images.shape[1:] != shape:
+                raise DataError(f"{path}: holds images of {'×'.join(map(str, images.shape[1:]))}; the model was trained on {'×'.join(map(str, shape))}")
+        else:
+            images, names = _picture(path, shape, resize)[None], [path.name]
+        if invert:
+            images = 255 - images if _is_pixels(images) else 1.0 - images
+        order = self._permutation(shape[0] * shape[1], preprocessing)
+        return names, self._values(self._as_sequence(images, order))
+
+    def _image_shape(self, input_shape) -> tuple[int, int, int]:
+        """The training images' (H, W, C) from the model's input shape (checkpoints older than image_shape)."""
+        if self.sequence is None:
+            return tuple(input_shape)
+        steps, features = input_shape
+        if self.sequence == "rows":
+            return steps, features, 1
+        side = int(round(math.sqrt(steps)))
+        return side, steps // side, features
+
+
+def _picture(path: Path, shape: tuple[int, int, int], resize: bool) -> np.ndarray:
+    """A picture file as 8-bit pixels (H, W, C) in the training images' size and channels."""
+    try:
+        from PIL import Image, UnidentifiedImageError
+    except ImportError:  # pragma: no cover - Pillow is in the dev and images extras
+        raise DataError(f"{path}: reading pictures needs Pillow: pip install 'nncli[images]'") from None
+    height, width, channels = shape
+    if channels not in (1, 3):
+        raise DataError(f"{path}: the model takes {channels}-channel images; pictures give 1 (greyscale) or 3 (RGB)")
+    try:
+        with Image.open(path) as opened:
+            picture = opened.convert("L" if channels == 1 else "RGB")
+    except (OSError, UnidentifiedImageError, ValueError) as exc:
+        raise DataError(f"{path}: neither an IDX file nor a picture Pillow can read ({exc})") from None
+    if picture.size != (width, height):
+        if not resize:
+            raise DataError(
+                f"{path}: is {picture.width}×{picture.height} pixels, the model takes {width}×{height}; leave out --no-resize to resize it"
+            )
+        picture = picture.resize((width, height), Image.Resampling.LANCZOS)
+    pixels = np.asarray(picture, np.uint8)
+    return pixels[..., None] if channels == 1 else pixels

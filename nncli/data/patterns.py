@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
+from ..errors import DataError
+
 from ..registry import NonNegativeInt, PositiveInt
-from .base import DATA_SOURCES, DataInfo, Dataset, DataSource, Split
+from .base import DATA_SOURCES, DataInfo, Dataset, DataSource, Split, read_text
 
 
 @DATA_SOURCES.register("random_patterns")
@@ -42,6 +46,22 @@ class RandomPatterns(DataSource):
             preprocessing={"classes": classes},
             description=f"{self.patterns} random patterns of {self.neurons} neurons",
         )
+
+    def read_inputs(self, path, preprocessing, input_shape, resize=True, invert=False):
+        """Patterns to recall: a text file of N comma-separated ±1 (or 0 for unknown) values per line."""
+        text = read_text(path, "random_patterns", "pattern")
+        rows, names = [], []
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip() or line.lstrip().startswith("#"):
+                continue
+            cells = [c.strip() for c in line.split(",")]
+            if len(cells) != self.neurons or any(c not in ("1", "-1", "0", "+1", "1.0", "-1.0", "0.0") for c in cells):
+                raise DataError(f"{path}:{number}: expected {self.neurons} comma-separated values of -1, 0 or 1")
+            rows.append([float(c) for c in cells])
+            names.append(f"{Path(path).name}:{number}")
+        if not rows:
+            raise DataError(f"{path}: no patterns")
+        return names, np.array(rows, np.float32)
 
     def with_path(self, path: str) -> DataSource:
         return self  # nothing is read from disk

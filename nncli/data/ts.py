@@ -64,8 +64,9 @@ def _flag(path: str, line: int, name: str, words: list[str]) -> bool:
 class _Parser:
     """Reads one file: the header lines, then the cases, each checked against the header."""
 
-    def __init__(self, path: str, what: str = "file", key: str = "path"):
+    def __init__(self, path: str, what: str = "file", key: str = "path", labelled: bool = True):
         self.path = path
+        self.labelled = labelled  # False: new inputs to predict, whose labels (if any) are ignored
         self.text = read_text(path, "ts", ".ts", what, key)
         self.dimensions: int | None = None
         self.series_length: int | None = None  # checked when @equalLength is true
@@ -96,6 +97,8 @@ class _Parser:
             raise DataError(f"{self.path}:{line}: @targetLabel (regression targets) is not supported; classification needs @classLabel true and class labels")
         elif key == "classlabel":
             if not words or not _flag(self.path, line, name, words[:1]):
+                if not self.labelled:
+                    return
                 raise DataError(f"{self.path}:{line}: @classLabel false: the cases have no class labels; classification needs them (@classLabel true L1 L2 ...)")
             labels = [_label_value(w) for w in words[1:]]
             if len(set(labels)) < 2:
@@ -108,9 +111,11 @@ class _Parser:
     def case(self, line: int, text: str) -> tuple[list[str], object]:
         """One case line: the series' value strings, all of one length, and the label value."""
         parts = text.split(":")
-        if len(parts) < 2 or "," in parts[-1] or not parts[-1].strip():
+        if not self.labelled and self.declared is None:  # no labels: every part is a series
+            parts = [*parts, ""]
+        elif len(parts) < 2 or "," in parts[-1] or not parts[-1].strip():
             raise DataError(f"{self.path}:{line}: case has no class label (expected the series, then ':label')")
-        label = _label_value(parts[-1].strip())
+        label = _label_value(parts[-1].strip()) if parts[-1] else None
         series = [s.split(",") for s in parts[:-1]]
         if self.dimensions is None:
             self.dimensions = len(series)  # undeclared: the first case decides
@@ -124,9 +129,11 @@ class _Parser:
             )
         if self.equal_length and self.series_length is not None and lengths[0] != self.series_length:
             raise DataError(f"{self.path}:{line}: case has {lengths[0]} steps; @equalLength true with @seriesLength {self.series_length}")
-        if label not in self.declared:
+        if self.declared is None:
+            return series, None
+        if label not in self.declared and self.labelled:
             raise DataError(f"{self.path}:{line}: label {parts[-1].strip()!r} is not one of the declared classes (@classLabel {' '.join(map(str, self.declared))})")
-        return series, self.declared[label]
+        return series, self.declared.get(label)
 
     def values(self, line: int, series: list[list[str]]) -> np.ndarray:
         """(T, D) float64 from the value strings; '?', text and non-finite values refused."""
@@ -159,7 +166,7 @@ class _Parser:
                     raise DataError(f"{self.path}:{number}: header line {quoted(text.split()[0])} after @data")
                 name, *words = text[1:].split() or [""]
                 if name.lower() == "data":
-                    if self.declared is None:
+                    if self.declared is None and self.labelled:
                         raise DataError(f"{self.path}:{number}: @data before any @classLabel header; classification needs @classLabel true L1 L2 ...")
                     in_data = True
                 else:
@@ -183,8 +190,21 @@ class _Parser:
             np.array([len(f) for f in frames], np.int64),
             labels,
             lines,
-            sorted(self.declared, key=_sort_key),
+            sorted(self.declared or {}, key=_sort_key),
         )
+
+
+def _prepared(values: np.ndarray, cases: _Cases, stats: dict) -> np.ndarray:
+    """float32, standardised with `stats` (mean, std; none: as they are); NaN padding stays NaN, and a real
+    value too large for float32 is refused."""
+    length = values.shape[1]
+    with np.errstate(over="ignore", invalid="ignore"):
+        out = ((values - np.asarray(stats["mean"])) / np.asarray(stats["std"]) if stats else values).astype(np.float32)
+    real = np.arange(length) < cases.lengths[:, None]
+    if not np.isfinite(out[real]).all():
+        case = int(np.argwhere(~np.isfinite(out) & real[..., None])[0][0])
+        raise DataError(f"{cases.path}:{cases.lines[case]}: a value is too large for float32 training")
+    return out
 
 
 def _test_file(path: str, test_path: str | None) -> str | None:
@@ -279,23 +299,24 @@ class TsSource(DataSource):
                     raise DataError(f"{self.path}: dimension {int(np.argmax(bad)) + 1}: values too large to standardise")
             stats = {"mean": mean.tolist(), "std": std.tolist()}
 
-        def prepared(values: np.ndarray, cases: _Cases) -> np.ndarray:
-            """float32, standardised; NaN padding stays NaN, and a real value too large for float32 is refused."""
-            with np.errstate(over="ignore", invalid="ignore"):
-                out = ((values - mean) / std if stats else values).astype(np.float32)
-            real = np.arange(length) < cases.lengths[:, None]
-            if not np.isfinite(out[real]).all():
-                case = int(np.argwhere(~np.isfinite(out) & real[..., None])[0][0])
-                raise DataError(f"{cases.path}:{cases.lines[case]}: a value is too large for float32 training")
-            return out
-
-        x = prepared(x, train_cases)
+        x = _prepared(x, train_cases, stats)
         return Dataset(
             train=Split(x[train_idx], y[train_idx]),
             val=Split(x[val_idx], y[val_idx]) if len(val_idx) else None,
-            test=Split(prepared(tx, test_cases), ty) if test_cases is not None else None,
+            test=Split(_prepared(tx, test_cases, stats), ty) if test_cases is not None else None,
             input_shape=(length, train_cases.dimensions),
             classes=list(classes),
             preprocessing={"classes": list(classes), "length": length, **stats},
             description=description,
         )
+
+    def read_inputs(self, path, preprocessing, input_shape, resize=True, invert=False):
+        """The cases of a .ts file (labels, if any, ignored), padded to the trained length and standardised
+        with the checkpoint's statistics. Names: file:line."""
+        cases = _Parser(str(path), labelled=False).parse()
+        length, dimensions = input_shape
+        if cases.dimensions != dimensions:
+            raise DataError(f"{path}: cases have {cases.dimensions} dimensions, the model was trained on {dimensions}")
+        stats = {k: preprocessing[k] for k in ("mean", "std") if k in preprocessing}
+        x = _prepared(cases.padded(length), cases, stats)
+        return [f"{Path(path).name}:{line}" for line in cases.lines], x
