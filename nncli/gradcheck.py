@@ -97,6 +97,7 @@ class GradcheckResult:
     loss: float  # the objective at θ
     seconds: float = 0.0
     plugins: list[str] = field(default_factory=list)
+    culprit: str | None = None  # on failure: the layer whose backward goes wrong, when it can be told
 
     @property
     def passed(self) -> bool:
@@ -116,8 +117,9 @@ class GradcheckResult:
             return "gradcheck: every sampled entry sits at a kink; nothing could be checked (try --seed or --samples)"
         failed = [r for r in self.rows if not r.passed]
         others = f" ({len(failed) - 1} more arrays fail)" if len(failed) > 1 else ""
+        blame = f"the backward of {self.culprit} is wrong; worst: " if self.culprit else ""
         return (
-            f"gradcheck: {worst.layer} {worst.array}: relative error {worst.worst:.3g} > tolerance {self.tolerance:g} "
+            f"gradcheck: {blame}{worst.layer} {worst.array}: relative error {worst.worst:.3g} > tolerance {self.tolerance:g} "
             f"at entry {list(worst.worst_entry)} (backprop {worst.analytic:.6g}, finite difference {worst.numeric:.6g}){others}"
         )
 
@@ -132,6 +134,7 @@ class GradcheckResult:
             "loss": self.loss,
             "seconds": self.seconds,
             "worst_relative_error": worst.worst if worst is not None else None,
+            "culprit": self.culprit,
             "rows": [r.to_json() for r in self.rows],
         }
 
@@ -291,6 +294,9 @@ def gradcheck(
         valid = ~np.isnan(x) if np.isnan(x).any() else None  # padded steps of variable-length sequences are not data
         check(f"0.{model.layers[0].name}", "input", x, dx, lambda: f(x), valid)
     del theta
+    culprit = None
+    if not all(r.passed for r in rows):
+        culprit = _locate(model, f, check, rows, x0)
     return GradcheckResult(
         name=experiment.name,
         rows=rows,
@@ -300,4 +306,64 @@ def gradcheck(
         loss=f0,
         seconds=time.perf_counter() - started,
         plugins=list(experiment.plugins),
+        culprit=culprit,
     )
+
+
+def _locate(model, f, check, rows: list, x0) -> str | None:
+    """The layer whose backward goes wrong: dL/d(its output) is right but dL/d(its input) or its own arrays are not.
+
+    dL/dy_i of each layer's output is checked by adding the perturbation to the output a forward returns (a copy:
+    the layer's own buffers are left alone), against the gradient that reaches that layer's backward.
+    """
+    layers = model.layers
+    arriving: dict[int, np.ndarray] = {}
+    shift: dict = {}
+    for i, layer in enumerate(layers[:-1]):
+        forward, backward = layer.forward, layer.backward
+
+        def shifted(*args, _forward=forward, _i=i, **kwargs):
+            out = _forward(*args, **kwargs)
+            if shift.get("layer") == _i:
+                out = np.array(out, copy=True)
+                out.reshape(-1)[shift["index"]] += shift["delta"]
+            return out
+
+        def recorded(grad_out, _backward=backward, _i=i):
+            arriving[_i] = np.array(grad_out, dtype=np.float64, copy=True)
+            return _backward(grad_out)
+
+        layer.forward, layer.backward = shifted, recorded
+    f(x0, backward=True)
+    ok_out = {len(layers) - 1: True}
+    for i in range(len(layers) - 1):
+        before = len(rows)
+        _check_output(check, i, layers[i].name, np.zeros_like(arriving[i]), arriving[i], shift, lambda: f(x0))
+        ok_out[i] = rows[before].passed
+        del rows[before:]  # localisation only: the table keeps the arrays
+    failing = {(r.layer, r.array) for r in rows if not r.passed}
+    for i in range(len(layers) - 1, -1, -1):
+        key = f"{i}.{layers[i].name}"
+        own_bad = any(layer == key and array != "input" for layer, array in failing)
+        input_bad = (key, "input") in failing if i == 0 else not ok_out[i - 1]
+        if ok_out[i] and (own_bad or input_bad):
+            return key
+    return None
+
+
+def _check_output(check, i, name, probe, analytic, shift, evaluate) -> None:
+    """check() on layer i's output: the 'values' perturbed are a zero array whose entries become output shifts."""
+    flat = probe.reshape(-1)
+
+    def evaluate_shifted():
+        nonzero = np.flatnonzero(flat)
+        if nonzero.size:
+            shift.update(layer=i, index=int(nonzero[0]), delta=float(flat[nonzero[0]]))
+        else:
+            shift.clear()
+        try:
+            return evaluate()
+        finally:
+            shift.clear()
+
+    check(f"{i}.{name}", "output", probe, analytic, evaluate_shifted)
