@@ -854,6 +854,9 @@ def summarize(config: str | Path | dict, overrides: Sequence[str] = ()) -> Model
 
 def components(kind: str | None = None) -> list[ComponentInfo]:
     """Config sections and every registered component (of one kind), with options, defaults and descriptions."""
+    from . import plugins
+
+    plugins.load_entry_points()
     known = ["section", *KINDS]
     if kind is None:
         kinds = known

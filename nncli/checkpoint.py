@@ -93,12 +93,24 @@ class Checkpoint:
 
     def experiment(self):
         """The Experiment from the embedded config (errors name the checkpoint)."""
+        from . import plugins
         from .experiment import from_document
 
+        plugins.load_entry_points()  # installed plugins; the config's own `plugins:` are never imported here
         doc = document_from_dict(self.config, source=f"{self.path} (embedded config)")
         try:
             return from_document(doc)
         except ConfigError as exc:
+            missing = plugins.missing_plugins(self.config)
+            if exc.unknown is not None and missing:
+                kind, name = exc.unknown
+                where = dotted(exc.path[:-1] if exc.path[-1:] == ("type",) else exc.path)
+                if len(missing) == 1:
+                    source = f"it comes from plugin {missing[0]}, which is not loaded; pass --plugin {missing[0]} if you trust it"
+                else:
+                    listed = ", ".join(missing)
+                    source = f"it comes from one of the plugins {listed}, which are not loaded; pass --plugin for the one you trust"
+                raise CheckpointError(f"{self.path}: {where}: unknown {kind} {name!r} — {source}") from None
             raise CheckpointError(f"{self.path}: embedded config is invalid: {exc}") from None
 
     def require_resumable(self) -> None:

@@ -107,6 +107,24 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
+@app.callback()
+def _global_options(
+    plugin: Optional[list[str]] = typer.Option(
+        None,
+        "--plugin",
+        help="Import this plugin (.py file or module name) first: it registers your own components. Repeatable. "
+        "For commands that read a checkpoint or no config; a config names its own in plugins:.",
+    ),
+):
+    """Train neural networks written in plain NumPy from YAML experiment configs."""
+    if plugin:
+        from . import plugins
+
+        with cli_errors():
+            for spec in plugin:
+                plugins.load(spec, location="--plugin")
+
+
 SetOption = typer.Option(None, "--set", help="Override a config value: KEY.PATH=VALUE (YAML value; list items by index). Repeatable.")
 
 
@@ -270,6 +288,31 @@ def summary(
         result = api.summarize(config, set_ or [])
     console.stdout.print(console.model_summary(result))
     console.stdout.print(console.memory_line(result), markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def gradcheck(
+    config: Path = typer.Argument(..., help="YAML experiment config."),
+    set_: Optional[list[str]] = SetOption,
+    samples: int = typer.Option(4, "--samples", help="Training samples in the objective."),
+    entries: int = typer.Option(20, "--entries", help="Sampled entries per parameter array (all when it has no more)."),
+    tolerance: float = typer.Option(1e-6, "--tolerance", help="Largest relative error that passes."),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Override the config's seed (weights, data split, sampled entries)."),
+    as_json: bool = typer.Option(False, "--json", help="Print the result as one JSON object instead of a table."),
+):
+    """Check backpropagation against finite differences on the configured model (float64): exit 0 when every array passes."""
+    from .gradcheck import gradcheck as run_gradcheck
+
+    with cli_errors():
+        result = run_gradcheck(config, set_ or [], samples=samples, entries=entries, tolerance=tolerance, seed=seed)
+    if as_json:
+        typer.echo(json.dumps(result.to_json()))
+    else:
+        console.stdout.print(console.gradcheck_table(result))
+        console.stdout.print(console.gradcheck_note(result), markup=False, highlight=False, soft_wrap=True)
+    if not result.passed:
+        print_error(result.failure())
+        raise typer.Exit(1)
 
 
 @app.command()

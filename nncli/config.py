@@ -126,7 +126,7 @@ class Document:
             yield
         except ConfigError as exc:
             if exc.location is None:
-                raise ConfigError(exc.message, exc.path, self.locate(exc.path)) from None
+                raise exc.moved(exc.path, self.locate(exc.path)) from None
             raise
 
 

@@ -242,8 +242,30 @@ def components_table(infos: list[ComponentInfo]) -> Table:
             f"{o.name}" + ("" if o.default is REQUIRED else f"={o.default!r}".replace("'", "")) for o in info.options
         )
         name = info.name + (f" ({', '.join(info.aliases)})" if info.aliases else "")
-        table.add_row(info.kind, name, options or "-", info.summary)
+        summary = f"[plugin {info.origin}] {info.summary}" if info.origin else info.summary
+        table.add_row(info.kind, name, options or "-", summary)
     return table
+
+
+def gradcheck_table(result) -> Table:
+    """`nncli gradcheck`: one row per parameter array and the input, worst relative error and status."""
+    table = Table(title=f"{result.name}: backprop against central differences ({result.samples} samples, tolerance {result.tolerance:g})")
+    for col, justify in (("layer", "left"), ("array", "left"), ("checked", "right"), ("skipped", "right"), ("worst rel. error", "right"), ("status", "left")):
+        table.add_column(col, justify=justify)
+    for row in result.rows:
+        worst = "-" if row.checked == 0 else f"{row.worst:.2e}"
+        checked = f"{row.checked}/{row.size}"
+        status = {"ok": "[green]ok[/green]", "FAIL": "[bold red]FAIL[/bold red]"}.get(row.status, f"[yellow]{row.status}[/yellow]")
+        table.add_row(row.layer, row.array, checked, str(row.skipped), worst, status)
+    return table
+
+
+def gradcheck_note(result) -> str:
+    skipped = sum(r.skipped for r in result.rows)
+    line = f"objective {result.loss:.6g}; {result.seconds:.1f} s"
+    if skipped:
+        line += f"; {skipped} entries skipped at kinks (a ReLU input crossing 0 or a max-pool winner changing within ±2h: not checkable)"
+    return line
 
 
 def components_markdown(infos: list[ComponentInfo]) -> str:

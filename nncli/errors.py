@@ -35,6 +35,7 @@ class ConfigError(UsageError):
         self.message = message
         self.path = tuple(path)
         self.location = location
+        self.unknown: tuple[str, str] | None = None  # (kind, name) when a component name is not registered
         super().__init__(str(self))
 
     def __str__(self) -> str:
@@ -43,7 +44,13 @@ class ConfigError(UsageError):
 
     def under(self, prefix: Path_) -> ConfigError:
         """The same error with `prefix` put in front of its key path."""
-        return ConfigError(self.message, (*prefix, *self.path), self.location)
+        return self.moved((*prefix, *self.path), self.location)
+
+    def moved(self, path: Path_, location: str | None) -> ConfigError:
+        """The same error at another key path and location (what it knows besides the message kept)."""
+        error = ConfigError(self.message, path, location)
+        error.unknown = self.unknown
+        return error
 
 
 class DataError(UsageError):

@@ -146,12 +146,14 @@ def _top_level(
     optimizer: Annotated[object, OPTIMIZERS] = "adam",
     training: dict | None = None,
     compare: dict | None = None,
+    plugins: list[str] | None = None,
 ):
     """The sections of a config file.
 
     Options:
     name: run name (default: the config file's name); the run folder is runs/<name>
     seed: seeds data splits, initial weights, shuffling and every random layer
+    plugins: Python files (relative to the config's folder) or module names imported before the rest is read; they register your own components (README: "Your own components"). A checkpoint never imports them
     data: where the data comes from ({source: idx|csv|ts, path: ...})
     model: the model kind (model.type, default sequential) and its options, e.g. {layers: [...]}
     loss: cross_entropy | binary_cross_entropy | mse
@@ -179,6 +181,7 @@ class Experiment:
     training: TrainingConfig
     compare: CompareConfig | None
     doc: Document  # where values came from, for locating errors found later
+    plugins: tuple[str, ...] = ()  # resolved: files as absolute paths, modules by name
 
     # -- building -------------------------------------------------------------
     def data_info(self) -> DataInfo:
@@ -258,7 +261,7 @@ class Experiment:
 
     def seeds(self, purpose: str) -> np.random.SeedSequence:
         """Independent, reproducible seed streams per purpose (adding a purpose never shifts the others)."""
-        key = {"data": 0, "init": 1, "shuffle": 2, "layers": 3, "augment": 4, "probes": 5}[purpose]
+        key = {"data": 0, "init": 1, "shuffle": 2, "layers": 3, "augment": 4, "probes": 5, "gradcheck": 6}[purpose]
         split_seed = getattr(self.data, "split_seed", None)
         seed = split_seed if purpose == "data" and split_seed is not None else self.seed
         return np.random.SeedSequence(seed, spawn_key=(key,))
@@ -269,6 +272,7 @@ class Experiment:
         out = {
             "name": self.name,
             "seed": self.seed,
+            **({"plugins": list(self.plugins)} if self.plugins else {}),
             "data": to_plain(self.data.spec),
             "model": to_plain(self.model),
         }
@@ -353,6 +357,7 @@ def from_document(doc: Document, seed: int | None = None, name: str | None = Non
         training=training,
         compare=compare,
         doc=doc,
+        plugins=tuple(top["plugins"] or ()),
     )
 
 
@@ -367,4 +372,25 @@ def load_experiment(
     apply_overrides(doc, overrides, TOP_LEVEL_KEYS)
     if seed is not None and seed < 0:
         raise ConfigError(f"must be a non-negative integer, got {seed}", location="--seed")
+    load_config_plugins(doc, None if isinstance(config, dict) else Path(config).parent)
     return from_document(doc, seed=seed, name=name)
+
+
+def load_config_plugins(doc: Document, base: Path | None) -> None:
+    """Import the plugins a config file names (before the rest is validated), and record them resolved.
+
+    Only a config the user runs gets here: a checkpoint's embedded config goes
+    straight to from_document, which checks `plugins:` but imports nothing.
+    """
+    from . import plugins
+
+    plugins.load_entry_points()
+    named = doc.data.get("plugins")
+    if named is None:
+        return
+    with doc.errors_located():
+        if not isinstance(named, list) or not all(isinstance(p, str) for p in named):
+            raise ConfigError("expected a list of plugin files (.py) or module names", ("plugins",))
+        for i, spec in enumerate(named):
+            location = doc.locate(("plugins", i))
+            named[i] = plugins.load(spec, base, location, ("plugins", i))

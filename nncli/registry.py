@@ -82,23 +82,40 @@ def did_you_mean(word: str, choices: typing.Iterable[str]) -> str:
 
 
 class Registry:
-    """Name -> class table for one component kind ("layer", "optimizer", ...)."""
+    """Name -> class table for one component kind ("layer", "optimizer", ...).
+
+    Every registry is listed in `Registry.every` (plugins.py rolls a failed
+    plugin's registrations back through it). While a plugin is being imported
+    `Registry.loading_plugin` names it, and what it registers remembers that
+    origin (`origin(name)`: None for nncli's own components).
+    """
+
+    every: list[Registry] = []
+    loading_plugin: str | None = None
 
     def __init__(self, kind: str, type_key: str = "type"):
         self.kind = kind
         self.type_key = type_key  # the mapping key that names the component
         self._entries: dict[str, type] = {}
         self._canonical: dict[str, str] = {}
+        self._origins: dict[str, str] = {}  # canonical name -> the plugin that registered it
+        Registry.every.append(self)
 
     def register(self, name: str, *aliases: str):
         """Class decorator adding `cls` under `name` (canonical) and `aliases`."""
 
         def decorator(cls):
-            for key in map(normalize, (name, *aliases)):
+            keys = list(map(normalize, (name, *aliases)))
+            for key in keys:  # check every name before adding any: a clash leaves the table as it was
                 if key in self._entries:
-                    raise ValueError(f"{self.kind} {key!r} is already registered")
+                    owner = self._origins.get(self._canonical[key])
+                    by = f"by plugin {owner}" if owner else "by nncli itself"
+                    raise ValueError(f"{self.kind} {key!r} is already registered ({by}); choose another name")
+            for key in keys:
                 self._entries[key] = cls
                 self._canonical[key] = name
+            if Registry.loading_plugin is not None:
+                self._origins[name] = Registry.loading_plugin
             if "registered_name" not in cls.__dict__:
                 cls.registered_name = name
             return cls
@@ -110,6 +127,11 @@ class Registry:
         canonical = self.canonical(name)
         for key in [k for k, v in self._canonical.items() if v == canonical]:
             del self._entries[key], self._canonical[key]
+        self._origins.pop(canonical, None)
+
+    def origin(self, name: str) -> str | None:
+        """The plugin that registered `name`, or None for a built-in component."""
+        return self._origins.get(self.canonical(name))
 
     def names(self) -> list[str]:
         """Canonical names, sorted (aliases left out)."""
@@ -125,9 +147,9 @@ class Registry:
         key = normalize(name)
         if key not in self._entries:
             hint = did_you_mean(key, self._canonical)
-            raise ConfigError(
-                f"unknown {self.kind} {quoted(name)}.{hint} Known: {', '.join(self.names())}", path
-            )
+            error = ConfigError(f"unknown {self.kind} {quoted(name)}.{hint} Known: {', '.join(self.names())}", path)
+            error.unknown = (self.kind, name)  # a checkpoint names the plugin it may come from
+            raise error
         return self._entries[key]
 
     def canonical(self, name: str) -> str:
@@ -180,6 +202,7 @@ class Registry:
             summary=_first_line(cls),
             options=describe_options(cls),
             aliases=sorted(k for k, v in self._canonical.items() if v == self.canonical(name) and k != v),
+            origin=self.origin(name),
         )
 
 
@@ -201,6 +224,7 @@ class ComponentInfo:
     summary: str
     options: list[OptionInfo]
     aliases: list[str]
+    origin: str | None = None  # the plugin that registered it (None: built in)
 
 
 def _first_line(obj: Any) -> str:

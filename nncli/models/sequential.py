@@ -204,13 +204,18 @@ class Sequential:
                 self._outputs[i] = x
             yield i, layer, x
 
-    def backward(self, grad_out: np.ndarray) -> None:
-        """Back-propagate dL/d(outputs) of the last training forward; fills `grad` (activity penalties included)."""
+    def backward(self, grad_out: np.ndarray) -> np.ndarray | None:
+        """Back-propagate dL/d(outputs) of the last training forward; fills `grad` (activity penalties included).
+
+        Returns dL/dx when the first layer's `needs_input_grad` is set (gradcheck sets it), else None; like any
+        layer output it is a work buffer, valid until the next call.
+        """
         for i in range(len(self.layers) - 1, -1, -1):
             if i in self._activity:  # d(penalty)/dy joins dL/dy of this layer's output (grad_out may be overwritten)
                 y = self._outputs[i]
                 self._activity[i].add_gradient(y, grad_out, 1.0 / len(y))
             grad_out = self.layers[i].backward(grad_out)
+        return grad_out
 
     # -- regularisation -------------------------------------------------------
     @property
