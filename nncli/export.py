@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from ._version import __version__
+from .checkpoint import read_checkpoint
 from .errors import CheckpointError, ConfigError, UsageError
 from .files import atomic_write, unique_path
 from .layers import activations as A
@@ -414,16 +415,13 @@ def export_model(model, input_shape: Sequence[int], probabilities: bool, metadat
 def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
     """Write a checkpoint's model as ONNX to `out` (default: the checkpoint path with .onnx); never overwrites:
     a taken name becomes name-2.onnx, -3, .... Everything is checked before anything is written. Returns the path."""
-    from .checkpoint import read_checkpoint
-
     _onnx()
     path = Path(checkpoint)
     ckpt = read_checkpoint(path)
-    model_section = ckpt.config.get("model") or {}
-    kind = model_section.get("type", "sequential") if isinstance(model_section, dict) else "sequential"
+    experiment = ckpt.experiment()
+    kind = experiment.model.spec["type"]
     if kind != "sequential":
         raise CheckpointError(f"{path}: a {kind} model; export covers layer-stack models (model.type: sequential) only")
-    experiment = ckpt.experiment()
     model = ckpt.build_model(experiment)
     refuse_unexportable(model.layers, str(path))
     loss = experiment.loss
