@@ -673,6 +673,7 @@ def test_a_closed_stdout_ends_every_command_quietly_with_141(world, tmp_path):
         ("plot", world.earlier, "--out", tmp_path / "plot.png"),
         ("recall", stored, "--out", tmp_path / "recall"),
         ("capacity", memory, "--patterns", "2:4:2", "--trials", "1", "--out", tmp_path / "capacity"),
+        ("export", world.last, "--out", tmp_path / "model.onnx"),
     ]
     assert {c[0] for c in commands} == set(get_command(app).commands)
     read, write = os.pipe()
