@@ -413,8 +413,9 @@ def export_model(model, input_shape: Sequence[int], probabilities: bool, metadat
 
 
 def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
-    """Write a checkpoint's model as ONNX to `out` (default: the checkpoint path with .onnx); never overwrites:
-    a taken name becomes name-2.onnx, -3, .... Everything is checked before anything is written. Returns the path."""
+    """Write a checkpoint's model as ONNX to `out` (default: the checkpoint path with .onnx; a folder: the checkpoint's
+    name in it); never overwrites: a taken name becomes name-2.onnx, -3, .... Everything is checked before anything
+    is written. Returns the path."""
     _onnx()
     path = Path(checkpoint)
     ckpt = read_checkpoint(path)
@@ -436,7 +437,10 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
         },
     )
     data = proto.SerializeToString()
-    target = unique_path(out if out is not None else path.with_suffix(".onnx"))  # reserved (empty) until written
+    wanted = path.with_suffix(".onnx") if out is None else Path(out)
+    if wanted.is_dir():  # --out FOLDER: the checkpoint's name in it
+        wanted = wanted / path.with_suffix(".onnx").name
+    target = unique_path(wanted)  # reserved (empty) until written
     try:
         atomic_write(target, lambda f: f.write(data))
     except BaseException:

@@ -196,7 +196,7 @@ def test_the_shipped_configs_models_match_with_random_weights(config, shape, cla
     model = shipped(config).build_model(shape, classes)
     rng = np.random.default_rng(3)
     model.initialize(rng)
-    model.theta += rng.normal(scale=0.05, size=model.theta.shape).astype(model.dtype)  # non-zero biases too
+    model.theta += rng.normal(scale=0.01, size=model.theta.shape).astype(model.dtype)  # non-zero biases too (logits ~2: float32 noise ~1e-6)
     x = rng.random((8, *shape))
     if len(shape) == 2:  # utterances of 7 to 29 frames, padded with NaN
         for i, length in enumerate([7, 29, 12, 20, 8, 29, 15, 10]):
@@ -213,6 +213,7 @@ def test_export_never_overwrites_and_writes_where_asked(digits, tmp_path):
     assert (first.name, again.name) == ("last.onnx", "last-2.onnx")
     result = CliRunner().invoke(app, ["export", str(ckpt), "--format", "onnx", "--out", str(tmp_path / "mlp.onnx")])
     assert result.exit_code == 0 and result.stdout.strip().splitlines()[-1] == str(tmp_path / "mlp.onnx")
+    assert export_onnx(ckpt, tmp_path) == tmp_path / "last.onnx"  # a folder: the checkpoint's name in it
     proto = onnx.load(tmp_path / "mlp.onnx")
     assert [i.name for i in proto.graph.input] == ["input"] and [o.name for o in proto.graph.output] == ["logits", "probabilities"]
     assert proto.graph.input[0].type.tensor_type.shape.dim[0].dim_param == "N"
