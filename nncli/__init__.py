@@ -12,6 +12,7 @@ from .api import compare_optimizers, components, evaluate, plot_runs, summarize,
 from .checkpoint import read_checkpoint
 from .errors import NncliError
 from .experiment import load_experiment
+from .export import export_onnx
 from .models import Sequential
 
 __all__ = [
@@ -21,6 +22,7 @@ __all__ = [
     "compare_optimizers",
     "components",
     "evaluate",
+    "export_onnx",
     "load_experiment",
     "plot_runs",
     "read_checkpoint",

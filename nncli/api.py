@@ -26,6 +26,8 @@ from .config import dump_yaml
 from .data import DATA_SOURCES, SPLITS, Dataset
 from .diagnostics import GradientLog
 from .errors import CheckpointError, ConfigError, DataError, DivergedError, TrainingInterrupted, dotted
+from .export import FORMATS as EXPORT_FORMATS
+from .export import export_onnx
 from .experiment import SECTIONS, Experiment, load_experiment, refuse_training_side_effects
 from .files import atomic_write_text, csv_text, new_run_folder, unique_path
 from .initializers import INITIALIZERS
@@ -36,7 +38,7 @@ from .metrics import predict as predict_outputs
 from .models import MODELS, MemoryNeed, PlanRow, available_memory, human_bytes
 from .models.hopfield import MASKS, RULES, UPDATES, MemoryEvaluation, capacity_curve, make_probes, outcomes, overlaps, theoretical_capacity
 from .optimizers import OPTIMIZERS
-from .registry import ComponentInfo, Registry, describe_options, did_you_mean
+from .registry import ComponentInfo, Registry, describe_options, did_you_mean, quoted
 from .regularizers import REGULARIZERS
 from .runfolder import RunFolder
 from .schedules import SCHEDULES
@@ -329,6 +331,18 @@ def plot_runs(runs: Sequence[str | Path], out: str | Path = "plot.png") -> Path:
         target.unlink(missing_ok=True)
         raise
     return target
+
+
+# -- export --------------------------------------------------------------------
+def export_checkpoint(checkpoint: str | Path, format: str = "onnx", out: str | Path | None = None) -> Path:
+    """Write a layer-stack checkpoint's model in another format (onnx: see nncli.export); never overwrites a file.
+    Returns the path written (default: the checkpoint's with the format's suffix)."""
+    if format not in EXPORT_FORMATS:
+        raise ConfigError(
+            f"unknown export format {quoted(format)} (known: {', '.join(EXPORT_FORMATS)}).{did_you_mean(format, EXPORT_FORMATS)}",
+            location="--format",
+        )
+    return export_onnx(checkpoint, out)  # imports onnx only now: an optional dependency
 
 
 # -- compare-optimizers ----------------------------------------------------------

@@ -279,6 +279,18 @@ def plot(
 
 
 @app.command()
+def export(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint (.npz) of a layer-stack model."),
+    format: str = typer.Option("onnx", "--format", help="Output format: onnx."),
+    out: Optional[Path] = typer.Option(None, "--out", help="File to write (default: the checkpoint's path with .onnx; never overwritten)."),
+):
+    """Export a checkpoint's model for other runtimes (ONNX: input in nncli's layout, outputs logits and, with cross_entropy, probabilities); prints the file's path."""
+    with cli_errors():
+        path = api.export_checkpoint(checkpoint, format=format, out=out)
+    typer.echo(str(path))
+
+
+@app.command()
 def summary(
     config: Path = typer.Argument(..., help="YAML experiment config."),
     set_: Optional[list[str]] = SetOption,

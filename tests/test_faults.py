@@ -695,6 +695,8 @@ def test_a_closed_stdout_ends_every_command_quietly_with_141(world, tmp_path):
         ("predict", world.last, next(world.digits.glob("t10k-images*")), "--out", tmp_path / "predicted.csv"),
         ("recall", stored, "--out", tmp_path / "recall"),
         ("capacity", memory, "--patterns", "2:4:2", "--trials", "1", "--out", tmp_path / "capacity"),
+        ("export", world.last, "--out", tmp_path / "model.onnx"),
+        ("gradcheck", world.config_path, "--samples", "2", "--entries", "2"),
     ]
     assert {c[0] for c in commands} == set(get_command(app).commands)
     read, write = os.pipe()
