@@ -33,7 +33,7 @@ from .files import atomic_write_text, csv_text, new_run_folder, unique_path
 from .initializers import INITIALIZERS
 from .layers import ACTIVATIONS, LAYERS
 from .losses import LOSSES
-from .metrics import Evaluation, ensemble
+from .metrics import Evaluation, ensemble, ensemble_regression, regression_report
 from .metrics import predict as predict_outputs
 from .models import MODELS, MemoryNeed, PlanRow, available_memory, human_bytes
 from .models.hopfield import MASKS, RULES, UPDATES, MemoryEvaluation, capacity_curve, make_probes, outcomes, overlaps, theoretical_capacity
@@ -69,6 +69,7 @@ class TrainResult:
     experiment: Experiment
     epochs: int  # the epochs (iterations) the run was set to reach
     storage: dict = field(default_factory=dict)  # what a one-shot fit stored (model kinds' fit_summary)
+    r2: dict = field(default_factory=dict)  # a regression's final R² by split name (train, val), for the summary
 
     @property
     def history(self) -> list[dict]:
@@ -199,8 +200,9 @@ def train(
 
     dataset = _load_data(experiment, resumed.meta["preprocessing"] if resumed else None)
     experiment.check_fits(dataset)
-    check_memory(experiment, dataset.input_shape, dataset.num_classes, len(dataset.train))  # before the model exists
-    model = experiment.build_model(dataset.input_shape, dataset.num_classes)
+    num_classes = dataset.num_classes or None  # a regression has none
+    check_memory(experiment, dataset.input_shape, num_classes, len(dataset.train))  # before the model exists
+    model = experiment.build_model(dataset.input_shape, num_classes, targets=dataset.num_targets)
     model.initialize(np.random.default_rng(experiment.seeds("init")))
     for ckpt in (start, resumed):
         if ckpt is not None:
@@ -232,6 +234,7 @@ def train(
             kept = f"the last good checkpoint is {run.last}" if run.last.exists() else "no checkpoint had been written yet"
             raise DivergedError(f"{exc}; {kept}") from None
         storage = {} if experiment.model.gradient_trained else experiment.model.fit_summary(model)
+        r2 = _final_r2(experiment, model, dataset) if dataset.regression and stop.signum is None else {}
         if storage:
             atomic_write_text(run_dir / "storage.json", json.dumps(storage, indent=2) + "\n")
         if stop.signum is not None:
@@ -254,7 +257,19 @@ def train(
         experiment=experiment,
         epochs=trainer.epochs,
         storage=storage,
+        r2=r2,
     )
+
+
+def _final_r2(experiment: Experiment, model, dataset: Dataset) -> dict:
+    """A regression's R² on the training and validation parts with the final weights (for the train summary)."""
+    out = {}
+    for name in ("train", "val"):
+        part = getattr(dataset, name)
+        if part is not None and len(part):
+            result = experiment.model.evaluate(model, experiment.loss, part, 0, experiment.training.eval_batch_size)
+            out[name] = regression_report(dataset, part, result.outputs).r2
+    return out
 
 
 def train_seeds(
@@ -427,8 +442,12 @@ class ModelReport:
     evaluation: Evaluation
     baseline: float  # accuracy of always predicting the training data's majority class
 
+    targets: list = field(default_factory=list)  # a regression's target columns (its metrics: evaluation.regression)
+
     def to_json(self) -> dict:
         e = self.evaluation
+        if e.regression is not None:
+            return self._regression_json()
         return {
             "checkpoint": self.name,
             "split": self.split,
@@ -440,6 +459,23 @@ class ModelReport:
             "majority_baseline": self.baseline,
             "precision": [None if np.isnan(v) else float(v) for v in e.precision],
             "recall": [None if np.isnan(v) else float(v) for v in e.recall],
+        }
+
+    def _regression_json(self) -> dict:
+        e, m = self.evaluation, self.evaluation.regression
+
+        def number(v):
+            return None if not math.isfinite(v) else float(v)
+
+        keys = ("mse", "rmse", "mae", "r2", "baseline_mse", "baseline_r2")
+        return {
+            "checkpoint": self.name,
+            "split": self.split,
+            "n": e.n,
+            "loss": number(e.loss),
+            **{k: number(getattr(m, k)) for k in keys},
+            "targets": self.targets,
+            "per_target": {t: {k: number(m.per_target[k][i]) for k in keys} for i, t in enumerate(self.targets)},
         }
 
 
@@ -467,10 +503,14 @@ class EvalReport:
     note: str | None = None  # why there is no ensemble, when there are several models
 
     @property
+    def regression(self) -> bool:
+        return getattr(self.models[0].evaluation, "regression", None) is not None
+
+    @property
     def accuracy_spread(self) -> tuple[float, float]:
-        """Mean and sample standard deviation of the models' accuracies (sd 0 for one model)."""
-        accuracies = [m.evaluation.accuracy for m in self.models]
-        return float(np.mean(accuracies)), float(np.std(accuracies, ddof=1)) if len(accuracies) > 1 else 0.0
+        """Mean and sample standard deviation of the models' accuracies (regressions: R²) (sd 0 for one model)."""
+        values = [m.evaluation.regression.r2 if self.regression else m.evaluation.accuracy for m in self.models]
+        return float(np.mean(values)), float(np.std(values, ddof=1)) if len(values) > 1 else 0.0
 
     def to_json(self) -> list[dict]:
         """One object per checkpoint, then one for the ensemble (with the vote's figures inside).
@@ -486,8 +526,9 @@ class EvalReport:
             row = self.ensemble.to_json()
             row["checkpoint"] = "ensemble"
             row["members"] = [m.name for m in self.models]
-            row["vote_accuracy"] = self.vote.evaluation.accuracy
-            row["vote_confusion_matrix"] = self.vote.evaluation.confusion.tolist()
+            if self.vote is not None:  # a regression's ensemble is the mean prediction only
+                row["vote_accuracy"] = self.vote.evaluation.accuracy
+                row["vote_confusion_matrix"] = self.vote.evaluation.confusion.tolist()
             rows.append(row)
         return rows
 
@@ -525,7 +566,7 @@ def evaluate(
         if given is not None:
             raise ConfigError("probes a Hopfield network (model.type: hopfield); these checkpoints classify", location=flag)
     split = split or "test"
-    reports, labels = [], []
+    reports, labels, datasets = [], [], []
     cache: dict[str, Dataset] = {}
     for ckpt, experiment in zip(loaded, experiments):
         dataset = _checkpoint_data(ckpt, experiment, data_path, cache)
@@ -534,21 +575,32 @@ def evaluate(
         result = experiment.model.evaluate(
             model, experiment.loss, part, dataset.num_classes, experiment.training.eval_batch_size, keep_probabilities=len(loaded) > 1
         )
-        majority = np.bincount(dataset.train.y, minlength=dataset.num_classes).argmax()
-        baseline = float(np.mean(part.y == majority)) if len(part) else float("nan")
-        reports.append(ModelReport(str(ckpt.path), split, dataset.classes, result, baseline))
+        if dataset.regression:
+            result.regression = regression_report(dataset, part, result.outputs)
+            baseline = result.regression.baseline_r2
+        else:
+            majority = np.bincount(dataset.train.y, minlength=dataset.num_classes).argmax()
+            baseline = float(np.mean(part.y == majority)) if len(part) else float("nan")
+        reports.append(ModelReport(str(ckpt.path), split, dataset.classes, result, baseline, list(dataset.targets)))
         labels.append(part.y)
+        datasets.append(dataset)
     report = EvalReport(reports)
     if len(loaded) > 1:
         first = labels[0]
-        if any(r.classes != reports[0].classes for r in reports):
-            raise CheckpointError("these checkpoints were trained on data with different classes; they cannot be compared or combined")
+        if any(r.classes != reports[0].classes or r.targets != reports[0].targets for r in reports):
+            what = "target columns" if reports[0].targets or any(r.targets for r in reports) else "classes"
+            raise CheckpointError(f"these checkpoints were trained on data with different {what}; they cannot be compared or combined")
         if any(len(y) != len(first) or not np.array_equal(y, first) for y in labels[1:]):
             # e.g. `train --seeds` on CSV data: every seed draws its own test split
             report.note = (
                 f"each checkpoint has its own {split} split (split by its seed; data.split_seed fixes one): "
                 "no ensemble, only the mean of the models"
             )
+            return report
+        if datasets[0].regression:  # the mean prediction, no vote
+            mean = ensemble_regression([r.evaluation.outputs for r in reports], first, experiments[0].loss)
+            mean.regression = regression_report(datasets[0], datasets[0].split(split), mean.outputs)
+            report.ensemble = ModelReport("ensemble (mean)", split, [], mean, mean.regression.baseline_r2, reports[0].targets)
             return report
         mean, vote = ensemble([r.evaluation.probabilities for r in reports], first, len(reports[0].classes))
         baseline = reports[0].baseline
@@ -740,13 +792,17 @@ class PredictResult:
     out: Path
     columns: list[str]
     rows: list[dict]
-    classes: list  # the labels of the probability columns ([] for a Hopfield network)
+    classes: list  # the labels of the probability columns ([] for a regression or a Hopfield network)
     top: int | None = None
+    targets: list[str] | None = None  # a regression's target columns
 
     def to_json(self) -> list[dict]:
         """One object per input: its label and probabilities (the top `top` only, when asked), or its recall."""
         objects = []
         for row in self.rows:
+            if self.targets is not None:  # a regression
+                objects.append({"input": row["input"], "prediction": {t: row[t] for t in self.targets}})
+                continue
             if not self.classes:  # a Hopfield recall
                 objects.append({k: row[k] for k in ("input", "nearest", "overlap", "outcome", "sweeps")} | {"state": row["state"]})
                 continue
@@ -789,6 +845,8 @@ def predict(
     try:
         if hasattr(experiment.model, "probe"):
             result = _recall_inputs(experiment, model, names, x, target)
+        elif preprocessing.get("task") == "regression":
+            result = _regress_inputs(experiment, model, names, x, target, preprocessing)
         else:
             result = _classify_inputs(experiment, model, names, x, target, preprocessing.get("classes") or [], top)
         atomic_write_text(target, csv_text(result.columns, result.rows))
@@ -807,6 +865,16 @@ def _classify_inputs(experiment, model, names, x, target, classes, top) -> Predi
         for name, k, row in zip(names, predicted, probabilities)
     ]
     return PredictResult(target, columns, rows, list(classes), top)
+
+
+def _regress_inputs(experiment, model, names, x, target, preprocessing) -> PredictResult:
+    """A regression's predicted values, one column per target, in the target's own units."""
+    outputs = predict_outputs(model, x, experiment.training.eval_batch_size).astype(np.float64)
+    if "target_mean" in preprocessing:
+        outputs = outputs * np.asarray(preprocessing["target_std"]) + np.asarray(preprocessing["target_mean"])
+    targets = [str(t) for t in preprocessing.get("targets") or [f"y{j}" for j in range(outputs.shape[1])]]
+    rows = [{"input": name, **{t: float(v) for t, v in zip(targets, row)}} for name, row in zip(names, outputs)]
+    return PredictResult(target, ["input", *targets], rows, [], targets=targets)
 
 
 def _recall_inputs(experiment, model, names, x, target) -> PredictResult:
@@ -852,7 +920,7 @@ def summarize(config: str | Path | dict, overrides: Sequence[str] = ()) -> Model
     experiment = load_experiment(config, overrides)
     info = experiment.data_info()
     plan = experiment.plan(info.input_shape, info.num_classes)
-    experiment.check_loss(plan.output_shape, info.num_classes)
+    experiment.check_loss(plan.output_shape, info.num_classes, info.num_targets)
     return ModelSummary(
         name=experiment.name,
         kind=experiment.model.spec["type"],

@@ -144,8 +144,10 @@ class Checkpoint:
     def build_model(self, experiment=None):
         """A model with this checkpoint's architecture, weights and layer state."""
         experiment = experiment or self.experiment()
-        classes = self.meta.get("preprocessing", {}).get("classes")
+        prep = self.meta.get("preprocessing", {})
+        classes = prep.get("classes")
         shape, num_classes = tuple(self.meta["input_shape"]), len(classes) if classes else None
+        targets = len(prep["targets"]) if prep.get("task") == "regression" else None
         try:
             described = experiment.plan(shape, num_classes).num_params  # from shapes: nothing allocated yet
             if described * np.dtype(experiment.training.dtype).itemsize > MAX_TOTAL_BYTES:  # no checkpoint holds that
@@ -154,7 +156,7 @@ class Checkpoint:
                     f"{self.path}: its embedded config describes {described:,} parameters but it holds {held:,}; "
                     "the config or the arrays were changed"
                 )
-            model = experiment.build_model(shape, num_classes)
+            model = experiment.build_model(shape, num_classes, targets=targets)
         except ConfigError as exc:
             raise CheckpointError(f"{self.path}: embedded config does not build: {exc}") from None
         self.load_into(model)
@@ -366,7 +368,7 @@ def _number(value: object) -> bool:
 
 
 def _check_preprocessing(path: Path, prep: dict) -> None:
-    """What eval will apply to the data: class labels, standardisation statistics one per feature, a sequence's padded length and pixel order."""
+    """What eval will apply to the data: class labels (or a regression's target names and statistics), standardisation statistics one per feature, a sequence's padded length and pixel order."""
     where = f"{META_KEY}.preprocessing"
     classes = prep.get("classes")
     if classes is not None:
@@ -392,6 +394,27 @@ def _check_preprocessing(path: Path, prep: dict) -> None:
             raise _fail(path, f"{where}.std: standard deviations must be positive, got {next(v for v in values if not v > 0)}")
     if ("mean" in prep) != ("std" in prep):
         raise _fail(path, f"{where}: mean and std come together; one is missing")
+    task = prep.get("task", "classification")
+    if task not in ("classification", "regression"):
+        raise _fail(path, f"{where}.task must be classification or regression, got {task!r}")
+    targets = prep.get("targets")
+    if task == "regression":
+        if classes:
+            raise _fail(path, f"{where}.classes: a regression has no classes")
+        if not (isinstance(targets, list) and targets and all(isinstance(n, str) for n in targets)):
+            raise _fail(path, f"{where}.targets must list the regression's target column names")
+    for key in ("target_mean", "target_std"):
+        if key not in prep:
+            continue
+        values = prep[key]
+        if task != "regression":
+            raise _fail(path, f"{where}.{key}: target statistics belong to a regression (task: regression)")
+        if not (isinstance(values, list) and all(_number(v) for v in values) and len(values) == len(targets)):
+            raise _fail(path, f"{where}.{key} must be a list of {len(targets)} numbers, one per target")
+        if key == "target_std" and not all(v > 0 for v in values):
+            raise _fail(path, f"{where}.target_std: standard deviations must be positive, got {next(v for v in values if not v > 0)}")
+    if ("target_mean" in prep) != ("target_std" in prep):
+        raise _fail(path, f"{where}: target_mean and target_std come together; one is missing")
     length = prep.get("length")  # sequences (data.source: ts) are padded to it
     if length is not None and not (isinstance(length, int) and not isinstance(length, bool) and length >= 1):
         raise _fail(path, f"{where}.length must be a positive integer (the padded sequence length), got {length!r}")

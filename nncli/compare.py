@@ -44,6 +44,7 @@ import numpy as np
 
 from .data import Dataset
 from .errors import DivergedError
+from .metrics import regression_report
 from .experiment import CompareConfig, CompareRun, Experiment
 from .optimizers import Minimizer, Optimizer
 from .optimizers.base import CONVERGED, DIVERGED, GRADIENT_TOLERANCE, MAX_ITERATIONS, convergence, gradient_converged
@@ -56,10 +57,11 @@ SUMMARY_COLUMNS = (
     "optimizer", "final_loss", "train_accuracy", "test_accuracy", "iterations", "seconds", "converged",
     "type", "function_evaluations", "gradient_evaluations", "epochs", "stop_reason", "schedule",
     "seeds", "final_loss_sd", "train_accuracy_sd", "test_accuracy_sd", "iterations_sd", "seconds_sd",
-)  # fmt: skip
+    "train_r2", "test_r2", "train_r2_sd", "test_r2_sd",
+)  # fmt: skip  (a regression: the accuracy cells empty, R² in train_r2 / test_r2; a classification: the reverse)
 RUN_COLUMNS = (
     "optimizer", "seed", "final_loss", "train_accuracy", "test_accuracy", "iterations", "seconds", "converged",
-    "type", "function_evaluations", "gradient_evaluations", "epochs", "stop_reason", "schedule",
+    "type", "function_evaluations", "gradient_evaluations", "epochs", "stop_reason", "schedule", "train_r2", "test_r2",
 )  # fmt: skip
 CURVE_COLUMNS = ("optimizer", "iteration", "loss", "seconds", "seed")
 LINE_SEARCH = "line search"  # the schedule column of a minimiser, which has no learning rate
@@ -79,10 +81,12 @@ class RunResult:
     gradient_evaluations: int
     epochs: float
     stop_reason: str
-    train_accuracy: float
+    train_accuracy: float | None  # None for a regression
     test_accuracy: float | None
     theta: np.ndarray = field(repr=False)
     schedule: str = LINE_SEARCH  # the learning-rate schedule the run used, e.g. "cosine"
+    train_r2: float | None = None  # a regression's R² on the training and test splits
+    test_r2: float | None = None
 
     @property
     def iterations(self) -> int:
@@ -110,7 +114,7 @@ class OptimizerSummary:
 
     optimizer: str
     final_loss: float
-    train_accuracy: float
+    train_accuracy: float | None
     test_accuracy: float | None
     iterations: float
     seconds: float
@@ -128,6 +132,10 @@ class OptimizerSummary:
     iterations_sd: float | None = None
     seconds_sd: float | None = None
     second_order: bool = False
+    train_r2: float | None = None
+    test_r2: float | None = None
+    train_r2_sd: float | None = None
+    test_r2_sd: float | None = None
 
     def row(self) -> dict:
         return {c: getattr(self, c) for c in SUMMARY_COLUMNS}
@@ -135,11 +143,13 @@ class OptimizerSummary:
 
 @dataclass
 class Baseline:
-    """Always predicting the training split's most frequent class."""
+    """Always predicting the training split's most frequent class (a regression: the training targets' mean)."""
 
-    label: object  # the class value
-    train_accuracy: float
+    label: object  # the class value (a regression: "the training mean")
+    train_accuracy: float | None
     test_accuracy: float | None
+    train_r2: float | None = None  # a regression: the baseline's R² (0 on the training split)
+    test_r2: float | None = None
 
 
 @dataclass
@@ -201,10 +211,19 @@ def summarize(runs: Sequence[RunResult]) -> OptimizerSummary:
         iterations_sd=_sd(col("iterations")),
         seconds_sd=_sd(col("seconds")),
         second_order=first.second_order,
+        train_r2=_mean(col("train_r2")),
+        test_r2=_mean(col("test_r2")),
+        train_r2_sd=_sd(col("train_r2")),
+        test_r2_sd=_sd(col("test_r2")),
     )
 
 
 def majority_baseline(data: Dataset) -> Baseline:
+    if data.regression:
+        test = data.test if data.test is not None and len(data.test) else None
+        train_r2 = regression_report(data, data.train, data.train.y).baseline_r2
+        test_r2 = regression_report(data, test, test.y).baseline_r2 if test is not None else None
+        return Baseline("the training mean", None, None, train_r2, test_r2)
     counts = np.bincount(data.train.y, minlength=data.num_classes)
     k = int(np.argmax(counts))
     test = data.test if data.test is not None and len(data.test) else None
@@ -218,7 +237,7 @@ def majority_baseline(data: Dataset) -> Baseline:
 def prepare_seed(experiment: Experiment) -> SeedSetup:
     """Data (split and preprocessed with this seed), a model, and the initial weights every optimizer starts from."""
     data = experiment.data.load(experiment.seeds("data"))
-    model = experiment.build_model(data.input_shape, data.num_classes)
+    model = experiment.build_model(data.input_shape, data.num_classes or None, targets=data.num_targets)
     model.initialize(np.random.default_rng(experiment.seeds("init")))
     return SeedSetup(experiment.seed, data, model, model.theta.copy(), majority_baseline(data))
 
@@ -269,6 +288,10 @@ def run_optimizer(
     with np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore"):  # a diverged run's weights
         train = kind.evaluate(model, loss, data.train, n_classes, eval_batch)
         test = kind.evaluate(model, loss, data.test, n_classes, eval_batch) if data.test is not None and len(data.test) else None
+        r2 = {}
+        if data.regression:
+            r2["train_r2"] = _finite(regression_report(data, data.train, train.outputs).r2)
+            r2["test_r2"] = _finite(regression_report(data, data.test, test.outputs).r2) if test is not None else None
     return RunResult(
         optimizer=run.label,
         type=optimizer.spec["type"],
@@ -280,11 +303,16 @@ def run_optimizer(
         gradient_evaluations=trace.gradient_evaluations,
         epochs=trace.rows / n,
         stop_reason=trace.stop_reason,
-        train_accuracy=train.accuracy,
-        test_accuracy=test.accuracy if test is not None else None,
+        train_accuracy=None if data.regression else train.accuracy,
+        test_accuracy=test.accuracy if test is not None and not data.regression else None,
         theta=model.theta.copy(),
         schedule=LINE_SEARCH if minimizer else schedule_name(schedule.spec),
+        **r2,
     )
+
+
+def _finite(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
 
 
 class ObjectiveTrace(Callback):

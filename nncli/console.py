@@ -55,10 +55,13 @@ def epoch_line(fit: Fit, row: dict) -> str:
     parts = [
         f"{fit.unit} {row['epoch']}/{fit.epochs}",
         f"loss {_num(row['train_loss'])}",
-        f"acc {_pct(row['train_accuracy'])}",
     ]
+    if not fit.regression:  # a regression has no accuracy
+        parts.append(f"acc {_pct(row['train_accuracy'])}")
     if row["val_loss"] is not None:
-        parts += [f"val_loss {_num(row['val_loss'])}", f"val_acc {_pct(row['val_accuracy'])}"]
+        parts.append(f"val_loss {_num(row['val_loss'])}")
+        if not fit.regression:
+            parts.append(f"val_acc {_pct(row['val_accuracy'])}")
     lr = row["learning_rate"]
     if lr is not None and not math.isnan(lr):
         parts.append(f"lr {lr:.3g}")
@@ -115,7 +118,8 @@ class RichProgress(Callback):
         self._last = now
         s = trainer.state
         rate = s.seen / s.epoch_seconds if s.epoch_seconds > 0 else 0.0
-        stats = f"loss {s.loss_sum / s.seen:.4f}  acc {100 * s.correct / s.seen:.2f}%  {rate:,.0f} samples/s"
+        acc = "" if trainer.regression else f"  acc {100 * s.correct / s.seen:.2f}%"
+        stats = f"loss {s.loss_sum / s.seen:.4f}{acc}  {rate:,.0f} samples/s"
         self.progress.update(self.batches, completed=s.batch, stats=stats)
 
     def on_epoch_end(self, trainer, row):
@@ -153,10 +157,15 @@ def train_summary(result: TrainResult) -> Table:
     if not result.storage:
         table.add_row("epochs", f"{s.epoch}/{result.epochs}" + (f" (stopped: {s.stop_reason})" if s.stop_reason else ""))
     table.add_row("time", f"{sum(r['seconds'] for r in s.history):.1f}s")
-    if not result.storage:
+    if result.r2:  # a regression: R² (final weights) instead of accuracy
+        table.add_row("train loss / R²", f"{_num(last.get('train_loss'))} / {_num(result.r2.get('train'))}")
+        if last.get("val_loss") is not None:
+            table.add_row("val loss / R²", f"{_num(last.get('val_loss'))} / {_num(result.r2.get('val'))}")
+    elif not result.storage:
         table.add_row("train loss / acc", f"{_num(last.get('train_loss'))} / {_pct(last.get('train_accuracy'))}")
-    if last.get("val_loss") is not None:
+    if last.get("val_loss") is not None and not result.r2:
         table.add_row("val loss / acc", f"{_num(last.get('val_loss'))} / {_pct(last.get('val_accuracy'))}")
+    if last.get("val_loss") is not None:
         table.add_row("best val loss", f"{_num(s.best_val_loss)} (epoch {s.best_epoch})")
     if result.best_checkpoint is not None:
         table.add_row("best checkpoint", str(result.best_checkpoint))
@@ -183,6 +192,8 @@ def eval_tables(report: EvalReport) -> list[Table]:
     if isinstance(report.models[0], MemoryReport):
         return [memory_table(report)]
     all_reports = [*report.models, *(r for r in (report.ensemble, report.vote) if r is not None)]
+    if report.regression:
+        return regression_tables(report, all_reports)
     overview = Table(title=f"evaluation on the {all_reports[0].split} split", title_justify="left")
     for col in ("model", "n", "loss", "accuracy", "majority baseline"):
         overview.add_column(col, justify="left" if col == "model" else "right")
@@ -207,6 +218,38 @@ def eval_tables(report: EvalReport) -> list[Table]:
         for i, c in enumerate(classes):
             cm.add_row(c, *[str(v) for v in r.evaluation.confusion[i]], _pct(float(precision[i])), _pct(float(recall[i])))
         tables.append(cm)
+    return tables
+
+
+REGRESSION_COLUMNS = (("MSE", "mse"), ("RMSE", "rmse"), ("MAE", "mae"), ("R²", "r2"), ("baseline MSE", "baseline_mse"), ("baseline R²", "baseline_r2"))
+
+
+def regression_tables(report: EvalReport, all_reports) -> list[Table]:
+    """A regression's evaluation: loss, MSE, RMSE, MAE, R² and the training-mean baseline (target units);
+    per target too when there are several."""
+    overview = Table(title=f"evaluation on the {all_reports[0].split} split (target units; baseline: predict the training mean)", title_justify="left")
+    for col in ("model", "n", "loss", *(c for c, _ in REGRESSION_COLUMNS)):
+        overview.add_column(col, justify="left" if col == "model" else "right")
+    for r in all_reports:
+        m = r.evaluation.regression
+        overview.add_row(r.name, str(r.evaluation.n), _num(r.evaluation.loss), *(_num(getattr(m, key)) for _, key in REGRESSION_COLUMNS))
+    if len(report.models) > 1:
+        mean, sd = report.accuracy_spread
+        overview.caption = f"R² of the {len(report.models)} models: mean {mean:.4f} ± {sd:.4f} (sd)"
+        if report.note:
+            overview.caption += f"; {report.note}"
+        overview.caption_justify = "left"
+    tables = [overview]
+    targets = all_reports[0].targets
+    if len(targets) > 1:
+        for r in all_reports:
+            per = Table(title=f"{r.name}: per target", title_justify="left")
+            for col in ("target", *(c for c, _ in REGRESSION_COLUMNS)):
+                per.add_column(col, justify="left" if col == "target" else "right")
+            m = r.evaluation.regression
+            for i, name in enumerate(targets):
+                per.add_row(name, *(_num(float(m.per_target[key][i])) for _, key in REGRESSION_COLUMNS))
+            tables.append(per)
     return tables
 
 
@@ -347,7 +390,9 @@ def comparison_table(result: ComparisonResult) -> Table:
         + (f"; mean ± sd over {seeds} seeds" if seeds > 1 else "")
     )
     table = Table(title=title, title_justify="left")
-    for name in ("optimizer", "schedule", "final loss", "gap to best", "train acc", "test acc", "iterations", "epochs", "f evals", "g evals", "seconds", "stopped by"):
+    regression = any(r.train_r2 is not None for r in c.rows)
+    scores = ("train R²", "test R²") if regression else ("train acc", "test acc")
+    for name in ("optimizer", "schedule", "final loss", "gap to best", *scores, "iterations", "epochs", "f evals", "g evals", "seconds", "stopped by"):
         table.add_column(name, justify="left" if name in ("optimizer", "schedule", "stopped by") else "right")
     previous = None
     for row in c.rows:
@@ -359,8 +404,9 @@ def comparison_table(result: ComparisonResult) -> Table:
             row.schedule,
             _pm(row.final_loss, row.final_loss_sd, lambda v: f"{v:.8f}", lambda v: f"{v:.2g}"),
             f"{c.gap(row.optimizer):.1e}",
-            _pm(row.train_accuracy, row.train_accuracy_sd, _pct),
-            _pm(row.test_accuracy, row.test_accuracy_sd, _pct),
+            *((_pm(row.train_r2, row.train_r2_sd, lambda v: f"{v:.4f}"), _pm(row.test_r2, row.test_r2_sd, lambda v: f"{v:.4f}"))
+              if regression else
+              (_pm(row.train_accuracy, row.train_accuracy_sd, _pct), _pm(row.test_accuracy, row.test_accuracy_sd, _pct))),
             _pm(row.iterations, row.iterations_sd, _count),
             f"{row.epochs:,.1f}",
             _count(row.function_evaluations),
@@ -375,11 +421,16 @@ def comparison_notes(result: ComparisonResult) -> list[str]:
     """Context printed under the table: baseline, agreement of the second-order methods, what the columns mean."""
     c = result.comparison
     notes = []
-    train_acc = [b.train_accuracy for b in c.baselines]
-    test_acc = [b.test_accuracy for b in c.baselines if b.test_accuracy is not None]
-    labels = sorted({str(b.label) for b in c.baselines})
-    test = f", test {_pct(sum(test_acc) / len(test_acc))}" if test_acc else ""
-    notes.append(f"majority-class baseline (always predict {' / '.join(labels)}): train {_pct(sum(train_acc) / len(train_acc))}{test}")
+    if c.baselines and c.baselines[0].train_r2 is not None:  # a regression
+        test_r2 = [b.test_r2 for b in c.baselines if b.test_r2 is not None]
+        test = f", test R² {sum(test_r2) / len(test_r2):.4f}" if test_r2 else ""
+        notes.append(f"baseline (always predict the training mean): train R² 0{test}; R² = 1 − SSE/SST on each split")
+    else:
+        train_acc = [b.train_accuracy for b in c.baselines]
+        test_acc = [b.test_accuracy for b in c.baselines if b.test_accuracy is not None]
+        labels = sorted({str(b.label) for b in c.baselines})
+        test = f", test {_pct(sum(test_acc) / len(test_acc))}" if test_acc else ""
+        notes.append(f"majority-class baseline (always predict {' / '.join(labels)}): train {_pct(sum(train_acc) / len(train_acc))}{test}")
     spread = c.second_order_spread
     if spread is not None:
         names = ", ".join(r.optimizer for r in c.rows if r.second_order)
@@ -433,7 +484,13 @@ def prediction_table(result: PredictResult, shown: int = 50) -> Table:
     """The first `shown` predictions: label and the most probable labels (or a Hopfield recall)."""
     table = Table(title=f"predictions ({len(result.rows):,} inputs; all in {result.out})", title_justify="left")
     rows = result.to_json()[:shown]
-    if not result.classes:
+    if result.targets is not None:
+        table.add_column("input")
+        for t in result.targets:
+            table.add_column(t, justify="right")
+        for r in rows:
+            table.add_row(r["input"], *[f"{r['prediction'][t]:.6g}" for t in result.targets])
+    elif not result.classes:
         for col in ("input", "nearest stored pattern", "overlap m", "outcome", "sweeps"):
             table.add_column(col, justify="left" if col in ("input", "outcome") else "right")
         for r in rows:

@@ -156,7 +156,7 @@ def _top_level(
     plugins: Python files (relative to the config's folder) or module names imported before the rest is read; they register your own components (README: "Your own components"). A checkpoint never imports them
     data: where the data comes from ({source: idx|csv|ts, path: ...})
     model: the model kind (model.type, default sequential) and its options, e.g. {layers: [...]}
-    loss: cross_entropy | binary_cross_entropy | mse
+    loss: cross_entropy | binary_cross_entropy | mse (classes); mse | mae | huber (data.task: regression)
     optimizer: {type: adam, learning_rate: ...}
     training: epochs, batch size, ...
     compare: settings for `nncli compare-optimizers`: optimizers, max_iterations, tolerances, batch_size
@@ -200,22 +200,24 @@ class Experiment:
         with self.doc.errors_located():
             return self.model.plan(tuple(input_shape), num_classes, self.training.dtype)
 
-    def build_model(self, input_shape=None, num_classes: int | None = None, dtype=None):
-        """A fresh model of the configured kind; shape errors name the layer, a loss/output mismatch names `loss`."""
+    def build_model(self, input_shape=None, num_classes: int | None = None, dtype=None, targets: int | None = None):
+        """A fresh model of the configured kind; shape errors name the layer, a loss/output mismatch names `loss`.
+        `targets`: a regression's number of target columns (None: classification)."""
         if input_shape is None:
             info = self.data_info()
-            input_shape, num_classes = info.input_shape, num_classes or info.num_classes
+            input_shape, num_classes, targets = info.input_shape, num_classes or info.num_classes, targets or info.num_targets
         with self.doc.errors_located():
             model = self.model.build(tuple(input_shape), num_classes, dtype or self.training.dtype, self.training)
-            self.check_loss(model.output_shape, num_classes)
+            self.check_loss(model.output_shape, num_classes, targets)
         return model
 
-    def check_loss(self, output_shape, num_classes) -> None:
-        """Refuse a loss that does not fit the model's output and the data's classes (names `loss`)."""
+    def check_loss(self, output_shape, num_classes, targets: int | None = None) -> None:
+        """Refuse a loss that does not fit the model's output and the data's classes, or a regression's
+        `targets` target columns (names `loss`)."""
         if self.loss is not None:
             with self.doc.errors_located():
                 try:
-                    self.loss.check(output_shape, num_classes)
+                    self.loss.check(output_shape, num_classes, targets)
                 except ValueError as exc:
                     raise ConfigError(str(exc), ("loss",)) from None
 
@@ -233,6 +235,8 @@ class Experiment:
             for key_path, column in watched:
                 if column.startswith("val_") and dataset.val is None:
                     raise ConfigError(f"{column} needs validation data; set data.validation_split above 0", key_path)
+                if column.endswith("accuracy") and getattr(dataset, "regression", False):
+                    raise ConfigError(f"a regression has no {column} (data.task: regression); monitor {column[:-len('accuracy')]}loss", key_path)
             self.model.check_fits(dataset)
 
     @property

@@ -3,13 +3,20 @@
 Every loss also says how its model outputs become class probabilities and
 class predictions, so accuracy, confusion matrices and ensembles work the
 same way whatever the loss.
+
+Regression (data.task: regression): the targets are float (N, T) values
+(`data.is_regression`), and mse, mae and huber compare the T outputs with them
+element by element, as the mean over samples and targets. The task is told
+explicitly at `check` (`targets`: T for a regression, None for classes), and
+at forward time the targets' dtype says which comparison applies.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .registry import Registry
+from .data.base import is_regression
+from .registry import PositiveFloat, Registry
 from .special import softmax
 
 LOSSES = Registry("loss")
@@ -21,8 +28,13 @@ class Loss:
     registered_name = "loss"
     spec: dict
 
-    def check(self, output_shape: tuple[int, ...], num_classes: int | None) -> None:
-        """Raise ValueError when the model's per-sample output shape does not fit this loss."""
+    def check(self, output_shape: tuple[int, ...], num_classes: int | None, targets: int | None = None) -> None:
+        """Raise ValueError when the model's per-sample output shape does not fit this loss and the data:
+        `num_classes` classes, or, for a regression (data.task: regression), `targets` target columns."""
+        if targets is not None:
+            raise ValueError(
+                f"{self.spec['type']} is a classification loss but data.task is regression; use mse, mae or huber"
+            )
 
     def forward(self, outputs: np.ndarray, targets: np.ndarray) -> float:
         raise NotImplementedError
@@ -50,7 +62,8 @@ def _buffer(owner, shape, dtype):
 class CrossEntropy(Loss):
     """Softmax + cross-entropy on logits with integer labels; log-sum-exp keeps it stable."""
 
-    def check(self, output_shape, num_classes):
+    def check(self, output_shape, num_classes, targets=None):
+        super().check(output_shape, num_classes, targets)
         if len(output_shape) != 1 or output_shape[0] < 2:
             raise ValueError(f"cross_entropy needs a vector of K >= 2 logits per sample, got output shape {output_shape}")
         if num_classes is not None and output_shape[0] != num_classes:
@@ -85,7 +98,8 @@ class CrossEntropy(Loss):
 class BinaryCrossEntropy(Loss):
     """Sigmoid + cross-entropy on one logit per sample (labels 0/1): softplus(z) - y·z, stable for any z."""
 
-    def check(self, output_shape, num_classes):
+    def check(self, output_shape, num_classes, targets=None):
+        super().check(output_shape, num_classes, targets)
         if tuple(output_shape) != (1,):
             raise ValueError(f"binary_cross_entropy needs one logit per sample (dense units: 1), got output shape {output_shape}")
         if num_classes is not None and num_classes != 2:
@@ -110,30 +124,58 @@ class BinaryCrossEntropy(Loss):
         return (outputs[:, 0] > 0).astype(np.int64)
 
 
-@LOSSES.register("mse", "mean_squared_error")
-class MeanSquaredError(Loss):
-    """Mean of (output - target)² over all output elements; targets are one-hot class vectors (or the 0/1 label for one output)."""
+def check_regression_outputs(name: str, output_shape, targets: int) -> None:
+    """A regression's model has one output per target column."""
+    if tuple(output_shape) != (targets,):
+        plural = "s" if targets != 1 else ""
+        raise ValueError(
+            f"the last layer has output shape {tuple(output_shape)} but the data has {targets} target column{plural}; "
+            f"{name} needs {targets} output{plural} (dense units: {targets})"
+        )
 
-    def check(self, output_shape, num_classes):
+
+class _Elementwise(Loss):
+    """Mean over all output elements of ℓ(output − target): a regression's target values, or one-hot classes.
+
+    Subclasses give ℓ (`_values`) and ℓ' (`_derivative`) of the difference d = output − target.
+    """
+
+    classes = True  # compares with one-hot classes when the data has classes
+
+    def check(self, output_shape, num_classes, targets=None):
+        name = self.spec["type"]
+        if targets is not None:
+            check_regression_outputs(name, output_shape, targets)
+            return
+        if not self.classes:
+            raise ValueError(f"{name} compares outputs with target values: it needs data.task: regression (for classes use cross_entropy)")
         if len(output_shape) != 1:
-            raise ValueError(f"mse needs a vector output per sample, got {output_shape}")
+            raise ValueError(f"{name} needs a vector output per sample, got {output_shape}")
         k = output_shape[0]
         if num_classes is not None and k != num_classes and not (k == 1 and num_classes == 2):
             raise ValueError(
-                f"the last layer has {k} outputs; mse needs one per class ({num_classes}) or 1 for two classes"
+                f"the last layer has {k} outputs; {name} needs one per class ({num_classes}) or 1 for two classes"
             )
 
     def _target(self, outputs, targets):
+        if is_regression(targets):
+            return targets.astype(outputs.dtype, copy=False).reshape(outputs.shape)
         if outputs.shape[1] == 1:
             return targets.astype(outputs.dtype)[:, None]
         onehot = np.zeros(outputs.shape, outputs.dtype)
         onehot[np.arange(len(targets)), targets] = 1.0
         return onehot
 
+    def _values(self, diff: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def _derivative(self, diff: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
     def forward(self, outputs, targets):
         diff = outputs - self._target(outputs, targets)
-        self._grad = diff * (2.0 / diff.size)
-        return float(np.mean(np.square(diff, dtype=np.float64)))
+        self._grad = self._derivative(diff) * (1.0 / diff.size)
+        return float(np.mean(self._values(diff.astype(np.float64))))
 
     def backward(self):
         return self._grad
@@ -148,3 +190,48 @@ class MeanSquaredError(Loss):
         if outputs.shape[1] == 1:
             return (outputs[:, 0] > 0.5).astype(np.int64)
         return np.argmax(outputs, axis=1)
+
+
+@LOSSES.register("mse", "mean_squared_error")
+class MeanSquaredError(_Elementwise):
+    """Mean of (output - target)² over samples and outputs: a regression's target values, or one-hot class vectors (the 0/1 label for one output)."""
+
+    def _values(self, diff):
+        return np.square(diff)
+
+    def _derivative(self, diff):
+        return diff * 2.0
+
+
+@LOSSES.register("mae", "mean_absolute_error", "l1")
+class MeanAbsoluteError(_Elementwise):
+    """Regression: mean of |output - target| over samples and targets (gradient sign(d); 0 at d = 0)."""
+
+    classes = False
+
+    def _values(self, diff):
+        return np.abs(diff)
+
+    def _derivative(self, diff):
+        return np.sign(diff)
+
+
+@LOSSES.register("huber", "smooth_l1")
+class Huber(_Elementwise):
+    """Regression: mean over samples and targets of ½d² for |d| ≤ delta, delta·(|d| − ½delta) beyond (d = output − target).
+
+    Options:
+    delta: where the loss turns from quadratic to linear, in the target's (standardised, by default) units
+    """
+
+    classes = False
+
+    def __init__(self, delta: PositiveFloat = 1.0):
+        self.delta = delta
+
+    def _values(self, diff):
+        a = np.abs(diff)
+        return np.where(a <= self.delta, 0.5 * np.square(diff), self.delta * (a - 0.5 * self.delta))
+
+    def _derivative(self, diff):
+        return np.clip(diff, -self.delta, self.delta)

@@ -1,4 +1,10 @@
-"""Evaluation: loss, accuracy, confusion matrix and per-class precision/recall, in batches."""
+"""Evaluation: loss, accuracy, confusion matrix and per-class precision/recall, in batches.
+
+A regression (float targets, data.task: regression) has no accuracy: its
+evaluation keeps the model's outputs, and `regression_metrics` turns them
+(in the target's own units) into MSE, RMSE, MAE, R² and the training-mean
+baseline.
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,8 @@ class Evaluation:
     confusion: np.ndarray  # (K, K), rows = true class, columns = predicted
     probabilities: np.ndarray | None = None  # (N, K), kept for ensembles
     penalty: float = 0.0  # the regularisation part of `loss` (weight and activity penalties)
+    outputs: np.ndarray | None = None  # regression: (N, T) model outputs, in the units the model was trained on
+    regression: RegressionMetrics | None = None  # regression: filled in by who knows the target's units (api, compare)
 
     @property
     def precision(self) -> np.ndarray:
@@ -29,6 +37,56 @@ class Evaluation:
     def recall(self) -> np.ndarray:
         actual = self.confusion.sum(axis=1)
         return np.divide(np.diag(self.confusion), actual, out=np.full(len(actual), np.nan), where=actual > 0)
+
+
+@dataclass
+class RegressionMetrics:
+    """A regression's metrics on one split, in the target's own units; several targets: the mean over targets
+    (`per_target` has each target's). R² = 1 − Σ(y − ŷ)²/Σ(y − ȳ)² with ȳ the mean of this split's targets
+    (NaN where they are constant); RMSE is averaged over targets like MAE (sklearn's uniform average). The
+    baseline predicts the TRAINING split's mean for every row."""
+
+    mse: float
+    rmse: float
+    mae: float
+    r2: float
+    baseline_mse: float
+    baseline_r2: float
+    per_target: dict[str, np.ndarray]  # name -> (T,) values, for mse, rmse, mae, r2, baseline_mse, baseline_r2
+
+
+def _r2(sse: np.ndarray, sst: np.ndarray) -> np.ndarray:
+    return np.divide(sse, sst, out=np.full(sse.shape, np.nan), where=sst > 0) * -1.0 + 1.0
+
+
+def regression_metrics(y: np.ndarray, predicted: np.ndarray, train_mean: np.ndarray) -> RegressionMetrics:
+    """Metrics of (N, T) predictions of (N, T) targets, `train_mean` (T,) the baseline's prediction."""
+    y = np.asarray(y, np.float64).reshape(len(y), -1)
+    predicted = np.asarray(predicted, np.float64).reshape(y.shape)
+    diff = predicted - y
+    sse = np.sum(diff * diff, axis=0)
+    sst = np.sum(np.square(y - y.mean(axis=0)), axis=0) if len(y) else np.zeros(y.shape[1])
+    base = np.sum(np.square(y - np.asarray(train_mean, np.float64)), axis=0)
+    n = max(len(y), 1)
+    per = {
+        "mse": sse / n,
+        "rmse": np.sqrt(sse / n),
+        "mae": np.abs(diff).sum(axis=0) / n,
+        "r2": _r2(sse, sst),
+        "baseline_mse": base / n,
+        "baseline_r2": _r2(base, sst),
+    }
+    if not len(y):
+        per = {k: np.full(y.shape[1], np.nan) for k in per}
+    mean = {k: float(np.mean(v)) for k, v in per.items()}
+    return RegressionMetrics(**mean, per_target=per)
+
+
+def regression_report(dataset, part: Split, outputs: np.ndarray) -> RegressionMetrics:
+    """`regression_metrics` of a model's `outputs` on `part` of `dataset`, in the target's own units
+    (undoing data.standardize_target), against the mean of the dataset's training targets."""
+    train_mean = dataset.in_target_units(dataset.train.y).mean(axis=0)
+    return regression_metrics(dataset.in_target_units(part.y), dataset.in_target_units(outputs), train_mean)
 
 
 def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
@@ -51,7 +109,10 @@ def evaluate(
     model's penalties (weight penalties at θ, activity penalties on the
     evaluation-mode outputs, per sample), as Keras does, so training and
     validation losses compare. `Evaluation.penalty` says how much of it that is.
+    A regression's evaluation has no accuracy (NaN) and keeps the outputs.
     """
+    if split.regression:
+        return _evaluate_regression(model, loss, split, batch_size)
     forward = parallel.evaluation_forward(model)
     total = 0.0
     activity = 0.0
@@ -75,6 +136,42 @@ def evaluate(
         confusion=confusion_matrix(split.y, predictions, num_classes),
         probabilities=probabilities,
         penalty=penalty,
+    )
+
+
+def _evaluate_regression(model, loss: Loss, split: Split, batch_size: int) -> Evaluation:
+    """The loss (in the units the model was trained on) and the (N, T) outputs of a regression."""
+    forward = parallel.evaluation_forward(model)
+    outputs = np.empty(split.y.shape, np.float64)
+    total = activity = 0.0
+    for start in range(0, len(split), batch_size):
+        stop = min(start + batch_size, len(split))
+        out = forward(split.x[start:stop])
+        outputs[start:stop] = out
+        total += loss.forward(out, split.y[start:stop]) * (stop - start)
+        if model.regularized:
+            activity += model.activity_penalty() * (stop - start)
+    n = len(split)
+    penalty = (model.penalty() + activity / n) if n and model.regularized else 0.0
+    return Evaluation(
+        n=n,
+        loss=total / n + penalty if n else float("nan"),
+        accuracy=float("nan"),
+        confusion=np.zeros((0, 0), np.int64),
+        penalty=penalty,
+        outputs=outputs,
+    )
+
+
+def ensemble_regression(outputs: list[np.ndarray], y: np.ndarray, loss: Loss) -> Evaluation:
+    """The mean prediction of several regressions' (N, T) outputs (no vote); its loss is the loss of that mean."""
+    mean = np.mean(outputs, axis=0)
+    return Evaluation(
+        n=len(y),
+        loss=float(loss.forward(mean, y)) if len(y) else float("nan"),
+        accuracy=float("nan"),
+        confusion=np.zeros((0, 0), np.int64),
+        outputs=mean,
     )
 
 

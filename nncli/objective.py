@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import parallel
+from .data.base import is_regression
 
 
 def sample_part(model, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
@@ -29,7 +30,7 @@ def sample_part(model, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
     by `Objective`, so a caller that splits a batch combines these parts weighted by size."""
     outputs = model.forward(x, training=True)
     value = loss.forward(outputs, y)
-    correct = int(np.count_nonzero(loss.predictions(outputs) == y))
+    correct = 0 if is_regression(y) else int(np.count_nonzero(loss.predictions(outputs) == y))  # a regression has no accuracy
     if model.activity_regularized:
         value += model.activity_penalty()
     model.backward(loss.backward())

@@ -42,7 +42,8 @@ def plot_history(histories: list[list[dict]], labels: list[str], path: Path) -> 
     ax_loss.set(xlabel="epoch", ylabel="loss", title="Loss")
     if all(r.get("train_loss") and r["train_loss"] > 0 for rows in histories for r in rows):
         ax_loss.set_yscale("log")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy")
+    no_accuracy = all(r.get("train_accuracy") is None for rows in histories for r in rows)  # regressions
+    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="Accuracy (none: a regression)" if no_accuracy else "Accuracy")
     for ax in (ax_loss, ax_acc):
         ax.xaxis.set_major_locator(_integer_ticks())
         ax.grid(alpha=0.3)

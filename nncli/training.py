@@ -241,6 +241,7 @@ class Fit:
     unit: str = "epoch"  # "iteration" for full-batch methods, where one row is one iteration
     samples: int  # training samples per epoch
     minimizer: bool = False  # a full-batch Minimizer: one update per epoch (row)
+    regression: bool = False  # the data's targets are values (data.task: regression): no accuracy
     last_step: StepLog | None = None
     stop: StopSignals | None = None
 
@@ -308,6 +309,7 @@ class Trainer(Fit):
         if data.train.x.dtype != model.dtype:  # e.g. float64 training: convert once, not per batch
             data = replace(data, train=Split(data.train.x.astype(model.dtype), data.train.y))
         self.data = data
+        self.regression = data.train.regression
         n = self.samples = len(data.train)
         self.minimizer = isinstance(optimizer, Minimizer)
         self.batch_size = n if optimizer.full_batch else min(settings.batch_size, n)
@@ -445,7 +447,7 @@ class Trainer(Fit):
         row = {
             "epoch": self.state.epoch + 1,
             "train_loss": float(train_loss),
-            "train_accuracy": float(train_accuracy),
+            "train_accuracy": None if self.regression else float(train_accuracy),  # a regression's cells stay empty
             "val_loss": None,
             "val_accuracy": None,
             "learning_rate": lr,
@@ -455,7 +457,7 @@ class Trainer(Fit):
             val = evaluate(self.model, self.loss, self.data.val, self.data.num_classes, self.settings.eval_batch_size)
             if not math.isfinite(val.loss):
                 raise self._diverged(val.loss, self.batches_per_epoch - 1, lr, "the validation loss is not finite")
-            row["val_loss"], row["val_accuracy"] = float(val.loss), float(val.accuracy)
+            row["val_loss"], row["val_accuracy"] = float(val.loss), None if self.regression else float(val.accuracy)
         self._record_epoch(row)
         self.order = None
         self._lr = None

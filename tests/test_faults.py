@@ -165,6 +165,14 @@ def csv_args(w: World, tmp: Path, text: str, **data) -> list[str]:
     return ["train", str(w.csv_config_path), *[a for s in sets for a in ("--set", s)]]
 
 
+REG_TABLE = "a,b,label\n" + "".join(f"{i},{(i * 7) % 5},{i % 4}.5\n" for i in range(30))
+
+
+def reg_args(w: World, tmp: Path, text: str, loss: str = "mse", **data) -> list[str]:
+    """A regression of the csv world's table (one output, data.task: regression)."""
+    return [*csv_args(w, tmp, text, task="regression", **data), "--set", f"loss={loss}"]
+
+
 TS_HEADER = "@problemName toy\n@timeStamps false\n@univariate false\n@dimensions 2\n@equalLength false\n@classLabel true a b\n@data\n"
 
 
@@ -368,7 +376,18 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     ("data", "csv overflow", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},1e300,{i % 2}\n" for i in range(40))), 2, "column 'b': values too large to standardise"),
     ("data", "csv float32 overflow", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i}e39,{i % 2}\n" for i in range(40)), standardize="false"), 2, "value is too large for float32"),
     ("data", "csv target of real numbers", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i % 3},{i * 0.37:.2f}\n" for i in range(40))), 2, "target column 'label' holds 40 distinct values in 40 rows, real numbers such as 0.37; classification needs class labels"),
-    ("data", "csv target of row ids", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i % 3},{i}\n" for i in range(40))), 2, "holds 40 distinct values in 40 rows; classification needs class labels, each shared by several rows; regression (data.task: regression) is not available yet"),
+    ("data", "csv target of row ids", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i % 3},{i}\n" for i in range(40))), 2, "holds 40 distinct values in 40 rows; classification needs class labels, each shared by several rows; to predict the numbers set data.task: regression"),
+    # regression (data.task: regression)
+    ("data", "regression non-numeric target", lambda w, t: reg_args(w, t, "a,b,label\n" + "".join(f"{i},{i % 3},{i * 0.5}\n" for i in range(20)) + "3,4,abc\n"), 2, "t.csv:22: column 'label': value 'abc' is not a finite number"),
+    ("data", "regression missing target value", lambda w, t: reg_args(w, t, "a,b,label\n1,2,0.5\n3,4,\n" + "5,6,1.5\n" * 10), 2, "t.csv:3: column 'label': value is missing"),
+    ("data", "regression target column missing", lambda w, t: reg_args(w, t, REG_TABLE, target="[label, zz]"), 2, "t.csv: no column named 'zz'"),
+    ("data", "regression every column a target", lambda w, t: reg_args(w, t, REG_TABLE, target="[a, b, label]"), 2, "every column is a target"),
+    (C, "classification loss on regression data", lambda w, t: reg_args(w, t, REG_TABLE, loss="binary_cross_entropy"), 2, "loss: binary_cross_entropy is a classification loss but data.task is regression; use mse, mae or huber"),
+    (C, "regression loss on class labels", lambda w, t: csv_args(w, t, REG_TABLE.replace(".5", "").replace(".0", ""), ) + ["--set", "loss=mae"], 2, "loss: mae compares outputs with target values: it needs data.task: regression"),
+    (C, "target list for a classification", lambda w, t: csv_args(w, t, REG_TABLE, target="[b, label]"), 2, "a list of target columns needs data.task: regression"),
+    (C, "standardize_target for a classification", lambda w, t: csv_args(w, t, REG_TABLE, standardize_target="true"), 2, "standardize_target applies to a regression"),
+    (C, "regression outputs for fewer targets", lambda w, t: reg_args(w, t, REG_TABLE, target="[b, label]"), 2, "loss: the last layer has output shape (1,) but the data has 2 target columns"),
+    (C, "regression monitors accuracy", lambda w, t: reg_args(w, t, REG_TABLE) + ["--set", "training.early_stopping={monitor: val_accuracy}"], 2, "a regression has no val_accuracy"),
     ("data", "eval data missing names the embedded data.path", eval_of(lambda w, t: checkpoint_copy(w, t, change_meta=lambda m: m["config"]["data"].update(path="gone"))), 2, "bad.npz (embedded config): data.path: gone: no such folder"),
     ("data", "csv wrong feature count for checkpoint", lambda w, t: ["eval", str(w.last), "--data-path", str(w.table)], 2, "expected a folder of IDX files"),
     # checkpoints, on every load path

@@ -3,8 +3,8 @@
 A source is a registered component (`data: {source: idx|csv|ts, ...}`) with two
 jobs: `inspect()` reads only headers (input shape, class count) so `nncli
 summary` and shape checks need no data, and `load()` returns a `Dataset` of
-float32 inputs and integer class labels, split into train / validation /
-test. Preprocessing statistics are fitted on the training part only and
+float32 inputs and integer class labels (or, for a regression, float32
+target values), split into train / validation / test. Preprocessing statistics are fitted on the training part only and
 returned as plain JSON (`preprocessing`), which checkpoints store so that
 `nncli eval` reproduces the exact transformation.
 """
@@ -25,15 +25,25 @@ DATA_SOURCES = Registry("data source", type_key="source")
 SPLITS = ("train", "val", "test")
 
 
+def is_regression(y: np.ndarray) -> bool:
+    """Targets of a regression are float values (N, T); class labels are integer indices (N,)."""
+    return y.dtype.kind == "f"
+
+
 @dataclass
 class Split:
-    """Inputs x (N, *input_shape) float32 and labels y (N,) int64 class indices."""
+    """Inputs x (N, *input_shape) float32 and targets y: (N,) int64 class indices, or for a
+    regression (data.task: regression) (N, T) float32 values of the T target columns."""
 
     x: np.ndarray
     y: np.ndarray
 
     def __len__(self) -> int:
         return len(self.y)
+
+    @property
+    def regression(self) -> bool:
+        return is_regression(self.y)
 
 
 @dataclass
@@ -43,6 +53,7 @@ class DataInfo:
     input_shape: tuple[int, ...]
     num_classes: int | None
     rows: int | None = None  # training rows in the file(s), when the headers tell (bounds a batch)
+    num_targets: int | None = None  # a regression's target columns (None: classification)
 
 
 @dataclass
@@ -55,10 +66,30 @@ class Dataset:
     preprocessing: dict = field(default_factory=dict)  # JSON: classes, standardisation statistics, ...
     description: str = ""
     augment: object | None = None  # callable (x, rng) -> x applied to training batches, or None
+    task: str = "classification"  # or "regression": y holds target values, `classes` is empty
+    targets: list = field(default_factory=list)  # a regression's target column names
+    target_scale: tuple[np.ndarray, np.ndarray] | None = None  # (mean, std) the targets were standardised with
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def regression(self) -> bool:
+        return self.task == "regression"
+
+    @property
+    def num_targets(self) -> int | None:
+        """T for a regression, None for a classification (what a loss's check is told)."""
+        return len(self.targets) if self.regression else None
+
+    def in_target_units(self, values: np.ndarray) -> np.ndarray:
+        """(N, T) targets or model outputs in the target's own units (undoing data.standardize_target), float64."""
+        values = np.asarray(values, np.float64)
+        if self.target_scale is None:
+            return values
+        mean, std = self.target_scale
+        return values * std + mean
 
     def split(self, name: str) -> Split:
         part = getattr(self, name, None) if name in SPLITS else None
