@@ -216,7 +216,7 @@ def gradcheck(
     n = min(samples, len(dataset.train))
     if n == 0:
         raise ConfigError("the training split is empty", ("data",), experiment.doc.locate(("data",)))
-    model = experiment.build_model(dataset.input_shape, dataset.num_classes, dtype=np.float64)
+    model = experiment.build_model(dataset.input_shape, dataset.num_classes or None, dtype=np.float64, targets=dataset.num_targets)
     model.initialize(np.random.default_rng(experiment.seeds("init")))
     loss = experiment.loss
     x0 = np.array(dataset.train.x[:n], dtype=np.float64)
