@@ -377,6 +377,11 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     ("data", "csv float32 overflow", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i}e39,{i % 2}\n" for i in range(40)), standardize="false"), 2, "value is too large for float32"),
     ("data", "csv target of real numbers", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i % 3},{i * 0.37:.2f}\n" for i in range(40))), 2, "target column 'label' holds 40 distinct values in 40 rows, real numbers such as 0.37; classification needs class labels"),
     ("data", "csv target of row ids", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i % 3},{i}\n" for i in range(40))), 2, "holds 40 distinct values in 40 rows; classification needs class labels, each shared by several rows; to predict the numbers set data.task: regression"),
+    # plugins and export
+    (C, "plugin file missing", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c.update(plugins=["nowhere.py"])))], 2, "nowhere.py: no such file"),
+    (C, "plugin raises on import", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c.update(plugins=[str(bytes_file(t, "boom.py", b"raise RuntimeError('boom')\n"))])))], 2, "boom.py: raised RuntimeError: boom"),
+    (C, "--plugin missing", lambda w, t: ["--plugin", str(t / "nowhere.py"), "components", "layer"], 2, "--plugin: plugin "),
+    ("checkpoint", "export to an unknown format", lambda w, t: ["export", str(w.last), "--format", "onx", "--out", str(t / "m.onnx")], 2, "--format: unknown export format 'onx'"),
     # regression (data.task: regression)
     ("data", "regression non-numeric target", lambda w, t: reg_args(w, t, "a,b,label\n" + "".join(f"{i},{i % 3},{i * 0.5}\n" for i in range(20)) + "3,4,abc\n"), 2, "t.csv:22: column 'label': value 'abc' is not a finite number"),
     ("data", "regression missing target value", lambda w, t: reg_args(w, t, "a,b,label\n1,2,0.5\n3,4,\n" + "5,6,1.5\n" * 10), 2, "t.csv:3: column 'label': value is missing"),
