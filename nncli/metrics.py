@@ -112,26 +112,26 @@ def evaluate(
     A regression's evaluation has no accuracy (NaN) and keeps the outputs.
     """
     if split.regression:
-        return _evaluate_regression(model, loss, split, batch_size)
-    forward = parallel.evaluation_forward(model)
-    total = 0.0
-    activity = 0.0
+        outputs = np.empty(split.y.shape, np.float64)
+
+        def keep(start, stop, out):
+            outputs[start:stop] = out
+
+        value, penalty = _objective_over(model, loss, split, batch_size, keep)
+        return Evaluation(len(split), value, float("nan"), np.zeros((0, 0), np.int64), penalty=penalty, outputs=outputs)
     predictions = np.empty(len(split), np.int64)
     probabilities = np.empty((len(split), num_classes), np.float64) if keep_probabilities else None
-    for start in range(0, len(split), batch_size):
-        stop = min(start + batch_size, len(split))
-        outputs = forward(split.x[start:stop])
-        predictions[start:stop] = loss.predictions(outputs)
+
+    def classify(start, stop, out):
+        predictions[start:stop] = loss.predictions(out)
         if probabilities is not None:
-            probabilities[start:stop] = loss.probabilities(outputs)
-        total += loss.forward(outputs, split.y[start:stop]) * (stop - start)
-        if model.regularized:
-            activity += model.activity_penalty() * (stop - start)
+            probabilities[start:stop] = loss.probabilities(out)
+
+    value, penalty = _objective_over(model, loss, split, batch_size, classify)
     n = len(split)
-    penalty = (model.penalty() + activity / n) if n and model.regularized else 0.0
     return Evaluation(
         n=n,
-        loss=total / n + penalty if n else float("nan"),
+        loss=value,
         accuracy=float(np.mean(predictions == split.y)) if n else float("nan"),
         confusion=confusion_matrix(split.y, predictions, num_classes),
         probabilities=probabilities,
@@ -139,28 +139,21 @@ def evaluate(
     )
 
 
-def _evaluate_regression(model, loss: Loss, split: Split, batch_size: int) -> Evaluation:
-    """The loss (in the units the model was trained on) and the (N, T) outputs of a regression."""
+def _objective_over(model, loss: Loss, split: Split, batch_size: int, each) -> tuple[float, float]:
+    """(objective, its penalty part) over a split in evaluation mode, batch by batch; `each(start, stop, outputs)`
+    sees every batch's outputs (a regression keeps them; a classifier keeps its predictions)."""
     forward = parallel.evaluation_forward(model)
-    outputs = np.empty(split.y.shape, np.float64)
     total = activity = 0.0
     for start in range(0, len(split), batch_size):
         stop = min(start + batch_size, len(split))
-        out = forward(split.x[start:stop])
-        outputs[start:stop] = out
-        total += loss.forward(out, split.y[start:stop]) * (stop - start)
+        outputs = forward(split.x[start:stop])
+        each(start, stop, outputs)
+        total += loss.forward(outputs, split.y[start:stop]) * (stop - start)
         if model.regularized:
             activity += model.activity_penalty() * (stop - start)
     n = len(split)
     penalty = (model.penalty() + activity / n) if n and model.regularized else 0.0
-    return Evaluation(
-        n=n,
-        loss=total / n + penalty if n else float("nan"),
-        accuracy=float("nan"),
-        confusion=np.zeros((0, 0), np.int64),
-        penalty=penalty,
-        outputs=outputs,
-    )
+    return (total / n + penalty if n else float("nan")), penalty
 
 
 def ensemble_regression(outputs: list[np.ndarray], y: np.ndarray, loss: Loss) -> Evaluation:

@@ -214,3 +214,23 @@ def without_root_file_access():
     finally:
         data[0].effective = saved
         libc.capset(ctypes.byref(header), data)
+
+
+def cli(*args):
+    """`nncli ARGS...` in this process (typer's CliRunner), every argument as a string."""
+    from typer.testing import CliRunner
+
+    from nncli.cli import app
+
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+def one_error_line(result, *fragments, code: int = 2) -> str:
+    """The command failed with `code` and said so in one `error:` line holding every fragment; returns it."""
+    assert result.exit_code == code, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    assert "Traceback" not in result.output
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]

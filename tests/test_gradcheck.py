@@ -4,15 +4,11 @@ import json
 
 import pytest
 from conftest import REPO
-from helpers import mlp_config, write_config
-from test_plugins import one_error_line, write_plugin
-from typer.testing import CliRunner
+from helpers import cli, mlp_config, one_error_line, write_config
+from test_plugins import write_plugin
 
 from nncli import plugins
-from nncli.cli import app
 from nncli.gradcheck import gradcheck
-
-runner = CliRunner()
 
 
 @pytest.fixture(autouse=True)
@@ -21,19 +17,15 @@ def _forget_plugins():
     plugins.unload_all()
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
 def test_a_small_mlp_passes_with_a_table_and_json(tmp_path, digits):
     config = mlp_config(digits)
     config["model"]["layers"][1]["kernel_regularizer"] = {"type": "l2", "l2": 0.01}  # penalties are in the objective
     path = write_config(tmp_path / "mlp.yaml", config)
-    result = invoke("gradcheck", path, "--entries", "8")
+    result = cli("gradcheck", path, "--entries", "8")
     assert result.exit_code == 0, result.output
     for fragment in ("1.dense", "input", "ok"):
         assert fragment in result.stdout
-    rows = json.loads(invoke("gradcheck", path, "--json", "--entries", "8").stdout)
+    rows = json.loads(cli("gradcheck", path, "--json", "--entries", "8").stdout)
     assert rows["passed"] and rows["worst_relative_error"] < 1e-6
     assert [(r["layer"], r["array"]) for r in rows["rows"]] == [("1.dense", "W"), ("1.dense", "b"), ("2.dense", "W"), ("2.dense", "b"), ("0.flatten", "input")]
     assert rows["rows"][0]["checked"] == 8 and rows["rows"][3]["checked"] == 3  # all entries of a 3-vector
@@ -56,14 +48,14 @@ def plugin_model(tmp_path, digits, factor):
 
 
 def test_a_correct_plugin_layer_passes_and_a_wrong_backward_fails(tmp_path, digits):
-    good = invoke("gradcheck", plugin_model(tmp_path, digits, factor=2.0), "--entries", "6")
+    good = cli("gradcheck", plugin_model(tmp_path, digits, factor=2.0), "--entries", "6")
     assert good.exit_code == 0, good.output
     plugins.unload_all()
-    bad = invoke("gradcheck", plugin_model(tmp_path, digits, factor=1.0), "--entries", "6")  # d(x²)/dx missing its 2
+    bad = cli("gradcheck", plugin_model(tmp_path, digits, factor=1.0), "--entries", "6")  # d(x²)/dx missing its 2
     line = one_error_line(bad, code=1)
     assert "FAIL" in bad.stdout
     assert line.startswith("error: gradcheck: the backward of 2.square is wrong; worst: "), line
-    assert json.loads(invoke("gradcheck", tmp_path / "plugged.yaml", "--entries", "6", "--json").stdout)["culprit"] == "2.square"
+    assert json.loads(cli("gradcheck", tmp_path / "plugged.yaml", "--entries", "6", "--json").stdout)["culprit"] == "2.square"
     assert "tolerance 1e-06" in line
 
 
@@ -75,19 +67,19 @@ def test_entries_at_a_relu_kink_are_skipped_not_passed(tmp_path, digits):
     (row,) = [r for r in result.rows if r.array == "input"]
     assert row.skipped > 0 and row.checked + row.skipped == row.size and row.status == "ok"
     assert result.passed
-    text = invoke("gradcheck", tmp_path / "kink.yaml", "--samples", "8", "--entries", "10000").stdout
+    text = cli("gradcheck", tmp_path / "kink.yaml", "--samples", "8", "--entries", "10000").stdout
     assert "skipped at kinks" in text
 
 
 def test_hopfield_is_one_line(tmp_path):
     config = {"name": "h", "data": {"source": "random_patterns", "neurons": 16, "patterns": 2}, "model": {"type": "hopfield"}}
-    line = one_error_line(invoke("gradcheck", write_config(tmp_path / "h.yaml", config)))
+    line = one_error_line(cli("gradcheck", write_config(tmp_path / "h.yaml", config)))
     assert "gradcheck does not apply" in line and "hopfield" in line
 
 
 def test_bad_options_are_one_line(tmp_path, mlp_yaml):
-    assert "--samples" in one_error_line(invoke("gradcheck", mlp_yaml, "--samples", "0"))
-    assert "--tolerance" in one_error_line(invoke("gradcheck", mlp_yaml, "--tolerance", "-1"))
+    assert "--samples" in one_error_line(cli("gradcheck", mlp_yaml, "--samples", "0"))
+    assert "--tolerance" in one_error_line(cli("gradcheck", mlp_yaml, "--tolerance", "-1"))
 
 
 SHIPPED = sorted(p for p in (REPO / "configs").glob("*.yaml") if not p.name.startswith("hopfield"))
@@ -99,5 +91,5 @@ def test_shipped_configs_pass(config):
     from nncli.experiment import load_experiment
 
     path = load_experiment(config).data.spec["path"]
-    result = invoke("gradcheck", config, "--set", f"data.path={REPO / path}", "--samples", "2", "--entries", "3")
+    result = cli("gradcheck", config, "--set", f"data.path={REPO / path}", "--samples", "2", "--entries", "3")
     assert result.exit_code == 0, result.output

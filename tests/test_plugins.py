@@ -3,14 +3,11 @@
 import textwrap
 
 import pytest
-from helpers import mlp_config, write_config
-from typer.testing import CliRunner
+from helpers import cli, mlp_config, one_error_line, write_config
 
 from nncli import plugins
-from nncli.cli import app
 from nncli.layers import LAYERS
 
-runner = CliRunner()
 
 PLUGIN = textwrap.dedent(
     '''
@@ -53,18 +50,6 @@ def _forget_plugins():
     plugins.unload_all()
 
 
-def invoke(*args):
-    return runner.invoke(app, [str(a) for a in args])
-
-
-def one_error_line(result, code=2):
-    assert result.exit_code == code, result.output
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
-    assert "Traceback" not in result.output
-    return lines[0]
-
-
 def plugin_config(tmp_path, digits, plugins_list=("my_layers.py",)):
     config = mlp_config(digits, epochs=1)
     config["plugins"] = list(plugins_list)
@@ -76,23 +61,23 @@ def test_a_plugin_layer_trains_is_listed_and_its_checkpoint_needs_the_plugin(tmp
     (tmp_path / "cfg").mkdir()
     plugin = write_plugin(tmp_path / "cfg")
     config = plugin_config(tmp_path, digits)  # plugins: [my_layers.py], relative to the config's folder
-    result = invoke("train", config, "--out", tmp_path / "run", "--quiet")
+    result = cli("train", config, "--out", tmp_path / "run", "--quiet")
     assert result.exit_code == 0, result.output
     ckpt = tmp_path / "run" / "checkpoints" / "last.npz"
     saved = (tmp_path / "run" / "config.yaml").read_text()
     assert str(plugin) in saved and "type: square" in saved  # resolved: the absolute path, the layer by name
 
-    listed = invoke("components", "layer")
+    listed = cli("components", "layer")
     assert listed.exit_code == 0 and "square" in listed.stdout and "plugin" in listed.stdout
 
     plugins.unload_all()  # a fresh process: nothing loaded
-    refused = one_error_line(invoke("eval", ckpt))
+    refused = one_error_line(cli("eval", ckpt))
     assert refused == (
         f"error: {ckpt}: model.layers.2: unknown layer 'square' — it comes from plugin {plugin}, "
         f"which is not loaded; pass --plugin {plugin} if you trust it"
     )
     assert "square" not in LAYERS  # refusing imported nothing
-    accepted = invoke("--plugin", plugin, "eval", ckpt, "--json")
+    accepted = cli("--plugin", plugin, "eval", ckpt, "--json")
     assert accepted.exit_code == 0, accepted.output
     assert '"accuracy"' in accepted.stdout
 
@@ -111,12 +96,12 @@ def test_bad_plugins_are_one_line_each_and_nothing_is_written(tmp_path, digits):
     }
     for spec, fragments in cases.items():
         config = plugin_config(tmp_path, digits, [spec])
-        line = one_error_line(invoke("train", config, "--out", tmp_path / "run"))
+        line = one_error_line(cli("train", config, "--out", tmp_path / "run"))
         assert "plugins.0" in line and "tiny.yaml:" in line, line
         for fragment in fragments:
             assert fragment in line, line
         assert not (tmp_path / "run").exists()
-        line = one_error_line(invoke("--plugin", tmp_path / "cfg" / spec if spec.endswith(".py") else spec, "components", "layer"))
+        line = one_error_line(cli("--plugin", tmp_path / "cfg" / spec if spec.endswith(".py") else spec, "components", "layer"))
         assert line.startswith("error: --plugin: plugin ") and fragments[-1] in line, line
     assert "dense" in LAYERS and LAYERS.origin("dense") is None  # the clash left the built-in alone
 
@@ -145,7 +130,7 @@ def test_entry_points_are_loaded_once(monkeypatch, tmp_path):
 
     monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [EntryPoint()] if group == "nncli.plugins" else [])
     monkeypatch.setattr(plugins, "_entry_points_loaded", False)
-    assert invoke("components", "layer").exit_code == 0
-    assert invoke("components", "layer").exit_code == 0
+    assert cli("components", "layer").exit_code == 0
+    assert cli("components", "layer").exit_code == 0
     assert calls == [1] and "ep_layer" in LAYERS
     assert "entry point demo" in LAYERS.origin("ep_layer")
