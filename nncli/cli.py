@@ -113,7 +113,7 @@ def _global_options(
         None,
         "--plugin",
         help="Import this plugin (.py file or module name) first: it registers your own components. Repeatable. "
-        "For commands that read a checkpoint or no config; a config names its own in plugins:.",
+        "A config can name its own in plugins:; a run trained with --plugin records it in its config.",
     ),
 ):
     """Train neural networks written in plain NumPy from YAML experiment configs."""
@@ -122,7 +122,7 @@ def _global_options(
 
         with cli_errors():
             for spec in plugin:
-                plugins.load(spec, location="--plugin")
+                plugins.load_command_line(spec)
 
 
 SetOption = typer.Option(None, "--set", help="Override a config value: KEY.PATH=VALUE (YAML value; list items by index). Repeatable.")

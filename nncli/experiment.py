@@ -361,7 +361,7 @@ def from_document(doc: Document, seed: int | None = None, name: str | None = Non
         training=training,
         compare=compare,
         doc=doc,
-        plugins=tuple(top["plugins"] or ()),
+        plugins=tuple(dict.fromkeys([*(top["plugins"] or ()), *_command_line_plugins()])),
     )
 
 
@@ -378,6 +378,12 @@ def load_experiment(
         raise ConfigError(f"must be a non-negative integer, got {seed}", location="--seed")
     load_config_plugins(doc, None if isinstance(config, dict) else Path(config).parent)
     return from_document(doc, seed=seed, name=name)
+
+
+def _command_line_plugins() -> list[str]:
+    from . import plugins
+
+    return plugins.command_line()
 
 
 def load_config_plugins(doc: Document, base: Path | None) -> None:

@@ -354,8 +354,18 @@ def exportable_layers() -> list[str]:
 
 
 def refuse_unexportable(layers: Sequence, where: str = "") -> None:
-    """One ConfigError naming every layer that cannot be exported (`model.layers.3 foo`), if any."""
+    """One ConfigError naming every layer that cannot be exported (`model.layers.3 foo`), if any: a layer with no
+    mapping, or a recurrent layer reading a go_backwards layer's sequences (reading order: the padding comes
+    first, and ONNX's recurrent ops take `sequence_lens` for padding at the end)."""
     bad = [f"model.layers.{i} {layer.describe()}" for i, layer in enumerate(layers) if not _exportable(layer)]
+    reversed_steps = False  # the sequences in hand are a go_backwards layer's, in reading order
+    for i, layer in enumerate(layers):
+        if reversed_steps and isinstance(layer, (Recurrent, Bidirectional)):
+            bad.append(f"model.layers.{i} {layer.describe()} (reads the reversed sequences of a go_backwards layer)")
+        if len(layer.output_shape) != 2:
+            reversed_steps = False
+        elif isinstance(layer, Recurrent) and layer.go_backwards:
+            reversed_steps = True
     if bad:
         prefix = f"{where}: " if where else ""
         raise ConfigError(
@@ -394,6 +404,8 @@ def export_model(model, input_shape: Sequence[int], probabilities: bool, metadat
         x = LAYER_OPS[type(layer)](g, layer, x, mask)
         if mask is not None and (len(layer.output_shape) != 2 or layer.output_shape[0] != mask.steps):
             mask = None  # the time axis is gone
+        elif mask is not None and isinstance(layer, Recurrent) and layer.go_backwards:  # outputs in reading order
+            mask = _Mask(mask.lengths, _reverse_time(g, mask.valid, 1), _reverse_time(g, mask.weights, 1), mask.steps)
     out_shape = ["N", *model.output_shape]
     g.op("Identity", [x], name="logits")
     outputs = [helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, out_shape)]

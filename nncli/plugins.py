@@ -30,6 +30,7 @@ ENTRY_POINT_GROUP = "nncli.plugins"
 
 _loaded: dict[str, list[tuple[Registry, str]]] = {}  # plugin key -> what it registered
 _entry_points_loaded = False
+_command_line: list[str] = []  # resolved names of the --plugin ones, which a trained run's config records
 
 
 def is_file_spec(spec: str) -> bool:
@@ -122,6 +123,19 @@ def load_all(specs, base: str | Path | None = None, location: str | None = None,
     return [load(spec, base, location, (*path_prefix, i)) for i, spec in enumerate(specs)]
 
 
+def load_command_line(spec: str) -> str:
+    """`nncli --plugin SPEC`: load it, and remember it so that a config read afterwards records it in its
+    resolved `plugins:` (a checkpoint then names it when it is missing)."""
+    key = load(spec, location="--plugin")
+    if key not in _command_line:
+        _command_line.append(key)
+    return key
+
+
+def command_line() -> list[str]:
+    return list(_command_line)
+
+
 def loaded() -> list[str]:
     """Resolved names of the plugins imported so far."""
     return list(_loaded)
@@ -132,6 +146,7 @@ def unload_all() -> None:
     for entries in _loaded.values():
         _unregister(entries)
     _loaded.clear()
+    _command_line.clear()
 
 
 def load_entry_points() -> None:

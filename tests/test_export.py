@@ -285,3 +285,15 @@ def test_without_onnx_the_error_says_what_to_install(digits, tmp_path, monkeypat
     with pytest.raises(UsageError, match=r'pip install "nncli\[onnx\]"'):
         export_onnx(ckpt)
     assert not list(ckpt.parent.glob("*.onnx"))
+
+
+def test_a_recurrent_layer_reading_reversed_sequences_is_refused():
+    """go_backwards sequences come in reading order (padding first); ONNX's recurrent ops need it at the end."""
+    from nncli.errors import ConfigError
+    from nncli.export import refuse_unexportable
+    from nncli.models import Sequential
+
+    model = Sequential.from_specs([{"type": "gru", "units": 2, "go_backwards": True, "return_sequences": True},
+                                   {"type": "dense", "units": 2}, {"type": "lstm", "units": 2}, {"type": "dense", "units": 2}], (5, 3))
+    with pytest.raises(ConfigError, match=r"model.layers.2 lstm\(2\) \(reads the reversed sequences of a go_backwards layer\)"):
+        refuse_unexportable(model.layers)

@@ -348,3 +348,24 @@ def test_mnist_rows_lstm_reaches_98_5_percent_test_accuracy_in_5_epochs(tmp_path
     assert result.exit_code == 0, result.output
     report = json.loads(result.stdout.splitlines()[0])
     assert report["n"] == 10_000 and report["accuracy"] >= 0.985, report["accuracy"]
+
+
+@pytest.mark.parametrize(
+    "after",
+    [{"type": "global_avgpool1d"}, {"type": "global_maxpool1d"}, {"type": "lstm", "units": 2, **BIAS},
+     {"type": "dense", "units": 2, "activation": "tanh"}],
+    ids=lambda s: s["type"],
+)
+def test_a_go_backwards_sequence_feeds_the_next_layer_its_own_mask(after):
+    """go_backwards outputs come in reading order (padding first): the next layer sees the mask reversed too, so a
+    padded sequence still gives what it gives alone through a stack."""
+    specs = [{"type": "gru", "units": 3, "go_backwards": True, "return_sequences": True, **BIAS}, after]
+    if after["type"] == "dense":
+        specs.append({"type": "global_avgpool1d"})
+    x = padded_batch(np.random.default_rng(9), LENGTHS, 2)
+    model = model_of(specs, (6, 2))
+    y = model.forward(x).copy()
+    for n, length in enumerate(LENGTHS):
+        alone = model_of(specs, (length, 2))
+        alone.theta[:] = model.theta
+        np.testing.assert_allclose(y[n], alone.forward(x[n : n + 1, :length])[0], rtol=1e-10, atol=1e-12)

@@ -169,6 +169,13 @@ class Layer:
             self._ones = (key, np.ones(n, dtype))
         return self._ones[1]
 
+    def output_mask(self, mask: np.ndarray | None) -> np.ndarray | None:
+        """The (N, T) mask of valid steps of this layer's output, from its input's: kept while the output keeps
+        the time axis, None once it is gone (pooled, flattened, a last state)."""
+        if mask is None or len(self.output_shape) != 2 or self.output_shape[0] != mask.shape[1]:
+            return None
+        return mask
+
     def work_elements(self) -> int:
         """Elements per sample this layer keeps between forward and backward besides its output (memory estimate)."""
         return 0

@@ -234,6 +234,11 @@ class Recurrent(Layer):
     def input_bias(self) -> np.ndarray:
         return self.params["bias"]
 
+    def output_mask(self, mask):
+        """With go_backwards the outputs come in reading order, so their mask is reversed too."""
+        mask = super().output_mask(mask)
+        return mask[:, ::-1] if mask is not None and self.go_backwards else mask
+
     def _input_weights(self, scales, dtype) -> np.ndarray:
         """(D + 1, G): the kernel with the input bias as its last row, times the gates' pre-scale when fused."""
         W = self.params["kernel"]

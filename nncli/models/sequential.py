@@ -198,8 +198,7 @@ class Sequential:
             x, mask = split_padding(x)
         for i, layer in enumerate(self.layers):
             x = layer.forward(x, training, mask) if layer.takes_mask else layer.forward(x, training)
-            if mask is not None and (len(layer.output_shape) != 2 or layer.output_shape[0] != mask.shape[1]):
-                mask = None  # the time axis is gone (pooled, flattened or a last state)
+            mask = layer.output_mask(mask)
             if i in self._activity:
                 self._outputs[i] = x
             yield i, layer, x
