@@ -473,6 +473,8 @@ class ModelReport:
             "split": self.split,
             "n": e.n,
             "loss": number(e.loss),
+            "accuracy": None,  # the contract's keys, empty for a regression (as history.csv's accuracy cells)
+            "confusion_matrix": None,
             **{k: number(getattr(m, k)) for k in keys},
             "targets": self.targets,
             "per_target": {t: {k: number(m.per_target[k][i]) for k in keys} for i, t in enumerate(self.targets)},
@@ -582,7 +584,7 @@ def evaluate(
             majority = np.bincount(dataset.train.y, minlength=dataset.num_classes).argmax()
             baseline = float(np.mean(part.y == majority)) if len(part) else float("nan")
         reports.append(ModelReport(str(ckpt.path), split, dataset.classes, result, baseline, list(dataset.targets)))
-        labels.append(part.y)
+        labels.append(dataset.in_target_units(part.y) if dataset.regression else part.y)
         datasets.append(dataset)
     report = EvalReport(reports)
     if len(loaded) > 1:
@@ -590,7 +592,12 @@ def evaluate(
         if any(r.classes != reports[0].classes or r.targets != reports[0].targets for r in reports):
             what = "target columns" if reports[0].targets or any(r.targets for r in reports) else "classes"
             raise CheckpointError(f"these checkpoints were trained on data with different {what}; they cannot be compared or combined")
-        if any(len(y) != len(first) or not np.array_equal(y, first) for y in labels[1:]):
+        def same(y, reference):  # a regression's targets in their units differ by float32 round trips (~1e-6)
+            if not datasets[0].regression:
+                return np.array_equal(y, reference)
+            return np.allclose(y, reference, rtol=1e-5, atol=1e-5 * float(np.max(np.abs(reference), initial=1.0)))
+
+        if any(len(y) != len(first) or not same(y, first) for y in labels[1:]):
             # e.g. `train --seeds` on CSV data: every seed draws its own test split
             report.note = (
                 f"each checkpoint has its own {split} split (split by its seed; data.split_seed fixes one): "
@@ -598,7 +605,13 @@ def evaluate(
             )
             return report
         if datasets[0].regression:  # the mean prediction, no vote
-            mean = ensemble_regression([r.evaluation.outputs for r in reports], first, experiments[0].loss)
+            # each member's outputs in the target's units (each standardised with its own training rows), back in the
+            # first's for the loss
+            outputs = [d.in_target_units(r.evaluation.outputs) for d, r in zip(datasets, reports)]
+            scale = datasets[0].target_scale
+            mean_units = np.mean(outputs, axis=0)
+            standardised = mean_units if scale is None else (mean_units - scale[0]) / scale[1]
+            mean = ensemble_regression([standardised], datasets[0].split(split).y, experiments[0].loss)
             mean.regression = regression_report(datasets[0], datasets[0].split(split), mean.outputs)
             report.ensemble = ModelReport("ensemble (mean)", split, [], mean, mean.regression.baseline_r2, reports[0].targets)
             return report
@@ -675,6 +688,8 @@ def recall(
         raise ConfigError(f"follows a Hopfield network's recall; {ckpt.path} holds a {experiment.model.spec['type']} model", location="recall")
     if update is not None and update not in UPDATES:
         raise ConfigError(f"expected {' or '.join(UPDATES)}, got '{update}'.{did_you_mean(update, list(UPDATES))}", location="--update")
+    if update is not None and experiment.model.rule == "modern":
+        raise ConfigError("the modern rule updates every coordinate at once (one softmax); it has no async or sync", location="--update")
     noise, mask, _ = _probe_options(noise, mask, None)
     dataset = _checkpoint_data(ckpt, experiment, None)
     model = ckpt.build_model(experiment)
@@ -752,6 +767,8 @@ def capacity(
         raise ConfigError(f"must be at least 1, got {trials}", location="--trials")
     noise, _, _ = _probe_options(noise, None, None)
     neurons = math.prod(experiment.data_info().input_shape)
+    if neurons < 2:
+        raise ConfigError(f"a Hopfield network needs at least 2 neurons; this data gives {neurons}", ("data",), experiment.doc.locate(("data",)))
     out_dir = new_run_folder(out if out is not None else Path("runs") / f"{experiment.name}-capacity")
     atomic_write_text(out_dir / "config.yaml", dump_yaml(experiment.resolved()))
     rows = capacity_curve(

@@ -217,9 +217,14 @@ class Experiment:
         if self.loss is not None:
             with self.doc.errors_located():
                 try:
-                    self.loss.check(output_shape, num_classes, targets)
+                    if targets is None:  # a classification: the two-argument check a plugin loss may have
+                        self.loss.check(output_shape, num_classes)
+                    else:
+                        self.loss.check(output_shape, num_classes, targets)
                 except ValueError as exc:
                     raise ConfigError(str(exc), ("loss",)) from None
+                except TypeError:
+                    raise ConfigError(f"{self.loss.spec['type']} does not take a regression's targets (data.task: regression)", ("loss",)) from None
 
     def check_fits(self, dataset) -> None:
         """Settings that need what the data turned out to be (e.g. a validation split to monitor)."""

@@ -386,8 +386,11 @@ def _padding_mask(g: _Graph, x: str, steps: int) -> tuple[str, _Mask]:
     return x, _Mask(lengths, valid, weights, steps)
 
 
-def export_model(model, input_shape: Sequence[int], probabilities: bool, metadata: dict | None = None):
+def export_model(model, input_shape: Sequence[int], probabilities: bool, metadata: dict | None = None, target_scale=None):
     """An onnx.ModelProto computing `model.forward(x, training=False)` (a Sequential) for x of shape (N, *input_shape).
+
+    A regression trained on standardised targets gives `target_scale` = (mean, std): the output `prediction` is
+    then logits·std + mean, in the target's own units (what `nncli predict` writes).
 
     Outputs `logits` (the forward output) and, when `probabilities`, softmax(logits). Refuses (ConfigError,
     one line) a model with any layer it cannot map exactly, naming each. `metadata` goes to metadata_props.
@@ -412,6 +415,10 @@ def export_model(model, input_shape: Sequence[int], probabilities: bool, metadat
     if probabilities:
         g.op("Softmax", ["logits"], name="probabilities", axis=-1)
         outputs.append(helper.make_tensor_value_info("probabilities", onnx.TensorProto.FLOAT, out_shape))
+    if target_scale is not None:
+        mean, std = (np.asarray(v, np.float32) for v in target_scale)
+        g.op("Add", [g.op("Mul", ["logits", g.const(std)]), g.const(mean)], name="prediction")
+        outputs.append(helper.make_tensor_value_info("prediction", onnx.TensorProto.FLOAT, out_shape))
     inputs = [helper.make_tensor_value_info("input", onnx.TensorProto.FLOAT, ["N", *input_shape])]
     graph = helper.make_graph(g.nodes, "nncli", inputs, outputs, g.initializers)
     proto = helper.make_model(
@@ -438,10 +445,12 @@ def export_onnx(checkpoint: str | Path, out: str | Path | None = None) -> Path:
     model = ckpt.build_model(experiment)
     refuse_unexportable(model.layers, str(path))
     loss = experiment.loss
+    preprocessing = ckpt.meta.get("preprocessing", {})
     proto = export_model(
         model,
         ckpt.meta["input_shape"],
         probabilities=loss is not None and loss.registered_name == "cross_entropy",
+        target_scale=(preprocessing["target_mean"], preprocessing["target_std"]) if "target_mean" in preprocessing else None,
         metadata={
             "nncli.checkpoint": path.name,
             "nncli.input_shape": list(ckpt.meta["input_shape"]),

@@ -297,3 +297,33 @@ def test_a_recurrent_layer_reading_reversed_sequences_is_refused():
                                    {"type": "dense", "units": 2}, {"type": "lstm", "units": 2}, {"type": "dense", "units": 2}], (5, 3))
     with pytest.raises(ConfigError, match=r"model.layers.2 lstm\(2\) \(reads the reversed sequences of a go_backwards layer\)"):
         refuse_unexportable(model.layers)
+
+
+def test_a_regression_exports_its_prediction_in_the_targets_units(tmp_path):
+    """`prediction` = logits·std + mean: what `nncli predict` writes for the same rows."""
+    import csv as csvlib
+
+    import onnxruntime
+
+    import nncli
+    from nncli.checkpoint import read_checkpoint
+    from nncli.export import export_onnx
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(80, 3))
+    table = tmp_path / "t.csv"
+    table.write_text("a,b,c,y\n" + "".join(f"{r[0]:.4f},{r[1]:.4f},{r[2]:.4f},{50 + 10 * r[0] - 5 * r[1]:.4f}\n" for r in x))
+    config = {"name": "reg", "seed": 0, "data": {"source": "csv", "path": str(table), "task": "regression", "target": "y"},
+              "model": {"layers": [{"type": "dense", "units": 4, "activation": "tanh"}, {"type": "dense", "units": 1}]},
+              "loss": "mse", "optimizer": {"type": "adam", "learning_rate": 0.03}, "training": {"epochs": 3, "batch_size": 16}}
+    checkpoint = nncli.train(config, out=tmp_path / "run").final_checkpoint
+    onnx_path = export_onnx(checkpoint, tmp_path / "m.onnx")
+    predicted = nncli.api.predict(checkpoint, [table], out=tmp_path / "p.csv")
+    prep = read_checkpoint(checkpoint).meta["preprocessing"]
+    inputs = ((x - np.asarray(prep["mean"])) / np.asarray(prep["std"])).astype(np.float32)
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    (prediction,) = session.run(["prediction"], {"input": inputs})
+    with open(tmp_path / "p.csv", newline="") as f:
+        expected = [float(r["y"]) for r in csvlib.DictReader(f)]
+    np.testing.assert_allclose(prediction[:, 0], expected, rtol=1e-5, atol=1e-4)
+    assert len(predicted.rows) == 80

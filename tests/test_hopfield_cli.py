@@ -162,3 +162,14 @@ def test_summary_and_components_describe_the_kind(tmp_path):
     assert "hopfield(storkey, async, zero diagonal)" in result.stdout and "4,096" in result.stdout
     listing = cli("components", "model")
     assert "hopfield" in listing.stdout
+
+
+def test_too_few_neurons_and_update_on_the_modern_rule_are_one_line(tmp_path):
+    config = write_config(tmp_path / "one.yaml", {"name": "one", "data": {"source": "random_patterns", "neurons": 1, "patterns": 2},
+                                                  "model": {"type": "hopfield"}})
+    one_error_line(cli("train", config, "--out", tmp_path / "t"), "data:", "at least 2 neurons")
+    one_error_line(cli("capacity", config, "--out", tmp_path / "c"), "data:", "at least 2 neurons")
+    assert not (tmp_path / "t").exists() and not (tmp_path / "c").exists()
+    modern = cli("train", random_config(tmp_path, rule="modern"), "--out", tmp_path / "m", "--quiet")
+    assert modern.exit_code == 0, modern.output
+    one_error_line(cli("recall", tmp_path / "m" / "checkpoints" / "last.npz", "--update", "sync"), "--update", "modern")

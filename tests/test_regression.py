@@ -167,7 +167,7 @@ def test_train_and_eval_a_regression_end_to_end(table, tmp_path):
     assert read_checkpoint(last).meta["preprocessing"]["targets"] == ["y1", "y2"]
     (report,) = json.loads("[" + cli("eval", last, "--json").stdout.strip().replace("\n", ",") + "]")
     assert {"checkpoint", "split", "n", "loss", "mse", "rmse", "mae", "r2", "baseline_mse", "baseline_r2", "targets"} <= set(report)
-    assert "accuracy" not in report and "confusion_matrix" not in report
+    assert report["accuracy"] is None and report["confusion_matrix"] is None  # the contract's keys, empty
     assert report["split"] == "test" and report["n"] == 24 and report["targets"] == ["y1", "y2"]
     assert report["r2"] > 0.9 and report["baseline_r2"] < 0.1  # an easy linear problem
     assert report["mse"] > 1.0  # in the targets' own units (their scale is tens), not the standardised loss
@@ -184,6 +184,19 @@ def test_an_ensemble_of_two_seeds_is_their_mean_prediction(table, tmp_path):
     assert "vote_accuracy" not in rows[2] and rows[2]["members"] == [str(p) for p in lasts]
     assert rows[2]["r2"] > 0.5 and rows[2]["r2"] >= min(r["r2"] for r in rows[:2]) - 1e-9  # MSE is convex: the mean is no worse than the worse
     assert "R² of the 2 models" in cli("eval", *lasts).stdout
+
+
+def test_members_standardised_with_their_own_training_rows_still_ensemble(table, tmp_path):
+    """One test split (split_seed), two validation splits: each member scales the targets by its own training
+    rows, and the ensemble averages predictions in the target's units."""
+    lasts = []
+    for v in (0.2, 0.1):
+        config = write_config(tmp_path / f"r{v}.yaml", tiny_config(table, **{"data.split_seed": 3, "data.validation_split": v, "training.epochs": 10}))
+        cli("train", config, "--out", tmp_path / f"run{v}", "--quiet")
+        lasts.append(tmp_path / f"run{v}" / "checkpoints" / "last.npz")
+    rows = [json.loads(line) for line in cli("eval", *lasts, "--json").stdout.strip().splitlines()]
+    assert rows[-1]["checkpoint"] == "ensemble" and "note" not in rows[0]
+    assert rows[-1]["r2"] >= min(r["r2"] for r in rows[:2]) - 1e-9
 
 
 def test_compare_optimizers_on_a_regression_reports_r2(table, tmp_path):

@@ -653,6 +653,8 @@ class Hopfield(ModelKind):
         return StoredNetwork(input_shape, self.rule, self.zero_diagonal, self.update, self.max_sweeps, self.beta)
 
     def check_fits(self, dataset) -> None:
+        if math.prod(dataset.input_shape) < 2:
+            raise ConfigError(f"a Hopfield network needs at least 2 neurons; this data gives {math.prod(dataset.input_shape)}", ("data",))
         if dataset.val is not None:
             raise ConfigError(
                 "a Hopfield network stores every training pattern; a validation split would hold some back: set it to 0",
