@@ -813,10 +813,11 @@ class PredictResult:
     top: int | None = None
     targets: list[str] | None = None  # a regression's target columns
 
-    def to_json(self) -> list[dict]:
-        """One object per input: its label and probabilities (the top `top` only, when asked), or its recall."""
+    def to_json(self, limit: int | None = None) -> list[dict]:
+        """One object per input (the first `limit`): its label and probabilities (the top `top` only, when
+        asked), a regression's values, or a Hopfield recall."""
         objects = []
-        for row in self.rows:
+        for row in self.rows[:limit]:
             if self.targets is not None:  # a regression
                 objects.append({"input": row["input"], "prediction": {t: row[t] for t in self.targets}})
                 continue

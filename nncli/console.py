@@ -483,7 +483,7 @@ def capacity_table(result: CapacityResult) -> Table:
 def prediction_table(result: PredictResult, shown: int = 50) -> Table:
     """The first `shown` predictions: label and the most probable labels (or a Hopfield recall)."""
     table = Table(title=f"predictions ({len(result.rows):,} inputs; all in {result.out})", title_justify="left")
-    rows = result.to_json()[:shown]
+    rows = result.to_json(limit=shown)
     if result.targets is not None:
         table.add_column("input")
         for t in result.targets:

@@ -289,7 +289,8 @@ class IdxSource(DataSource):
         except OSError as exc:
             raise DataError(f"{path}: cannot read ({exc.strerror})") from None
         if head in (b"\x00\x00", b"\x1f\x8b"):  # IDX, raw or gzip'd
-            images = _nhwc(path, read_idx(path))
+            array = read_idx(path)
+            images = _nhwc(path, array) if _is_pixels(array) else _as_images(path, array)  # as training reads them
             names = [f"{path.name}[{i}]" for i in range(len(images))]
             if images.shape[1:] != shape:
                 raise DataError(f"{path}: holds images of {'×'.join(map(str, images.shape[1:]))}; the model was trained on {'×'.join(map(str, shape))}")
