@@ -508,8 +508,8 @@ def capacity_curve(
 ) -> list[dict]:
     """For each rule and each P in `pattern_counts`, `trials` fresh sets of P random ±1 patterns (P, n), one
     row per (rule, P) with means over trials: 'fixed_point_fraction' (stored patterns that are fixed points,
-    `fixed_points`), 'exact_recall' (probes, one per pattern with `noise` flipped bits, that end exactly at
-    their pattern) and 'mean_overlap' (final overlap with the target), beside 'rule', 'patterns', 'load'
+    `fixed_points`), 'exact_recall' (probes, one per pattern with `noise` flipped bits, that settle exactly at
+    their pattern: outcome 'recalled', as `nncli eval` counts) and 'mean_overlap' (final overlap with the target), beside 'rule', 'patterns', 'load'
     (P/N) and 'trials'."""
     if trials < 1:
         raise ValueError(f"trials must be >= 1, got {trials}")
@@ -525,7 +525,7 @@ def capacity_curve(
                 targets = np.arange(p)
                 result = net.run(make_probes(x, targets, rng, noise), rng)
                 fixed.append(fixed_points(net, x).mean())
-                exact.append((np.sign(result.states) == x).all(axis=1).mean())
+                exact.append(np.mean(outcomes(result, x, targets) == "recalled"))  # as eval counts it: settled there
                 overlap.append(overlaps(result.states, x)[targets, targets].mean())
             rows.append(
                 {
@@ -618,7 +618,7 @@ class Hopfield(ModelKind):
 
     Options:
     rule: hebbian (W = XᵀX/N), storkey (Storkey 1997, incremental), pinv (projection, pseudo-inverse) or modern (Ramsauer et al. 2020: ξ ← Xᵀ·softmax(β·X·ξ), the patterns stored as they are)
-    zero_diagonal: no self-connections (w_ii = 0), so the energy never rises under asynchronous updates
+    zero_diagonal: no self-connections (w_ii = 0), so the energy never rises under asynchronous updates (kept, Storkey's self-weights can turn negative at high load, and then it can)
     update: async (one neuron at a time, a seeded random order per sweep) or sync (all at once; 2-cycles are detected); the modern rule updates all at once
     max_sweeps: a probe stops after this many sweeps (passes over every neuron) if it has not settled
     beta: inverse temperature of the modern rule's softmax
