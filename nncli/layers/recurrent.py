@@ -116,7 +116,7 @@ def options(drop: tuple[str, ...] = (), **extra: tuple[object, object]):
 class Recurrent(Layer):
     """Shared by lstm, gru and rnn: options, shapes, initialisation, input projection, masks, dropout, outputs.
 
-    A subclass sets `gates` and `activations` (the function of each gate block) and implements
+    A subclass sets `gates` and `block_activations` (the function of each gate block) and implements
     `_steps` (the forward loop) and `_backward_steps` (the backward loop).
     """
 
@@ -127,6 +127,7 @@ class Recurrent(Layer):
     compute_bound_in_evaluation = True
     kernel_names = ("kernel", "recurrent_kernel")
     gates = 1
+    fused_gates = False  # the gate blocks may run as one tanh call (_gate_scale)
 
     def __init__(
         self,
@@ -209,8 +210,10 @@ class Recurrent(Layer):
         if training and self.dropout > 0:  # one mask per sequence, the same at every step (Keras, Gal & Ghahramani 2016)
             self._input_mask = self._dropout_mask("din", (N, D), self.dropout, dtype)
             xt[..., :D] *= self._input_mask
+        self._hd = None  # every step's h_{t-1} after recurrent dropout, as the recurrent GEMM sees it
         if training and self.recurrent_dropout > 0:
             self._recurrent_mask = self._dropout_mask("drec", (N, H), self.recurrent_dropout, dtype)
+            self._hd = self.buffer("hd", (T, N, H), dtype)
         self._xt = xt
         valid = None if mask is None or mask.all() else np.ascontiguousarray(mask.T[order])
         self._valid = valid
@@ -261,29 +264,24 @@ class Recurrent(Layer):
 
     def _recurrent_input(self, h_prev: np.ndarray, t: int) -> np.ndarray:
         """h_{t-1} as the recurrent GEMM sees it (after recurrent dropout), kept for the recurrent-kernel gradient."""
-        if self._recurrent_mask is None:
+        if self._hd is None:
             return h_prev
-        hd = self.buffer("hd", (self._h_steps, *h_prev.shape), h_prev.dtype)[t]
-        np.multiply(h_prev, self._recurrent_mask, out=hd)
-        return hd
+        np.multiply(h_prev, self._recurrent_mask, out=self._hd[t])
+        return self._hd[t]
 
     def _recurrent_inputs(self) -> np.ndarray:
         """(T, N, H): every step's h_{t-1} as the recurrent GEMM saw it."""
-        T, N, H = self._z.shape[0], self._z.shape[1], self.units
-        if self._recurrent_mask is None:
-            return self._h[:T]
-        return self.buffer("hd", (T, N, H), self._h.dtype)
+        return self._h[: len(self._z)] if self._hd is None else self._hd
 
     def _hold(self, t: int, new: np.ndarray, old: np.ndarray) -> None:
         """Masked sequences keep their previous state at step t."""
         if self._carry is not None and self._carry[t] is not None:
             np.copyto(new, old, where=self._carry[t])
 
-    fused_gates = False  # the gate blocks may run as one tanh call (_gate_scale)
-
-    def _gate_scale(self, dtype) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """When every gate block is tanh or sigmoid, (pre-scale, post-scale, post-shift) per column so that
-        all blocks are one tanh call: sigmoid(z) = ½·tanh(½z) + ½. None when some block is relu or linear."""
+    def _gate_scale(self, dtype) -> tuple[np.ndarray, np.ndarray] | None:
+        """When every gate block is tanh or sigmoid, (scale, shift) per column so that all blocks are one tanh
+        call: sigmoid(z) = ½·tanh(½z) + ½, i.e. f(z) = scale·tanh(scale·z) + shift (the preactivations come
+        pre-scaled, see _input_weights). None when some block is relu or linear."""
         kinds = self.block_activations
         if not self.fused_gates or not all(k in ("tanh", "sigmoid") for k in kinds):
             return None
@@ -293,15 +291,15 @@ class Recurrent(Layer):
             H = self.units
             half = np.array([0.5 if k == "sigmoid" else 1.0 for k in kinds], dtype).repeat(H)
             shift = np.array([0.5 if k == "sigmoid" else 0.0 for k in kinds], dtype).repeat(H)
-            self._scales = cached = (key, (half, half.copy(), shift))
+            self._scales = cached = (key, (half, shift))
         return cached[1]
 
     def _activate_blocks(self, a: np.ndarray, scales) -> None:
         """Every gate block of a (already pre-scaled when `scales`) gets its function, in place."""
         if scales is not None:
             np.tanh(a, out=a)
-            a *= scales[1]
-            a += scales[2]
+            a *= scales[0]
+            a += scales[1]
             return
         H = self.units
         for k, kind in enumerate(self.block_activations):
@@ -424,7 +422,6 @@ class SimpleRNN(Recurrent):
     def _steps(self, z, h, scales):
         U = self.params["recurrent_kernel"]
         tmp = self.buffer("tmp", z.shape[1:], z.dtype)
-        self._h_steps = z.shape[0]
         for t in range(z.shape[0]):
             np.matmul(self._recurrent_input(h[t], t), U, out=tmp)
             np.add(z[t], tmp, out=h[t + 1])
@@ -497,7 +494,6 @@ class LSTM(Recurrent):
         ig = self.buffer("ig", (T, N, H), z.dtype)  # i·c̃
         tmp = self.buffer("tmp", (N, G), z.dtype)
         c[0] = 0.0
-        self._h_steps = T
         for t in range(T):
             g = z[t]
             np.matmul(self._recurrent_input(h[t], t), U, out=tmp)
@@ -636,7 +632,6 @@ class GRU(Recurrent):
         U = self.params["recurrent_kernel"]
         rp = self.buffer("rp", (T, N, G), z.dtype)  # recurrent projections h_{t-1}·U (+ b'), kept for backward
         s = self.buffer("s", (N, H), z.dtype)
-        self._h_steps = T
         for t in range(T):
             g, p = z[t], rp[t]
             hd = self._recurrent_input(h[t], t)
