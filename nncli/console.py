@@ -199,12 +199,7 @@ def eval_tables(report: EvalReport) -> list[Table]:
         overview.add_column(col, justify="left" if col == "model" else "right")
     for r in all_reports:
         overview.add_row(r.name, str(r.evaluation.n), _num(r.evaluation.loss), _pct(r.evaluation.accuracy), _pct(r.baseline))
-    if len(report.models) > 1:
-        mean, sd = report.accuracy_spread
-        overview.caption = f"accuracy of the {len(report.models)} models: mean {_pct(mean)} ± {_pct(sd)} (sd)"
-        if report.note:
-            overview.caption += f"; {report.note}"
-        overview.caption_justify = "left"
+    _spread_caption(overview, report, "accuracy", _pct)
     tables = [overview]
     for r in all_reports:
         classes = [str(c) for c in r.classes]
@@ -221,6 +216,16 @@ def eval_tables(report: EvalReport) -> list[Table]:
     return tables
 
 
+def _spread_caption(table: Table, report: EvalReport, metric: str, show) -> None:
+    """Several models: their metric's mean ± sd (and why there is no ensemble, if so) under the overview."""
+    if len(report.models) > 1:
+        mean, sd = report.accuracy_spread
+        table.caption = f"{metric} of the {len(report.models)} models: mean {show(mean)} ± {show(sd)} (sd)"
+        if report.note:
+            table.caption += f"; {report.note}"
+        table.caption_justify = "left"
+
+
 REGRESSION_COLUMNS = (("MSE", "mse"), ("RMSE", "rmse"), ("MAE", "mae"), ("R²", "r2"), ("baseline MSE", "baseline_mse"), ("baseline R²", "baseline_r2"))
 
 
@@ -233,12 +238,7 @@ def regression_tables(report: EvalReport, all_reports) -> list[Table]:
     for r in all_reports:
         m = r.evaluation.regression
         overview.add_row(r.name, str(r.evaluation.n), _num(r.evaluation.loss), *(_num(getattr(m, key)) for _, key in REGRESSION_COLUMNS))
-    if len(report.models) > 1:
-        mean, sd = report.accuracy_spread
-        overview.caption = f"R² of the {len(report.models)} models: mean {mean:.4f} ± {sd:.4f} (sd)"
-        if report.note:
-            overview.caption += f"; {report.note}"
-        overview.caption_justify = "left"
+    _spread_caption(overview, report, "R²", lambda v: f"{v:.4f}")
     tables = [overview]
     targets = all_reports[0].targets
     if len(targets) > 1:
