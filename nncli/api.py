@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -21,16 +22,18 @@ import numpy as np
 
 from .checkpoint import Checkpoint, read_checkpoint
 from .compare import CURVE_COLUMNS, RUN_COLUMNS, SUMMARY_COLUMNS, Comparison, OptimizerSummary, curve_rows, json_rows
-from .compare import compare as run_comparison
-from .config import dump_yaml
+from .compare import merge as merge_comparisons
+from .config import dump_yaml, load_document
 from .data import DATA_SOURCES, SPLITS, Dataset
 from .diagnostics import GradientLog
 from .errors import CheckpointError, ConfigError, DataError, DivergedError, TrainingInterrupted, dotted
+from .engines import RAY_INSTALL_HINT, Job, SerialEngine, make_engine, raise_for, ray_installed
 from .export import FORMATS as EXPORT_FORMATS
 from .export import export_onnx
-from .experiment import SECTIONS, Experiment, load_experiment, refuse_training_side_effects
+from .experiment import SECTIONS, Experiment, SweepConfig, load_experiment, refuse_training_side_effects
 from .files import atomic_write_text, csv_text, new_run_folder, unique_path
 from .initializers import INITIALIZERS
+from .jobs import compare_seed, train_run
 from .layers import ACTIVATIONS, LAYERS
 from .losses import LOSSES
 from .metrics import Evaluation, ensemble, ensemble_regression, regression_report
@@ -38,7 +41,9 @@ from .metrics import predict as predict_outputs
 from .models import MODELS, MemoryNeed, PlanRow, available_memory, human_bytes
 from .models.hopfield import MASKS, RULES, UPDATES, MemoryEvaluation, capacity_curve, make_probes, outcomes, overlaps, theoretical_capacity
 from .optimizers import OPTIMIZERS
-from .registry import ComponentInfo, Registry, describe_options, did_you_mean, quoted
+from . import plugins as plugin_registry
+from . import sweep as sweep_runs
+from .registry import ComponentInfo, Registry, describe_options, did_you_mean, quoted, to_plain
 from .regularizers import REGULARIZERS
 from .runfolder import RunFolder
 from .schedules import SCHEDULES
@@ -281,8 +286,15 @@ def train_seeds(
     resume: str | Path | None = None,
     weights: str | Path | None = None,
     callbacks: Sequence[Callback] = (),
+    engine: str | None = None,
+    address: str | None = None,
 ) -> list[TrainResult]:
-    """Train `seeds` copies with seeds s, s+1, ... into <out>/seed-<s>, e.g. for an ensemble."""
+    """Train `seeds` copies with seeds s, s+1, ... into <out>/seed-<s>, e.g. for an ensemble.
+
+    `engine` (serial, the default, or ray; `address` a Ray cluster) says where: on Ray each seed
+    is a task, retried from its own checkpoint if its worker dies. `callbacks` see the runs that
+    train in this process (the serial engine's).
+    """
     if seeds < 1:
         raise ConfigError(f"must be at least 1, got {seeds}", location="--seeds")
     if resume is not None:
@@ -290,13 +302,142 @@ def train_seeds(
     experiment = load_experiment(config, overrides, seed)  # fail fast, before any folder exists
     if seeds > 1 and experiment.model.no_epochs is not None:
         raise ConfigError(f"{experiment.model.no_epochs}; train it once", location="--seeds")
+    runner = make_engine(engine, address)
     parent = new_run_folder(out if out is not None else Path("runs") / experiment.name)
-    return [
-        train(config, overrides, out=parent / f"seed-{s}", seed=s, weights=weights, callbacks=callbacks)
+    in_process = isinstance(runner, SerialEngine)
+    jobs = [
+        Job(f"seed-{s}", train_run, ({
+            "config": config, "overrides": list(overrides), "seed": s, "folder": str((parent / f"seed-{s}").absolute()),
+            "weights": None if weights is None else str(Path(weights).absolute()), "cwd": os.getcwd(),
+            "plugins": plugin_registry.command_line(), "callbacks": list(callbacks) if in_process else [],
+        },))
         for s in range(experiment.seed, experiment.seed + seeds)
     ]
+    outcomes = runner.run(jobs)
+    for outcome in outcomes:
+        raise_for(outcome)
+    return [outcome.value for outcome in outcomes]
 
 
+# -- sweep -----------------------------------------------------------------------
+def sweep(
+    config: str | Path | dict | None = None,
+    grid: Sequence[str] = (),
+    overrides: Sequence[str] = (),
+    seeds: int | None = None,
+    out: str | Path | None = None,
+    engine: str | None = None,
+    address: str | None = None,
+    workers: int | None = None,
+    cpus_per_trial: int | None = None,
+    max_failures: int | None = None,
+    metric: str | None = None,
+    mode: str | None = None,
+    resume: str | Path | None = None,
+    progress: sweep_runs.Progress | None = None,
+) -> sweep_runs.SweepResult:
+    """Train every grid point × seed (the config's sweep: section, `grid` flags KEY=V1,V2 overriding it) and rank the points.
+
+    Every trial is validated before anything starts or any folder exists. The
+    trials run on `engine`: ray (default where installed: a Ray started here,
+    or the cluster at `address`) or serial (this process). The results go to
+    runs/<name>-sweep (module nncli.sweep lists the files). After SIGINT or
+    SIGTERM, TrainingInterrupted says how to continue: `resume` = the sweep
+    folder runs only the trials that had not finished, from their checkpoints.
+    """
+    if resume is not None:
+        given = [flag for flag, value in (("CONFIG", config), ("--grid", grid), ("--set", overrides), ("--seeds", seeds),
+                                          ("--out", out), ("--metric", metric), ("--mode", mode), ("--cpus-per-trial", cpus_per_trial)) if value]
+        if given:
+            raise ConfigError(f"continues the sweep as it was planned; it takes no {', '.join(given)}", location="--resume")
+        return _resume_sweep(Path(resume), engine, address, workers, max_failures, progress)
+    if config is None:
+        raise ConfigError("give a config file to sweep, or --resume SWEEP_DIR", location="sweep")
+    base = load_experiment(config, overrides)
+    settings = base.sweep or SweepConfig()
+    chosen = lambda flag, name: flag if flag is not None else getattr(settings, name)  # noqa: E731 - flags win
+    seeds, metric, mode = chosen(seeds, "seeds"), chosen(metric, "metric"), chosen(mode, "mode")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ConfigError(f"must be a positive integer, got {seeds!r}", location="--seeds")
+    _check_choice("--metric", metric, sweep_runs.METRICS, allow_none=True)
+    _check_choice("--mode", mode, ("auto", "min", "max"))
+    runner = _sweep_engine(
+        chosen(engine, "engine"), chosen(address, "address"), chosen(workers, "workers"),
+        chosen(cpus_per_trial, "cpus_per_trial"), chosen(max_failures, "max_failures"),
+    )
+    plan = sweep_runs.make_plan(config, overrides, sweep_runs.grid_of(grid, base.sweep), seeds, metric, mode, base,
+                                chosen(cpus_per_trial, "cpus_per_trial"))
+    sweep_runs.validate(plan, _point_checker())
+    folder = sweep_runs.new_folder(plan, base.name, out, base)
+    return sweep_runs.run(plan, folder, runner, progress)
+
+
+def _check_choice(flag: str, value, choices, allow_none: bool = False) -> None:
+    if value is None and allow_none:
+        return
+    if value not in choices:
+        raise ConfigError(f"{quoted(value)} is not one of {', '.join(choices)}{did_you_mean(str(value), list(choices))}", location=flag)
+
+
+def _sweep_engine(engine, address, workers, cpus_per_trial, max_failures):
+    """The sweep's engine; without a choice, Ray where it is installed, else this process (said in its description)."""
+    if engine is None and address is None and not ray_installed():
+        runner = make_engine("serial", cpus_per_job=cpus_per_trial, max_failures=max_failures, threads_in_serial=True)
+        runner.description = f"serial: ray is not installed ({RAY_INSTALL_HINT}), so the trials run one at a time here"
+        return runner
+    return make_engine(engine or "ray", address, workers, cpus_per_trial, max_failures, threads_in_serial=True)
+
+
+def _point_checker():
+    """What a grid point needs besides a valid config: optimizer sizes, the data's headers, the model's shapes, memory."""
+    infos: dict[str, object] = {}
+
+    def check(experiment: Experiment) -> None:
+        if experiment.model.gradient_trained:
+            experiment.check_optimizer_sizes([(experiment.optimizer_spec, ("optimizer",))])
+        key = json.dumps(to_plain(experiment.data.spec), sort_keys=True, default=str)
+        if key not in infos:
+            infos[key] = experiment.data_info()
+        info = infos[key]
+        check_memory(experiment, info.input_shape, info.num_classes, info.rows)
+
+    return check
+
+
+def _resume_sweep(folder: Path, engine, address, workers, max_failures, progress) -> sweep_runs.SweepResult:
+    """Run a sweep folder's unfinished trials, from the folder where the sweep started (relative data paths)."""
+    plan = sweep_runs.Plan.read(folder)
+    folder = folder.absolute()
+    here = Path.cwd()
+    try:
+        os.chdir(plan.cwd)
+    except OSError as exc:
+        raise DataError(f"{folder / sweep_runs.PLAN_FILE}: the sweep ran in {plan.cwd}, which cannot be entered ({exc.strerror})") from None
+    try:
+        base = load_experiment(plan.config, plan.overrides)
+        found = _first_difference(base.resolved(), load_document(folder / "config.yaml").data)
+        if found is not None:
+            path, mine, theirs = found
+            raise ConfigError(
+                f"the config changed since the sweep started: {dotted(path)} is {_show(mine)} now, {_show(theirs)} in "
+                f"{folder / 'config.yaml'}; a resumed sweep continues the same experiment (start a new sweep instead)",
+                location="--resume",
+            )
+        sweep_runs.validate(plan, _point_checker())
+        settings = base.sweep or SweepConfig()
+        runner = _sweep_engine(
+            engine if engine is not None else settings.engine, address if address is not None else settings.address,
+            workers if workers is not None else settings.workers, plan.cpus_per_trial,
+            max_failures if max_failures is not None else settings.max_failures,
+        )
+        rows = sweep_runs.read_rows(folder, plan)
+        finished = {name: row for name, row in rows.items() if row["status"] in sweep_runs.FINISHED}
+        return sweep_runs.run(plan, folder, runner, progress, finished)
+    finally:
+        os.chdir(here)
+
+
+# -- export --------------------------------------------------------------------
 def history_of(run: str | Path) -> list[dict]:
     """The rows of a run folder's history.csv (numbers as floats, empty cells as None)."""
     import csv
@@ -382,6 +523,8 @@ def compare_optimizers(
     out: str | Path | None = None,
     seeds: int = 1,
     on_run_end=None,
+    engine: str | None = None,
+    address: str | None = None,
 ) -> ComparisonResult:
     """Run every optimizer in the config's compare: section from the same initial weights; write the results.
 
@@ -390,7 +533,8 @@ def compare_optimizers(
     standard deviations. Files in the out folder (default runs/<name>-compare,
     never an earlier one): summary.csv, runs.csv (one row per optimizer and
     seed), curves.csv, curves.png and config.yaml (the resolved config).
-    `on_run_end(run)` is called after each optimizer run.
+    `on_run_end(run)` is called after each optimizer run (on Ray, as each seed's runs come back).
+    `engine` (serial, the default, or ray; `address` a Ray cluster) runs each seed as a job.
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"must be a positive integer, got {seeds!r}", location="--seeds")
@@ -409,12 +553,13 @@ def compare_optimizers(
     experiment.check_optimizer_sizes([(run.spec, run.path) for run in plan])  # before any data is read
     info = experiment.data_info()
     check_memory(experiment, info.input_shape, info.num_classes, info.rows)
+    runner = make_engine(engine, address)
     # Reserve the out folder before the (possibly long) runs: a bad --out fails now, not after them.
     out_dir = new_run_folder(out if out is not None else Path("runs") / f"{experiment.name}-compare")
     config_file = out_dir / "config.yaml"
     atomic_write_text(config_file, dump_yaml(experiment.resolved()))  # no longer empty: nobody else takes it
     try:
-        comparison = run_comparison(experiment, [experiment.seed + i for i in range(seeds)], on_run_end)
+        comparison = _compare_on(runner, config, overrides, [experiment.seed + i for i in range(seeds)], on_run_end)
     except BaseException:  # bad data, divergence handling gone wrong, Ctrl-C: leave no trace
         config_file.unlink(missing_ok=True)
         try:
@@ -431,6 +576,23 @@ def compare_optimizers(
     title = f"{experiment.name}: {comparison.num_params} parameters, {comparison.n_train} training rows"
     plot_curves(comparison.runs, out_dir / "curves.png", title)
     return ComparisonResult(out_dir, comparison, experiment)
+
+
+def _compare_on(runner, config, overrides, seeds: list[int], on_run_end) -> Comparison:
+    """Every seed of a comparison as one job of `runner`; their runs merged in seed order."""
+    in_process = isinstance(runner, SerialEngine)
+    spec = {"config": config, "overrides": list(overrides), "cwd": os.getcwd(), "plugins": plugin_registry.command_line()}
+    jobs = [Job(f"seed-{s}", compare_seed, ({**spec, "seed": s, "on_run_end": on_run_end if in_process else None},)) for s in seeds]
+
+    def ended(outcome) -> None:
+        if not in_process and outcome.status == "ok" and on_run_end is not None:
+            for run in outcome.value.runs:
+                on_run_end(run)
+
+    outcomes = runner.run(jobs, on_end=ended)
+    for outcome in outcomes:
+        raise_for(outcome)
+    return merge_comparisons([outcome.value for outcome in outcomes])
 
 
 # -- eval ----------------------------------------------------------------------

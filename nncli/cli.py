@@ -126,6 +126,8 @@ def _global_options(
 
 
 SetOption = typer.Option(None, "--set", help="Override a config value: KEY.PATH=VALUE (YAML value; list items by index). Repeatable.")
+EngineOption = typer.Option(None, "--engine", help="Where the runs of --seeds go: serial (this process, the default) or ray.")
+AddressOption = typer.Option(None, "--address", help="A running Ray cluster: HOST:PORT of its head, or auto (implies --engine ray).")
 
 
 @contextmanager
@@ -150,14 +152,17 @@ def train(
     weights: Optional[Path] = typer.Option(None, "--weights", help="Start a new run from this checkpoint's weights."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain one-line-per-epoch progress instead of bars."),
     seeds: int = typer.Option(1, "--seeds", help="Train this many copies with seeds s, s+1, ... (for an ensemble)."),  # api checks >= 1
+    engine: Optional[str] = EngineOption,
+    address: Optional[str] = AddressOption,
 ):
     """Train a model from a YAML config; the last line printed is the final checkpoint's path."""
     with cli_errors():
         progress = [console.progress_for(quiet)]
-        if seeds == 1:
+        if seeds == 1 and engine is None and address is None:
             results = [api.train(config, set_ or [], out=out, seed=seed, resume=resume, weights=weights, callbacks=progress)]
         else:
-            results = api.train_seeds(config, seeds, set_ or [], out=out, seed=seed, resume=resume, weights=weights, callbacks=progress)
+            results = api.train_seeds(config, seeds, set_ or [], out=out, seed=seed, resume=resume, weights=weights,
+                                      callbacks=progress, engine=engine, address=address)
     for result in results:
         console.stdout.print(console.train_summary(result))
     if len(results) > 1:
@@ -255,16 +260,54 @@ def compare_optimizers(
     out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default runs/<name>-compare; never overwritten)."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary rows as one JSON list instead of tables."),
     seeds: int = typer.Option(1, "--seeds", help="Repeat over N seeds (splits and initialisations); report mean ± sd."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="Where the seeds run: serial (this process, the default) or ray (a seed per task)."),
+    address: Optional[str] = AddressOption,
 ):
     """Run the config's optimizers from the same initial weights: loss curves, iterations, evaluations, time, accuracy."""
     with cli_errors():
-        result = api.compare_optimizers(config, set_ or [], out=out, seeds=seeds, on_run_end=console.compare_progress(seeds))
+        result = api.compare_optimizers(config, set_ or [], out=out, seeds=seeds, on_run_end=console.compare_progress(seeds),
+                                        engine=engine, address=address)
     if as_json:
         typer.echo(json.dumps(result.to_json()))
         return
     console.stdout.print(console.comparison_table(result))
     for line in console.comparison_notes(result):
         console.stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
+@app.command()
+def sweep(
+    config: Optional[Path] = typer.Argument(None, help="YAML experiment config (optionally with a sweep: section)."),
+    grid: Optional[list[str]] = typer.Option(None, "--grid", help="KEY.PATH=V1,V2,...: values to try (YAML each; commas inside [] or {} stay). Repeatable: every combination."),
+    seeds: Optional[int] = typer.Option(None, "--seeds", help="Trials per grid point, with seeds s, s+1, ... (default 1)."),
+    set_: Optional[list[str]] = SetOption,
+    out: Optional[Path] = typer.Option(None, "--out", help="Sweep folder (default runs/<name>-sweep; never overwritten)."),
+    engine: Optional[str] = typer.Option(None, "--engine", help="ray (default where installed) or serial (one trial at a time in this process)."),
+    address: Optional[str] = typer.Option(None, "--address", help="A running Ray cluster (HOST:PORT of its head, or auto); default: start Ray here."),
+    workers: Optional[int] = typer.Option(None, "--workers", help="Trials at once (default: the CPUs divided by --cpus-per-trial)."),
+    cpus_per_trial: Optional[int] = typer.Option(None, "--cpus-per-trial", help="CPUs, and BLAS threads, per trial (default 1)."),
+    max_failures: Optional[int] = typer.Option(None, "--max-failures", help="Restarts of a trial whose worker died (default 2); it resumes from its checkpoint."),
+    metric: Optional[str] = typer.Option(None, "--metric", help="History column scoring a trial: its best value (default val_loss, or train_loss)."),
+    mode: Optional[str] = typer.Option(None, "--mode", help="min or max of the metric (default: max for accuracies)."),
+    resume: Optional[Path] = typer.Option(None, "--resume", help="A stopped sweep's folder: run only its unfinished trials."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary and every trial as one JSON object instead of tables."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain lines per finished trial instead of a live display."),
+):
+    """Train every grid point × seed, on Ray (here or on a cluster) or in this process; rank the points.
+    Writes trials/ (run folders), runs.csv, summary.csv, best.yaml and scores.png; the last line printed is the folder."""
+    with cli_errors():
+        result = api.sweep(
+            config, grid or [], set_ or [], seeds=seeds, out=out, engine=engine, address=address, workers=workers,
+            cpus_per_trial=cpus_per_trial, max_failures=max_failures, metric=metric, mode=mode, resume=resume,
+            progress=console.SweepProgress(quiet or as_json),
+        )
+    if as_json:
+        typer.echo(json.dumps(result.to_json()))
+        return
+    console.stdout.print(console.sweep_table(result))
+    for line in console.sweep_notes(result):
+        console.stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+    typer.echo(str(result.folder))
 
 
 @app.command()

@@ -453,6 +453,19 @@ def compare(
     )
 
 
+def merge(parts: Sequence[Comparison]) -> Comparison:
+    """One comparison from per-seed ones, in seed order (an engine runs each seed as a job of its own)."""
+    runs = [run for part in parts for run in part.runs]
+    labels = [row.optimizer for row in parts[0].rows]
+    return dataclasses.replace(
+        parts[-1],
+        rows=[summarize([r for r in runs if r.optimizer == label]) for label in labels],
+        runs=runs,
+        baselines=[b for part in parts for b in part.baselines],
+        seeds=[s for part in parts for s in part.seeds],
+    )
+
+
 # -- output files ----------------------------------------------------------------
 def curve_rows(runs: Sequence[RunResult]) -> list[dict]:
     return [

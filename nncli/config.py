@@ -230,11 +230,12 @@ def document_from_dict(data: dict, source: str = "<dict>") -> Document:
     return Document(copy.deepcopy(data), source, {(): source})
 
 
-def apply_overrides(doc: Document, overrides: Iterable[str], sections: Sequence[str] = ()) -> None:
+def apply_overrides(doc: Document, overrides: Iterable[str], sections: Sequence[str] = (), flag: str = "--set") -> None:
     """Apply `--set a.b.0.c=VALUE` overrides in order; VALUE is parsed as YAML. A new top-level
-    section must be one of `sections` (the config's keys), so a misspelt one is caught here."""
+    section must be one of `sections` (the config's keys), so a misspelt one is caught here.
+    `flag` names where they came from in errors (a sweep's grid values: --grid)."""
     for text in overrides:
-        origin = f"--set {text}"
+        origin = f"{flag} {text}"
         key, sep, value_text = text.partition("=")
         key = key.strip()
         if not sep or not key:

@@ -17,6 +17,8 @@ from .api import CapacityResult, ComparisonResult, EvalReport, MemoryReport, Mod
 from .compare import RunResult
 from .models import human_bytes
 from .models.hopfield import OUTCOMES
+from .sweep import Progress as SweepEvents
+from .sweep import SweepResult
 from .registry import REQUIRED, ComponentInfo
 from .training import Callback, Fit
 
@@ -43,6 +45,13 @@ def _num(value, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "-"
     return f"{value:.{digits}f}"
+
+
+def _sig(value) -> str:
+    """4 significant digits: scores of a sweep span orders of magnitude."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4g}"
 
 
 def _pct(value) -> str:
@@ -134,6 +143,99 @@ class RichProgress(Callback):
 def progress_for(quiet: bool) -> Callback:
     """Rich bars on a terminal, plain epoch lines when stderr is not one or with --quiet."""
     return PlainProgress() if quiet or not stderr.is_terminal else RichProgress()
+
+
+def _point(row: dict, keys) -> str:
+    return ", ".join(f"{key}={row[key]}" for key in keys)
+
+
+def trial_line(row: dict, keys, metric: str) -> str:
+    """One finished trial: name, status, grid values and seed, score, where it ran."""
+    parts = [row["trial"], f"{row['status']:<11}", _point(row, keys) or "(no grid)", f"seed {row['seed']}"]
+    if row["status"] == "ok":
+        parts.append(f"{metric} {_sig(row.get('score'))} (epoch {row.get('best_epoch')})  {row.get('seconds', 0):.1f}s")
+    elif row.get("error"):
+        parts.append(row["error"][:160])
+    if row.get("attempts") and row["attempts"] > 1:
+        parts.append(f"attempt {row['attempts']}")
+    if row.get("host"):
+        parts.append(f"[{row['host']} pid {row['pid']}]")
+    return "  ".join(parts)
+
+
+class SweepProgress(SweepEvents):
+    """A sweep's progress on stderr: a live line (done, running, failed; the best so far) on a terminal,
+    one plain line per finished trial otherwise (logs, CI, --quiet)."""
+
+    def __init__(self, quiet: bool, console: Console = stderr):
+        self.console = console
+        self.live = not quiet and console.is_terminal
+        self.running: set[str] = set()
+        self.done = self.failed = 0
+
+    def begin(self, plan, engine, folder, todo):
+        self.keys, self.metric, self.total = plan.keys, plan.metric, todo
+        self.console.print(f"sweep {folder}: {todo} trial(s) to run, {len(plan.trials)} in all; {engine}", markup=False, highlight=False)
+        if self.live:
+            self.progress = Progress(TextColumn("[bold]trials"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                                     TextColumn("{task.fields[stats]}"), console=self.console, transient=True)
+            self.progress.start()
+            self.task = self.progress.add_task("trials", total=todo, stats="")
+
+    def trial_started(self, name, attempt):
+        self.running.add(name)
+        if attempt > 1:
+            self.console.print(f"{name}  worker lost: attempt {attempt}, resuming from its last checkpoint", markup=False, highlight=False)
+        self._update(None)
+
+    def trial_ended(self, row, best):
+        self.running.discard(row["trial"])
+        self.done += 1
+        self.failed += row["status"] not in ("ok", "interrupted", "pending")
+        print_ = self.progress.console.print if self.live else self.console.print
+        print_(trial_line(row, self.keys, self.metric), markup=False, highlight=False, soft_wrap=True)
+        self._update(best)
+
+    def _update(self, best):
+        if not self.live:
+            return
+        lead = f"  best {_sig(best['score'])} ({_point(best, self.keys)})" if best else ""
+        self.progress.update(self.task, completed=self.done, stats=f"{len(self.running)} running, {self.failed} failed{lead}")
+
+    def end(self):
+        if getattr(self, "progress", None) is not None:
+            self.progress.stop()
+
+
+def sweep_table(result: SweepResult) -> Table:
+    """summary.csv as a table: one row per grid point, best first."""
+    plan = result.plan
+    sense = "lower" if plan.mode == "min" else "higher"
+    table = Table(title=f"sweep {result.folder}: best {plan.metric} per trial ({sense} is better), mean ± sd over seeds", title_justify="left")
+    for column in ("#", *plan.keys, "ok/seeds", plan.metric, "best epoch", "val acc", "seconds"):
+        table.add_column(column, justify="left" if column in plan.keys else "right")
+    accuracy = any(row.get("val_accuracy") is not None for row in result.summary)
+    for row in result.summary:
+        table.add_row(
+            str(row["rank"]), *(str(row[k]) for k in plan.keys), f"{row['ok']}/{row['seeds']}",
+            _pm(row["score"], row["score_sd"], _sig),
+            "-" if row["best_epoch"] is None else f"{row['best_epoch']:.1f}",
+            _pm(row["val_accuracy"], row["val_accuracy_sd"], _pct) if accuracy else "-",
+            "-" if row["seconds"] is None else f"{row['seconds']:.1f}",
+        )
+    return table
+
+
+def sweep_notes(result: SweepResult) -> list[str]:
+    rows = result.rows
+    notes = []
+    bad = [r for r in rows if r["status"] != "ok"]
+    if bad:
+        notes.append(f"{len(bad)} trial(s) did not finish ok: " + ", ".join(f"{r['trial']} {r['status']}" for r in bad[:10]))
+    if result.best is not None:
+        notes.append(f"best point: {_point(result.best, result.plan.keys) or '(no grid)'}; its config: {result.folder / 'best.yaml'}")
+    notes.append(f"{result.engine}; every trial: {result.folder / 'runs.csv'}")
+    return notes
 
 
 # -- result tables ---------------------------------------------------------------

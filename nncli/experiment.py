@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 import numpy as np
 
@@ -88,6 +89,51 @@ class CompareRun:
     schedule: dict | str | None = None
 
 
+@dataclass(frozen=True)
+class SweepConfig:
+    """Settings for `nncli sweep` (the `sweep:` section); the command's flags override them.
+
+    Every grid point (one value of each grid key) is trained with seeds seed,
+    seed+1, ..., each trial an ordinary run folder. A trial's score is the
+    best value of `metric` in its history.csv over its epochs, and a point's is
+    the mean over its seeds. A --grid flag replaces that key's values here.
+
+    Options:
+    grid: {KEY.PATH: [values]}, any config value a --set could change, e.g. {optimizer.learning_rate: [0.001, 0.01]}
+    seeds: trials per grid point, with seeds seed, seed+1, ...
+    metric: history.csv column scoring a trial; null = val_loss, or train_loss without validation data
+    mode: min or max of the metric; auto = max for accuracies, min otherwise
+    engine: ray (the trials as Ray tasks) or serial (one after another in this process); null = ray where it is installed
+    address: a running Ray cluster (HOST:PORT, or auto on one of its nodes); null = start Ray on this machine for the sweep
+    workers: trials at once; null = this machine's CPUs (a cluster's) divided by cpus_per_trial
+    cpus_per_trial: CPUs Ray reserves for each trial, and its BLAS threads (in both engines)
+    max_failures: times a trial is started again after its worker process or node died (it resumes from its last checkpoint)
+    """
+
+    grid: dict | None = None
+    seeds: PositiveInt = 1
+    metric: Literal["val_loss", "val_accuracy", "train_loss", "train_accuracy"] | None = None
+    mode: Literal["auto", "min", "max"] = "auto"
+    engine: Literal["ray", "serial"] | None = None
+    address: str | None = None
+    workers: PositiveInt | None = None
+    cpus_per_trial: PositiveInt = 1
+    max_failures: NonNegativeInt = 2
+
+
+def _sweep_section(raw: dict) -> SweepConfig:
+    options = check_options(SweepConfig, raw, ("sweep",))
+    grid = options["grid"] or {}
+    if not isinstance(grid, dict):
+        raise ConfigError("expected a mapping of config keys to lists of values", ("sweep", "grid"))
+    for key, values in grid.items():
+        if not isinstance(key, str) or not key.strip():
+            raise ConfigError(f"expected a config key such as optimizer.learning_rate, got {key!r}", ("sweep", "grid"))
+        if not isinstance(values, list) or not values:
+            raise ConfigError("expected a non-empty list of values", ("sweep", "grid", key))
+    return SweepConfig(**options)
+
+
 _SHARED_TOLERANCES = ("tolerance_grad", "tolerance_change")
 
 
@@ -146,6 +192,7 @@ def _top_level(
     optimizer: Annotated[object, OPTIMIZERS] = "adam",
     training: dict | None = None,
     compare: dict | None = None,
+    sweep: dict | None = None,
     plugins: list[str] | None = None,
 ):
     """The sections of a config file.
@@ -160,11 +207,12 @@ def _top_level(
     optimizer: {type: adam, learning_rate: ...}
     training: epochs, batch size, ...
     compare: settings for `nncli compare-optimizers`: optimizers, max_iterations, tolerances, batch_size
+    sweep: settings for `nncli sweep`: the grid, seeds, metric, engine and its resources
     """
 
 
 # The fixed parts of a config, for `nncli components section` and the README reference.
-SECTIONS = {"(top level)": _top_level, "training": TrainingConfig, "compare": CompareConfig}
+SECTIONS = {"(top level)": _top_level, "training": TrainingConfig, "compare": CompareConfig, "sweep": SweepConfig}
 TOP_LEVEL_KEYS = tuple(inspect.signature(_top_level).parameters)  # the one list of a config's sections
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
@@ -182,6 +230,7 @@ class Experiment:
     compare: CompareConfig | None
     doc: Document  # where values came from, for locating errors found later
     plugins: tuple[str, ...] = ()  # resolved: files as absolute paths, modules by name
+    sweep: SweepConfig | None = None  # settings of `nncli sweep`; not part of what a run trains
 
     # -- building -------------------------------------------------------------
     def data_info(self) -> DataInfo:
@@ -356,6 +405,7 @@ def from_document(doc: Document, seed: int | None = None, name: str | None = Non
                 model, f"the full-batch minimiser {top['optimizer'].spec['type']}", "remove it or use a mini-batch optimizer"
             )
         compare = _compare_section(top["compare"]) if top["compare"] is not None else None
+        sweep = _sweep_section(top["sweep"]) if top["sweep"] is not None else None
     return Experiment(
         name=run_name,
         seed=top["seed"] if seed is None else seed,
@@ -365,20 +415,22 @@ def from_document(doc: Document, seed: int | None = None, name: str | None = Non
         optimizer=top["optimizer"] if model.gradient_trained else None,
         training=training,
         compare=compare,
+        sweep=sweep,
         doc=doc,
         plugins=tuple(dict.fromkeys([*(top["plugins"] or ()), *_command_line_plugins()])),
     )
 
 
 def load_experiment(
-    config: str | Path | dict, overrides: list[str] | tuple[str, ...] = (), seed: int | None = None
+    config: str | Path | dict, overrides: list[str] | tuple[str, ...] = (), seed: int | None = None, grid: Sequence[str] = ()
 ) -> Experiment:
-    """Read a config file (or a dict), apply `--set` overrides, validate and resolve it."""
+    """Read a config file (or a dict), apply `--set` overrides (then a sweep's grid values), validate and resolve it."""
     if isinstance(config, dict):
         doc, name = document_from_dict(config), None
     else:
         doc, name = load_document(config), Path(config).stem
     apply_overrides(doc, overrides, TOP_LEVEL_KEYS)
+    apply_overrides(doc, grid, TOP_LEVEL_KEYS, flag="--grid")
     if seed is not None and seed < 0:
         raise ConfigError(f"must be a non-negative integer, got {seed}", location="--seed")
     load_config_plugins(doc, None if isinstance(config, dict) else Path(config).parent)

@@ -241,3 +241,46 @@ def plot_capacity(rows: list[dict], theory: dict[str, dict[str, float]], neurons
     fig.suptitle(f"Hopfield capacity, N = {neurons} random ±1 patterns")
     fig.tight_layout()
     _save(fig, path)
+
+
+def plot_sweep(grid: list, rows: list[dict], summary: list[dict], metric: str, mode: str, path: Path) -> None:
+    """nncli sweep: the score against each grid key, one panel per key.
+
+    Each trial is a dot at its value of that key (all other keys mixed); the
+    line joins the means over those trials, and the best point's value is marked.
+    Numeric keys get a numeric axis (log when positive and spanning 10× or more);
+    other values are categories in the order given.
+    """
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(grid), figsize=(4.2 * len(grid), 3.6), squeeze=False)
+    best = summary[0] if summary and summary[0]["score"] is not None else None
+    for ax, (key, texts) in zip(axes[0], grid):
+        numbers = [_as_number(t) for t in texts]
+        numeric = all(n is not None for n in numbers)
+        xs = numbers if numeric else list(range(len(texts)))
+        means = []
+        for x, text in zip(xs, texts):
+            scores = [r["score"] for r in rows if r.get(key) == text and r.get("status") == "ok" and r.get("score") is not None]
+            ax.scatter([x] * len(scores), scores, color="C0", alpha=0.5, s=18)
+            means.append(float(np.mean(scores)) if scores else np.nan)
+        order = np.argsort(xs)
+        ax.plot(np.asarray(xs)[order], np.asarray(means)[order], color="C0", marker="o", label=f"mean over trials")
+        if best is not None:
+            ax.axvline(xs[texts.index(best[key])], color="C3", linestyle=":", label=f"best point ({best[key]})")
+        if numeric and min(xs) > 0 and max(xs) >= 10 * min(xs):
+            ax.set_xscale("log")
+        if not numeric:
+            ax.set_xticks(xs, texts, rotation=20, fontsize="small")
+        ax.set(xlabel=key, ylabel=f"{metric} ({'lower' if mode == 'min' else 'higher'} is better)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize="small")
+    fig.suptitle(f"sweep: best {metric} of each trial ({len(rows)} trials)")
+    _save(fig, path)
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value if np.isfinite(value) else None
