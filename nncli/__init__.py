@@ -8,7 +8,7 @@ The Python API mirrors the commands:
 """
 
 from ._version import __version__
-from .api import compare_optimizers, components, evaluate, plot_runs, summarize, train, train_seeds
+from .api import compare_optimizers, components, evaluate, plot_runs, summarize, sweep, train, train_seeds
 from .checkpoint import read_checkpoint
 from .errors import NncliError
 from .experiment import load_experiment
@@ -27,6 +27,7 @@ __all__ = [
     "plot_runs",
     "read_checkpoint",
     "summarize",
+    "sweep",
     "train",
     "train_seeds",
 ]

@@ -42,7 +42,7 @@ from .models import MODELS, MemoryNeed, PlanRow, available_memory, human_bytes
 from .models.hopfield import MASKS, RULES, UPDATES, MemoryEvaluation, capacity_curve, make_probes, outcomes, overlaps, theoretical_capacity
 from .optimizers import OPTIMIZERS
 from . import plugins as plugin_registry
-from . import sweep as sweep_runs
+from . import sweeps as sweep_runs
 from .registry import ComponentInfo, Registry, describe_options, did_you_mean, quoted, to_plain
 from .regularizers import REGULARIZERS
 from .runfolder import RunFolder
@@ -341,7 +341,7 @@ def sweep(
     Every trial is validated before anything starts or any folder exists. The
     trials run on `engine`: ray (default where installed: a Ray started here,
     or the cluster at `address`) or serial (this process). The results go to
-    runs/<name>-sweep (module nncli.sweep lists the files). After SIGINT or
+    runs/<name>-sweep (module nncli.sweeps lists the files). After SIGINT or
     SIGTERM, TrainingInterrupted says how to continue: `resume` = the sweep
     folder runs only the trials that had not finished, from their checkpoints.
     """

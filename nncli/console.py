@@ -17,8 +17,8 @@ from .api import CapacityResult, ComparisonResult, EvalReport, MemoryReport, Mod
 from .compare import RunResult
 from .models import human_bytes
 from .models.hopfield import OUTCOMES
-from .sweep import Progress as SweepEvents
-from .sweep import SweepResult
+from .sweeps import Progress as SweepEvents
+from .sweeps import SweepResult
 from .registry import REQUIRED, ComponentInfo
 from .training import Callback, Fit
 

@@ -32,7 +32,7 @@ def _record_attempt(spec: dict, attempt: int) -> None:
         return
     from .files import atomic_write_text
 
-    where = {"trial": spec["name"], "attempt": attempt, "host": socket.gethostname(), "pid": os.getpid()}
+    where = {"trial": spec["name"], "attempt": attempt, "host": socket.gethostname(), "pid": os.getpid(), "parent": os.getppid()}
     try:
         import ray
 

@@ -721,6 +721,7 @@ def test_a_closed_stdout_ends_every_command_quietly_with_141(world, tmp_path):
         ("capacity", memory, "--patterns", "2:4:2", "--trials", "1", "--out", tmp_path / "capacity"),
         ("export", world.last, "--out", tmp_path / "model.onnx"),
         ("gradcheck", world.config_path, "--samples", "2", "--entries", "2"),
+        ("sweep", world.config_path, "--engine", "serial", "--grid", "training.epochs=1", "--out", tmp_path / "sweep"),
     ]
     assert {c[0] for c in commands} == set(get_command(app).commands)
     read, write = os.pipe()

@@ -283,6 +283,8 @@ def row_of(plan: Plan, trial: Trial, outcome: Outcome) -> dict:
            "host": outcome.host or None, "pid": outcome.pid, "error": " ".join(outcome.error.split()) or None}
     if status == "ok":
         row.update(outcome.value)
+    elif status == "interrupted":  # the sweep's own --resume line continues it, not the trial's
+        row["error"] = (row["error"] or "").split("; continue with:")[0] or None
     return row
 
 
