@@ -376,7 +376,7 @@ def _check_choice(flag: str, value, choices, allow_none: bool = False) -> None:
     if value is None and allow_none:
         return
     if value not in choices:
-        raise ConfigError(f"{quoted(value)} is not one of {', '.join(choices)}{did_you_mean(str(value), list(choices))}", location=flag)
+        raise ConfigError(f"{quoted(value)} is not one of {', '.join(choices)}.{did_you_mean(str(value), list(choices))}", location=flag)
 
 
 def _sweep_engine(engine, address, workers, cpus_per_trial, max_failures):
