@@ -14,6 +14,8 @@ import json
 import math
 import os
 import shlex
+import shutil
+import socket
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -33,7 +35,6 @@ from .export import export_onnx
 from .experiment import SECTIONS, Experiment, SweepConfig, load_experiment, refuse_training_side_effects
 from .files import atomic_write_text, csv_text, new_run_folder, unique_path
 from .initializers import INITIALIZERS
-from .jobs import compare_seed, train_run
 from .layers import ACTIVATIONS, LAYERS
 from .losses import LOSSES
 from .metrics import Evaluation, ensemble, ensemble_regression, regression_report
@@ -319,6 +320,70 @@ def train_seeds(
     return [outcome.value for outcome in outcomes]
 
 
+# -- jobs: the work an engine runs -------------------------------------------------
+# Module-level functions of plain, picklable values, so they run the same in this
+# process or in a Ray worker on another machine. A job first makes its process
+# look like the driver's: the same working folder (relative data paths), the same
+# command-line plugins. Paths in a job are absolute: on a cluster they must name
+# shared storage that every node sees at the same place.
+def _like_the_driver(spec: dict) -> None:
+    os.chdir(spec["cwd"])
+    if spec.get("plugins"):
+        for plugin in spec["plugins"]:
+            plugin_registry.load_command_line(plugin)
+
+
+def _record_attempt(spec: dict, attempt: int) -> None:
+    """attempts/<trial>-<n>.json: where this attempt runs, written as it starts (a sweep's record of its retries)."""
+    folder = spec.get("attempts")
+    if folder is None:
+        return
+    where = {"trial": spec["name"], "attempt": attempt, "host": socket.gethostname(), "pid": os.getpid(), "parent": os.getppid()}
+    try:
+        import ray
+
+        if ray.is_initialized():
+            where["node"] = ray.get_runtime_context().get_node_id()
+    except Exception:  # noqa: BLE001 - no Ray, or not in a Ray worker: nothing more to record
+        pass
+    Path(folder).mkdir(parents=True, exist_ok=True)
+    atomic_write_text(Path(folder) / f"{spec['name']}-{attempt}.json", json.dumps(where) + "\n")
+
+
+def train_run(spec: dict, attempt: int = 1):
+    """Train one run into spec["folder"]; an earlier attempt's checkpoint there is resumed, bit for bit.
+
+    spec: config (a path or a dict), overrides, seed, folder, cwd, plugins, and optionally weights,
+    callbacks (in-process engines only) and attempts (a folder to record each attempt in).
+    A folder whose run died before its first checkpoint holds nothing to keep: it starts afresh.
+    """
+    _like_the_driver(spec)
+    _record_attempt(spec, attempt)
+    folder = Path(spec["folder"])
+    last = folder / "checkpoints" / "last.npz"
+    callbacks = spec.get("callbacks") or ()
+    if last.exists():
+        return train(spec["config"], spec["overrides"], seed=spec["seed"], resume=last, callbacks=callbacks)
+    if folder.exists():
+        shutil.rmtree(folder)
+    return train(spec["config"], spec["overrides"], out=folder, seed=spec["seed"], weights=spec.get("weights"), callbacks=callbacks)
+
+
+def compare_seed(spec: dict, attempt: int = 1):
+    """Every optimizer of the config's compare: section on one seed (a comparison has nothing to resume)."""
+    from .compare import compare
+
+    _like_the_driver(spec)
+    experiment = load_experiment(spec["config"], spec["overrides"])
+    return compare(experiment, [spec["seed"]], spec.get("on_run_end"))
+
+
+def sweep_trial(spec: dict, attempt: int = 1) -> dict:
+    """One trial of a sweep: train (or resume) it into its folder; return its runs.csv figures."""
+    result = train_run(spec, attempt)
+    return sweep_runs.figures(result.history, spec["metric"], spec["mode"])
+
+
 # -- sweep -----------------------------------------------------------------------
 def sweep(
     config: str | Path | dict | None = None,
@@ -369,7 +434,7 @@ def sweep(
                                 chosen(cpus_per_trial, "cpus_per_trial"))
     sweep_runs.validate(plan, _point_checker())
     folder = sweep_runs.new_folder(plan, base.name, out, base)
-    return sweep_runs.run(plan, folder, runner, progress)
+    return sweep_runs.run(plan, folder, runner, sweep_trial, progress)
 
 
 def _check_choice(flag: str, value, choices, allow_none: bool = False) -> None:
@@ -432,7 +497,7 @@ def _resume_sweep(folder: Path, engine, address, workers, max_failures, progress
         )
         rows = sweep_runs.read_rows(folder, plan)
         finished = {name: row for name, row in rows.items() if row["status"] in sweep_runs.FINISHED}
-        return sweep_runs.run(plan, folder, runner, progress, finished)
+        return sweep_runs.run(plan, folder, runner, sweep_trial, progress, finished)
     finally:
         os.chdir(here)
 

@@ -249,14 +249,6 @@ def trial_spec(plan: Plan, folder: Path, trial: Trial) -> dict:
     }
 
 
-def run_trial(spec: dict, attempt: int = 1) -> dict:
-    """One trial, wherever the engine put it: train (or resume) into its folder; return its runs.csv figures."""
-    from .jobs import train_run
-
-    result = train_run(spec, attempt)
-    return figures(result.history, spec["metric"], spec["mode"])
-
-
 def figures(history: list[dict], metric: str, mode: str) -> dict:
     """Score (best metric value over the epochs), its epoch, the last epoch's figures and the training seconds."""
     scored = [(row[metric], row["epoch"]) for row in history if row.get(metric) is not None and math.isfinite(row[metric])]
@@ -370,9 +362,10 @@ def write_results(folder: Path, plan: Plan, rows: list[dict], final: bool) -> tu
     return summary, best
 
 
-def run(plan: Plan, folder: Path, engine: SerialEngine | RayEngine, progress: Progress | None = None,
+def run(plan: Plan, folder: Path, engine: SerialEngine | RayEngine, trial_job, progress: Progress | None = None,
         finished: dict[str, dict] | None = None) -> SweepResult:
-    """Run the plan's unfinished trials on `engine`; write the results; raise TrainingInterrupted after a signal."""
+    """Run the plan's unfinished trials on `engine`, each as `trial_job(trial_spec(...), attempt)` returning its
+    figures (api.sweep_trial); write the results; raise TrainingInterrupted after a signal."""
     progress = progress or Progress()
     finished = finished or {}
     trials = {t.name: t for t in plan.trials}
@@ -387,7 +380,7 @@ def run(plan: Plan, folder: Path, engine: SerialEngine | RayEngine, progress: Pr
         _, best = write_results(folder, plan, list(rows.values()), final=False)
         progress.trial_ended(rows[outcome.key], best)
 
-    jobs = [Job(t.name, run_trial, (trial_spec(plan, folder, t),)) for t in todo]
+    jobs = [Job(t.name, trial_job, (trial_spec(plan, folder, t),)) for t in todo]
     try:
         outcomes = engine.run(jobs, progress.trial_started, ended, lambda engine_: progress.begin(plan, engine_, folder, len(todo)))
     finally:
