@@ -269,8 +269,8 @@ def plot_sweep(grid: list, rows: list[dict], summary: list[dict], metric: str, m
             ax.axvline(xs[texts.index(best[key])], color="C3", linestyle=":", label=f"best point ({best[key]})")
         if numeric and min(xs) > 0 and max(xs) >= 10 * min(xs):
             ax.set_xscale("log")
-        if not numeric:
-            ax.set_xticks(xs, texts, rotation=20, fontsize="small")
+        ax.set_xticks(xs, texts, rotation=0 if numeric else 20, fontsize="small")  # the values tried, as given
+        ax.minorticks_off()
         ax.set(xlabel=key, ylabel=f"{metric} ({'lower' if mode == 'min' else 'higher'} is better)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize="small")
