@@ -309,8 +309,8 @@ def train_seeds(
     jobs = [
         Job(f"seed-{s}", train_run, ({
             "config": config, "overrides": list(overrides), "seed": s, "folder": str((parent / f"seed-{s}").absolute()),
-            "weights": None if weights is None else str(Path(weights).absolute()), "cwd": os.getcwd(),
-            "plugins": plugin_registry.command_line(), "callbacks": list(callbacks) if in_process else [],
+            "weights": None if weights is None else str(Path(weights).absolute()), **_driver_context(),
+            "callbacks": list(callbacks) if in_process else [],
         },))
         for s in range(experiment.seed, experiment.seed + seeds)
     ]
@@ -326,11 +326,15 @@ def train_seeds(
 # look like the driver's: the same working folder (relative data paths), the same
 # command-line plugins. Paths in a job are absolute: on a cluster they must name
 # shared storage that every node sees at the same place.
+def _driver_context() -> dict:
+    """What a job needs to look like the driver: its working folder and its command-line plugins."""
+    return {"cwd": os.getcwd(), "plugins": plugin_registry.command_line()}
+
+
 def _like_the_driver(spec: dict) -> None:
     os.chdir(spec["cwd"])
-    if spec.get("plugins"):
-        for plugin in spec["plugins"]:
-            plugin_registry.load_command_line(plugin)
+    for plugin in spec.get("plugins") or ():
+        plugin_registry.load_command_line(plugin)
 
 
 def _record_attempt(spec: dict, attempt: int) -> None:
@@ -426,12 +430,9 @@ def sweep(
         raise ConfigError(f"must be a positive integer, got {seeds!r}", location="--seeds")
     _check_choice("--metric", metric, sweep_runs.METRICS, allow_none=True)
     _check_choice("--mode", mode, ("auto", "min", "max"))
-    runner = _sweep_engine(
-        chosen(engine, "engine"), chosen(address, "address"), chosen(workers, "workers"),
-        chosen(cpus_per_trial, "cpus_per_trial"), chosen(max_failures, "max_failures"),
-    )
-    plan = sweep_runs.make_plan(config, overrides, sweep_runs.grid_of(grid, base.sweep), seeds, metric, mode, base,
-                                chosen(cpus_per_trial, "cpus_per_trial"))
+    cpus = chosen(cpus_per_trial, "cpus_per_trial")
+    runner = _sweep_engine(settings, engine, address, workers, cpus, max_failures)
+    plan = sweep_runs.make_plan(config, overrides, sweep_runs.grid_of(grid, base.sweep), seeds, metric, mode, base, cpus)
     sweep_runs.validate(plan, _point_checker())
     folder = sweep_runs.new_folder(plan, base.name, out, base)
     return sweep_runs.run(plan, folder, runner, sweep_trial, progress)
@@ -444,8 +445,13 @@ def _check_choice(flag: str, value, choices, allow_none: bool = False) -> None:
         raise ConfigError(f"{quoted(value)} is not one of {', '.join(choices)}.{did_you_mean(str(value), list(choices))}", location=flag)
 
 
-def _sweep_engine(engine, address, workers, cpus_per_trial, max_failures):
-    """The sweep's engine; without a choice, Ray where it is installed, else this process (said in its description)."""
+def _sweep_engine(settings: SweepConfig, engine, address, workers, cpus_per_trial, max_failures):
+    """The sweep's engine from the flags, else the sweep: section; without a choice, Ray where it is installed,
+    else this process (said in its description)."""
+    engine = engine if engine is not None else settings.engine
+    address = address if address is not None else settings.address
+    workers = workers if workers is not None else settings.workers
+    max_failures = max_failures if max_failures is not None else settings.max_failures
     if engine is None and address is None and not ray_installed():
         runner = make_engine("serial", cpus_per_job=cpus_per_trial, max_failures=max_failures, threads_in_serial=True)
         runner.description = f"serial: ray is not installed ({RAY_INSTALL_HINT}), so the trials run one at a time here"
@@ -489,12 +495,7 @@ def _resume_sweep(folder: Path, engine, address, workers, max_failures, progress
                 location="--resume",
             )
         sweep_runs.validate(plan, _point_checker())
-        settings = base.sweep or SweepConfig()
-        runner = _sweep_engine(
-            engine if engine is not None else settings.engine, address if address is not None else settings.address,
-            workers if workers is not None else settings.workers, plan.cpus_per_trial,
-            max_failures if max_failures is not None else settings.max_failures,
-        )
+        runner = _sweep_engine(base.sweep or SweepConfig(), engine, address, workers, plan.cpus_per_trial, max_failures)
         rows = sweep_runs.read_rows(folder, plan)
         finished = {name: row for name, row in rows.items() if row["status"] in sweep_runs.FINISHED}
         return sweep_runs.run(plan, folder, runner, sweep_trial, progress, finished)
@@ -502,7 +503,6 @@ def _resume_sweep(folder: Path, engine, address, workers, max_failures, progress
         os.chdir(here)
 
 
-# -- export --------------------------------------------------------------------
 def history_of(run: str | Path) -> list[dict]:
     """The rows of a run folder's history.csv (numbers as floats, empty cells as None)."""
     import csv
@@ -646,7 +646,7 @@ def compare_optimizers(
 def _compare_on(runner, config, overrides, seeds: list[int], on_run_end) -> Comparison:
     """Every seed of a comparison as one job of `runner`; their runs merged in seed order."""
     in_process = isinstance(runner, SerialEngine)
-    spec = {"config": config, "overrides": list(overrides), "cwd": os.getcwd(), "plugins": plugin_registry.command_line()}
+    spec = {"config": config, "overrides": list(overrides), **_driver_context()}
     jobs = [Job(f"seed-{s}", compare_seed, ({**spec, "seed": s, "on_run_end": on_run_end if in_process else None},)) for s in seeds]
 
     def ended(outcome) -> None:

@@ -142,6 +142,16 @@ def cli_errors():
         raise typer.Exit(130) from None
 
 
+def _table_or_json(as_json: bool, result, table, notes) -> None:
+    """A result with many rows: one JSON object (--json), or its table and the lines of notes under it."""
+    if as_json:
+        typer.echo(json.dumps(result.to_json()))
+        return
+    console.stdout.print(table(result))
+    for line in notes(result):
+        console.stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+
+
 @app.command()
 def train(
     config: Path = typer.Argument(..., help="YAML experiment config."),
@@ -267,12 +277,7 @@ def compare_optimizers(
     with cli_errors():
         result = api.compare_optimizers(config, set_ or [], out=out, seeds=seeds, on_run_end=console.compare_progress(seeds),
                                         engine=engine, address=address)
-    if as_json:
-        typer.echo(json.dumps(result.to_json()))
-        return
-    console.stdout.print(console.comparison_table(result))
-    for line in console.comparison_notes(result):
-        console.stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+    _table_or_json(as_json, result, console.comparison_table, console.comparison_notes)
 
 
 @app.command()
@@ -301,13 +306,9 @@ def sweep(
             cpus_per_trial=cpus_per_trial, max_failures=max_failures, metric=metric, mode=mode, resume=resume,
             progress=console.SweepProgress(quiet or as_json),
         )
-    if as_json:
-        typer.echo(json.dumps(result.to_json()))
-        return
-    console.stdout.print(console.sweep_table(result))
-    for line in console.sweep_notes(result):
-        console.stdout.print(line, markup=False, highlight=False, soft_wrap=True)
-    typer.echo(str(result.folder))
+    _table_or_json(as_json, result, console.sweep_table, console.sweep_notes)
+    if not as_json:
+        typer.echo(str(result.folder))
 
 
 @app.command()

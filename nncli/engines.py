@@ -27,7 +27,6 @@ from __future__ import annotations
 import os
 import signal
 import socket
-import threading
 import traceback
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -35,6 +34,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError, DivergedError, NncliError, TrainingInterrupted, UsageError
+from .training import StopSignals
 
 ENGINES = ("serial", "ray")
 RAY_INSTALL_HINT = "pip install 'nncli[sweep]' (or pip install ray)"
@@ -99,34 +99,6 @@ def _outcome(job: Job, attempt: int, report: dict) -> Outcome:
     return Outcome(key=job.key, attempts=attempt, **report)
 
 
-class _DriverStop:
-    """While active (in the main thread), SIGINT/SIGTERM set `signum`; `interrupt` also raises KeyboardInterrupt,
-    so in-process work that does not watch the flag itself (nncli's own StopSignals does, and takes over while it
-    trains) stops at once."""
-
-    def __init__(self, interrupt: bool):
-        self.signum: int | None = None
-        self._interrupt = interrupt
-        self._previous: dict[int, Any] = {}
-
-    def __enter__(self) -> _DriverStop:
-        if threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous[sig] = signal.signal(sig, self._handle)
-        return self
-
-    def _handle(self, signum, frame) -> None:
-        first = self.signum is None
-        if first:
-            self.signum = signum
-        if self._interrupt and first:
-            raise KeyboardInterrupt
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-
-
 class SerialEngine:
     """Jobs one after another in this process: no dependency, the reference for the other engines."""
 
@@ -142,7 +114,7 @@ class SerialEngine:
         outcomes: list[Outcome] = []
         if on_ready is not None:
             on_ready(self.description)
-        with _DriverStop(interrupt=True) as stop:
+        with StopSignals(interrupt=True) as stop:
             for job in jobs:
                 if stop.signum is not None or self.stopped is not None:
                     outcomes.append(Outcome(job.key, "pending"))
@@ -233,7 +205,7 @@ class RayEngine:
         done: dict[str, Outcome] = {}
         capacity = self._capacity(ray)
         cancelled = False
-        with _DriverStop(interrupt=False) as stop:
+        with StopSignals() as stop:
             while running or (queue and stop.signum is None):
                 while queue and len(running) < capacity and stop.signum is None:
                     job, attempt = queue.popleft()

@@ -264,7 +264,7 @@ def plot_sweep(grid: list, rows: list[dict], summary: list[dict], metric: str, m
             ax.scatter([x] * len(scores), scores, color="C0", alpha=0.5, s=18)
             means.append(float(np.mean(scores)) if scores else np.nan)
         order = np.argsort(xs)
-        ax.plot(np.asarray(xs)[order], np.asarray(means)[order], color="C0", marker="o", label=f"mean over trials")
+        ax.plot(np.asarray(xs)[order], np.asarray(means)[order], color="C0", marker="o", label="mean over trials")
         if best is not None:
             ax.axvline(xs[texts.index(best[key])], color="C3", linestyle=":", label=f"best point ({best[key]})")
         if numeric and min(xs) > 0 and max(xs) >= 10 * min(xs):

@@ -25,6 +25,7 @@ import itertools
 import json
 import math
 import os
+import signal
 import statistics
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -141,7 +142,7 @@ def split_values(text: str) -> list[str]:
 
 def _value_text(value) -> str:
     """A config value as the text a --set takes (YAML), short and read back unchanged."""
-    if isinstance(value, str) and not value.strip() == "" and parse_yaml(value, "sweep.grid") == value:
+    if isinstance(value, str) and value.strip() and parse_yaml(value, "sweep.grid") == value:
         return value
     return json.dumps(value)
 
@@ -392,8 +393,6 @@ def run(plan: Plan, folder: Path, engine: SerialEngine | RayEngine, trial_job, p
     stopped = engine.stopped is not None or any(r["status"] == "interrupted" for r in all_rows)
     summary, best = write_results(folder, plan, all_rows, final=not stopped)
     if stopped:
-        import signal
-
         signum = engine.stopped or 2
         unfinished = [r for r in all_rows if r["status"] not in FINISHED]
         saved = sum(r["status"] == "interrupted" for r in all_rows)

@@ -165,10 +165,14 @@ class StopSignals:
 
     Further signals while the request is pending (e.g. a second Ctrl-C during
     the final save) are absorbed, so the save is never cut in half.
+    `interrupt=True` also raises KeyboardInterrupt at the first signal, for a
+    driver whose work in between does not watch `signum` (a serial engine's:
+    the StopSignals of a run it trains takes over while that run lasts).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, interrupt: bool = False) -> None:
         self.signum: int | None = None
+        self._interrupt = interrupt
         self._previous: dict[int, object] = {}
 
     def __enter__(self) -> StopSignals:
@@ -180,6 +184,8 @@ class StopSignals:
     def _handle(self, signum, frame) -> None:
         if self.signum is None:
             self.signum = signum
+            if self._interrupt:
+                raise KeyboardInterrupt
 
     def __exit__(self, *exc) -> None:
         for sig, handler in self._previous.items():
