@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import backend
 from .checkpoint import Checkpoint, read_checkpoint
 from .compare import CURVE_COLUMNS, RUN_COLUMNS, SUMMARY_COLUMNS, Comparison, OptimizerSummary, curve_rows, json_rows
 from .compare import merge as merge_comparisons
@@ -94,8 +95,8 @@ def _first_difference(mine, theirs, path: tuple = ()) -> tuple[tuple, object, ob
     """(key path, my value, their value) of the first difference between two resolved configs, in config order."""
     if isinstance(mine, dict) and isinstance(theirs, dict):
         for key in [*mine, *(k for k in theirs if k not in mine)]:
-            if (*path, key) in (("name",), ("training", "epochs")):
-                continue  # the run's name, and the epochs a resume may extend to
+            if (*path, key) in (("name",), ("training", "epochs"), ("training", "device")):
+                continue  # the run's name, the epochs a resume may extend to, and where it computes
             found = _first_difference(mine.get(key, _ABSENT), theirs.get(key, _ABSENT), (*path, key))
             if found is not None:
                 return found
@@ -114,6 +115,12 @@ def _show(value) -> str:
         return "not set"
     text = json.dumps(value, default=str)
     return text if len(text) <= 60 else text[:57] + "..."
+
+
+def with_device(overrides: Sequence[str], device: str | None) -> list[str]:
+    """`--device X` is the override training.device=X (so the run folder's config records it, and jobs on other
+    processes get it with the other overrides)."""
+    return [*overrides, f"training.device={device}"] if device is not None else list(overrides)
 
 
 def _check_resumable(experiment: Experiment, checkpoint: Checkpoint) -> None:
@@ -185,15 +192,19 @@ def train(
     resume: str | Path | None = None,
     weights: str | Path | None = None,
     callbacks: Sequence[Callback] = (),
+    device: str | None = None,
 ) -> TrainResult:
     """Train from a config; return where the run and its checkpoints are.
 
-    Everything is validated (config, data, checkpoints) before the run folder
-    is created, so a failed start leaves no trace and never touches earlier runs.
+    Everything is validated (config, data, checkpoints, the device) before the run
+    folder is created, so a failed start leaves no trace and never touches earlier runs.
+    `device` (cpu, gpu, auto) overrides training.device.
     """
     if resume is not None and weights is not None:
         raise ConfigError("use --resume (continue a run) or --weights (new run from its weights), not both", location="train")
-    experiment = load_experiment(config, overrides, seed)
+    experiment = load_experiment(config, overrides, seed, device=device)
+    if experiment.model.gradient_trained:
+        experiment.backend  # noqa: B018 - a GPU asked for and not usable is refused before any data is read
     for flag, given in (("--resume", resume), ("--weights", weights)):
         if given is not None and experiment.model.no_epochs is not None:
             raise ConfigError(experiment.model.no_epochs, location=flag)
@@ -249,6 +260,7 @@ def train(
             again = ["nncli", "train", "CONFIG" if isinstance(config, dict) else str(config)]
             again += [arg for override in overrides for arg in ("--set", override)]
             again += ["--seed", str(seed)] if seed is not None else []
+            again += ["--device", device] if device is not None else []
             raise TrainingInterrupted(
                 f"interrupted by {stop.name} ({where}); saved {saved}; continue with: {shlex.join([*again, '--resume', str(saved)])}",
                 stop.exit_code,
@@ -289,6 +301,7 @@ def train_seeds(
     callbacks: Sequence[Callback] = (),
     engine: str | None = None,
     address: str | None = None,
+    device: str | None = None,
 ) -> list[TrainResult]:
     """Train `seeds` copies with seeds s, s+1, ... into <out>/seed-<s>, e.g. for an ensemble.
 
@@ -300,7 +313,10 @@ def train_seeds(
         raise ConfigError(f"must be at least 1, got {seeds}", location="--seeds")
     if resume is not None:
         raise ConfigError("trains new runs; it cannot be combined with --resume", location="--seeds")
-    experiment = load_experiment(config, overrides, seed)  # fail fast, before any folder exists
+    experiment = load_experiment(config, overrides, seed, device=device)  # fail fast, before any folder exists
+    if experiment.model.gradient_trained and address is None:
+        experiment.backend  # noqa: B018 - runs on this machine: a GPU asked for and not usable is refused now
+    overrides = with_device(overrides, device)  # what each run's job applies
     if seeds > 1 and experiment.model.no_epochs is not None:
         raise ConfigError(f"{experiment.model.no_epochs}; train it once", location="--seeds")
     runner = make_engine(engine, address)
@@ -404,6 +420,8 @@ def sweep(
     mode: str | None = None,
     resume: str | Path | None = None,
     progress: sweep_runs.Progress | None = None,
+    device: str | None = None,
+    gpus_per_trial: float | None = None,
 ) -> sweep_runs.SweepResult:
     """Train every grid point × seed (the config's sweep: section, `grid` flags KEY=V1,V2 overriding it) and rank the points.
 
@@ -416,13 +434,15 @@ def sweep(
     """
     if resume is not None:
         given = [flag for flag, value in (("CONFIG", config), ("--grid", grid), ("--set", overrides), ("--seeds", seeds),
-                                          ("--out", out), ("--metric", metric), ("--mode", mode), ("--cpus-per-trial", cpus_per_trial)) if value]
+                                          ("--out", out), ("--metric", metric), ("--mode", mode), ("--cpus-per-trial", cpus_per_trial),
+                                          ("--device", device)) if value]
         if given:
             raise ConfigError(f"continues the sweep as it was planned; it takes no {', '.join(given)}", location="--resume")
-        return _resume_sweep(Path(resume), engine, address, workers, max_failures, progress)
+        return _resume_sweep(Path(resume), engine, address, workers, max_failures, progress, gpus_per_trial)
     if config is None:
         raise ConfigError("give a config file to sweep, or --resume SWEEP_DIR", location="sweep")
-    base = load_experiment(config, overrides)
+    base = load_experiment(config, overrides, device=device)
+    overrides = with_device(overrides, device)  # what each trial applies
     settings = base.sweep or SweepConfig()
     chosen = lambda flag, name: flag if flag is not None else getattr(settings, name)  # noqa: E731 - flags win
     seeds, metric, mode = chosen(seeds, "seeds"), chosen(metric, "metric"), chosen(mode, "mode")
@@ -431,7 +451,9 @@ def sweep(
     _check_choice("--metric", metric, sweep_runs.METRICS, allow_none=True)
     _check_choice("--mode", mode, ("auto", "min", "max"))
     cpus = chosen(cpus_per_trial, "cpus_per_trial")
-    runner = _sweep_engine(settings, engine, address, workers, cpus, max_failures)
+    runner = _sweep_engine(settings, engine, address, workers, cpus, max_failures, gpus_per_trial)
+    if address is None and settings.address is None and base.model.gradient_trained:
+        base.backend  # noqa: B018 - trials on this machine: a GPU asked for and not usable is refused now
     plan = sweep_runs.make_plan(config, overrides, sweep_runs.grid_of(grid, base.sweep), seeds, metric, mode, base, cpus)
     sweep_runs.validate(plan, _point_checker())
     folder = sweep_runs.new_folder(plan, base.name, out, base)
@@ -445,18 +467,19 @@ def _check_choice(flag: str, value, choices, allow_none: bool = False) -> None:
         raise ConfigError(f"{quoted(value)} is not one of {', '.join(choices)}.{did_you_mean(str(value), list(choices))}", location=flag)
 
 
-def _sweep_engine(settings: SweepConfig, engine, address, workers, cpus_per_trial, max_failures):
+def _sweep_engine(settings: SweepConfig, engine, address, workers, cpus_per_trial, max_failures, gpus_per_trial=None):
     """The sweep's engine from the flags, else the sweep: section; without a choice, Ray where it is installed,
     else this process (said in its description)."""
     engine = engine if engine is not None else settings.engine
     address = address if address is not None else settings.address
     workers = workers if workers is not None else settings.workers
     max_failures = max_failures if max_failures is not None else settings.max_failures
+    gpus = gpus_per_trial if gpus_per_trial is not None else settings.gpus_per_trial
     if engine is None and address is None and not ray_installed():
         runner = make_engine("serial", cpus_per_job=cpus_per_trial, max_failures=max_failures, threads_in_serial=True)
         runner.description = f"serial: ray is not installed ({RAY_INSTALL_HINT}), so the trials run one at a time here"
         return runner
-    return make_engine(engine or "ray", address, workers, cpus_per_trial, max_failures, threads_in_serial=True)
+    return make_engine(engine or "ray", address, workers, cpus_per_trial, max_failures, threads_in_serial=True, gpus_per_job=gpus)
 
 
 def _point_checker():
@@ -475,7 +498,7 @@ def _point_checker():
     return check
 
 
-def _resume_sweep(folder: Path, engine, address, workers, max_failures, progress) -> sweep_runs.SweepResult:
+def _resume_sweep(folder: Path, engine, address, workers, max_failures, progress, gpus_per_trial=None) -> sweep_runs.SweepResult:
     """Run a sweep folder's unfinished trials, from the folder where the sweep started (relative data paths)."""
     plan = sweep_runs.Plan.read(folder)
     folder = folder.absolute()
@@ -495,7 +518,7 @@ def _resume_sweep(folder: Path, engine, address, workers, max_failures, progress
                 location="--resume",
             )
         sweep_runs.validate(plan, _point_checker())
-        runner = _sweep_engine(base.sweep or SweepConfig(), engine, address, workers, plan.cpus_per_trial, max_failures)
+        runner = _sweep_engine(base.sweep or SweepConfig(), engine, address, workers, plan.cpus_per_trial, max_failures, gpus_per_trial)
         rows = sweep_runs.read_rows(folder, plan)
         finished = {name: row for name, row in rows.items() if row["status"] in sweep_runs.FINISHED}
         return sweep_runs.run(plan, folder, runner, sweep_trial, progress, finished)
@@ -590,6 +613,7 @@ def compare_optimizers(
     on_run_end=None,
     engine: str | None = None,
     address: str | None = None,
+    device: str | None = None,
 ) -> ComparisonResult:
     """Run every optimizer in the config's compare: section from the same initial weights; write the results.
 
@@ -603,7 +627,10 @@ def compare_optimizers(
     """
     if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
         raise ConfigError(f"must be a positive integer, got {seeds!r}", location="--seeds")
-    experiment = load_experiment(config, overrides)
+    experiment = load_experiment(config, overrides, device=device)
+    if address is None:
+        experiment.backend  # noqa: B018 - a GPU asked for and not usable is refused before anything runs
+    overrides = with_device(overrides, device)  # what each seed's job applies
     if not experiment.model.gradient_trained:
         raise ConfigError(f"{experiment.model.spec['type']} is not trained by gradient descent: there are no optimizers to compare", ("model", "type"))
     if experiment.compare is None:
@@ -769,6 +796,7 @@ def evaluate(
     noise: float | None = None,
     mask: str | None = None,
     probes: int | None = None,
+    device: str | None = None,
 ) -> EvalReport:
     """Evaluate each checkpoint on a split (rebuilt from the checkpoint alone) and, for several, their ensemble.
 
@@ -783,7 +811,7 @@ def evaluate(
     if not checkpoints:
         raise ConfigError("give at least one checkpoint", location="eval")
     loaded = [read_checkpoint(p) for p in checkpoints]  # check all before any work
-    experiments = [ckpt.experiment() for ckpt in loaded]
+    experiments = [ckpt.experiment(device) for ckpt in loaded]  # on the CPU unless `device` says otherwise
     memories = [hasattr(e.model, "probe") for e in experiments]
     if any(memories):
         if not all(memories):
@@ -1064,6 +1092,7 @@ def predict(
     top: int | None = None,
     resize: bool = True,
     invert: bool = False,
+    device: str | None = None,
 ) -> PredictResult:
     """Predict new inputs with a checkpoint: CSV rows, IDX or picture files, .ts cases, prepared with the
     checkpoint's preprocessing (by its data source), in batches; write predictions.csv (never overwritten).
@@ -1073,7 +1102,7 @@ def predict(
     if top is not None and top < 1:
         raise ConfigError(f"must be at least 1, got {top}", location="--top")
     ckpt = read_checkpoint(checkpoint)
-    experiment = ckpt.experiment()
+    experiment = ckpt.experiment(device)
     preprocessing, input_shape = ckpt.meta["preprocessing"], tuple(ckpt.meta["input_shape"])
     prepared = []
     for path in inputs:
@@ -1177,6 +1206,11 @@ def summarize(config: str | Path | dict, overrides: Sequence[str] = ()) -> Model
         memory=memory_needed(experiment, plan, info.rows),
         available=available_memory(),
     )
+
+
+def devices() -> list[dict]:
+    """The devices training can use: [{device, usable, description}] for the CPU and a CUDA GPU (CuPy), or why not."""
+    return backend.devices()
 
 
 def components(kind: str | None = None) -> list[ComponentInfo]:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .backend import like, to_host
 from .config import document_from_dict
 from .errors import CheckpointError, ConfigError, dotted
 from .files import atomic_write
@@ -39,9 +40,9 @@ _NUMERIC_KINDS = "biuf"  # bool, signed, unsigned, float: no objects, strings (e
 
 
 def model_arrays(model) -> dict[str, np.ndarray]:
-    """param/... and state/... arrays of a model, keyed as in the checkpoint."""
-    arrays = {f"param/{k}": v for k, v in model.named_params()}
-    arrays.update({f"state/{k}": v for k, v in model.named_state()})
+    """param/... and state/... arrays of a model, keyed as in the checkpoint (host arrays, whatever the device)."""
+    arrays = {f"param/{k}": to_host(v) for k, v in model.named_params()}
+    arrays.update({f"state/{k}": to_host(v) for k, v in model.named_state()})
     return arrays
 
 
@@ -91,13 +92,18 @@ class Checkpoint:
     def config(self) -> dict:
         return self.meta["config"]
 
-    def experiment(self):
-        """The Experiment from the embedded config (errors name the checkpoint)."""
+    def experiment(self, device: str | None = None):
+        """The Experiment from the embedded config (errors name the checkpoint), computing on `device` (default the
+        CPU, whatever device trained it: the arrays are host NumPy either way)."""
         from . import plugins
         from .experiment import from_document
 
         plugins.load_entry_points()  # installed plugins; the config's own `plugins:` are never imported here
-        doc = document_from_dict(self.config, source=f"{self.path} (embedded config)")
+        config, training = self.config, self.config.get("training")
+        wanted = device or "cpu"
+        if wanted != (training.get("device", "cpu") if isinstance(training, dict) else "cpu"):
+            config = {**config, "training": {**(training if isinstance(training, dict) else {}), "device": wanted}}
+        doc = document_from_dict(config, source=f"{self.path} (embedded config)")
         try:
             return from_document(doc)
         except ConfigError as exc:
@@ -186,7 +192,7 @@ class Checkpoint:
                     raise CheckpointError(f"{self.path}: {prefix}{key} has dtype {array.dtype}, expected floats")
                 if not np.isfinite(array).all():
                     raise CheckpointError(f"{self.path}: {prefix}{key} holds non-finite values")
-                target[...] = array
+                target[...] = like(target, array)
 
 
 def _fail(path: Path, problem: str) -> CheckpointError:

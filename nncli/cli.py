@@ -127,6 +127,7 @@ def _global_options(
 
 SetOption = typer.Option(None, "--set", help="Override a config value: KEY.PATH=VALUE (YAML value; list items by index). Repeatable.")
 EngineOption = typer.Option(None, "--engine", help="Where the runs of --seeds go: serial (this process, the default) or ray.")
+DeviceOption = typer.Option(None, "--device", help="cpu, gpu (CuPy on an NVIDIA GPU) or auto (the GPU when usable); default: training.device, cpu.")
 AddressOption = typer.Option(None, "--address", help="A running Ray cluster: HOST:PORT of its head, or auto (implies --engine ray).")
 
 
@@ -164,15 +165,17 @@ def train(
     seeds: int = typer.Option(1, "--seeds", help="Train this many copies with seeds s, s+1, ... (for an ensemble)."),  # api checks >= 1
     engine: Optional[str] = EngineOption,
     address: Optional[str] = AddressOption,
+    device: Optional[str] = DeviceOption,
 ):
     """Train a model from a YAML config; the last line printed is the final checkpoint's path."""
     with cli_errors():
         progress = [console.progress_for(quiet)]
         if seeds == 1 and engine is None and address is None:
-            results = [api.train(config, set_ or [], out=out, seed=seed, resume=resume, weights=weights, callbacks=progress)]
+            results = [api.train(config, set_ or [], out=out, seed=seed, resume=resume, weights=weights, callbacks=progress,
+                                 device=device)]
         else:
             results = api.train_seeds(config, seeds, set_ or [], out=out, seed=seed, resume=resume, weights=weights,
-                                      callbacks=progress, engine=engine, address=address)
+                                      callbacks=progress, engine=engine, address=address, device=device)
     for result in results:
         console.stdout.print(console.train_summary(result))
     if len(results) > 1:
@@ -190,11 +193,12 @@ def eval_(
     noise: Optional[float] = typer.Option(None, "--noise", help="Hopfield: flip this fraction of each probe's bits."),
     mask: Optional[str] = typer.Option(None, "--mask", help="Hopfield: lower_half sets the second half of each probe to 0."),
     probes: Optional[int] = typer.Option(None, "--probes", help="Hopfield: this many probes (default one per stored pattern)."),
+    device: Optional[str] = DeviceOption,
 ):
     """Evaluate checkpoints, rebuilt from the checkpoint alone: loss, accuracy, confusion matrix, precision/recall.
     A Hopfield checkpoint is probed with its stored patterns: exact recall, overlap, bit errors, outcomes."""
     with cli_errors():
-        report = api.evaluate(checkpoints, split=split, data_path=data_path, noise=noise, mask=mask, probes=probes)
+        report = api.evaluate(checkpoints, split=split, data_path=data_path, noise=noise, mask=mask, probes=probes, device=device)
     if as_json:
         for row in report.to_json():
             typer.echo(json.dumps(row))
@@ -212,11 +216,12 @@ def predict(
     top: Optional[int] = typer.Option(None, "--top", help="Show only the K most probable labels of each input."),
     no_resize: bool = typer.Option(False, "--no-resize", help="Refuse pictures of another size instead of resizing them."),
     invert: bool = typer.Option(False, "--invert", help="Invert pictures (dark digits on a light background)."),
+    device: Optional[str] = DeviceOption,
 ):
     """Predict new inputs with a trained model: the label and one probability per class (a Hopfield network:
     the state each input settles in), written to a CSV; the last line printed is its path."""
     with cli_errors():
-        result = api.predict(checkpoint, inputs, out=out, top=top, resize=not no_resize, invert=invert)
+        result = api.predict(checkpoint, inputs, out=out, top=top, resize=not no_resize, invert=invert, device=device)
     if as_json:
         for row in result.to_json():
             typer.echo(json.dumps(row))
@@ -272,11 +277,12 @@ def compare_optimizers(
     seeds: int = typer.Option(1, "--seeds", help="Repeat over N seeds (splits and initialisations); report mean ± sd."),
     engine: Optional[str] = typer.Option(None, "--engine", help="Where the seeds run: serial (this process, the default) or ray (a seed per task)."),
     address: Optional[str] = AddressOption,
+    device: Optional[str] = DeviceOption,
 ):
     """Run the config's optimizers from the same initial weights: loss curves, iterations, evaluations, time, accuracy."""
     with cli_errors():
         result = api.compare_optimizers(config, set_ or [], out=out, seeds=seeds, on_run_end=console.compare_progress(seeds),
-                                        engine=engine, address=address)
+                                        engine=engine, address=address, device=device)
     _table_or_json(as_json, result, console.comparison_table, console.comparison_notes)
 
 
@@ -297,6 +303,8 @@ def sweep(
     resume: Optional[Path] = typer.Option(None, "--resume", help="A stopped sweep's folder: run only its unfinished trials."),
     as_json: bool = typer.Option(False, "--json", help="Print the summary and every trial as one JSON object instead of tables."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Plain lines per finished trial instead of a live display."),
+    device: Optional[str] = DeviceOption,
+    gpus_per_trial: Optional[float] = typer.Option(None, "--gpus-per-trial", help="GPUs Ray reserves per trial (with --device gpu); a fraction shares a GPU."),
 ):
     """Train every grid point × seed, on Ray (here or on a cluster) or in this process; rank the points.
     Writes trials/ (run folders), runs.csv, summary.csv, best.yaml and scores.png; the last line printed is the folder."""
@@ -304,7 +312,7 @@ def sweep(
         result = api.sweep(
             config, grid or [], set_ or [], seeds=seeds, out=out, engine=engine, address=address, workers=workers,
             cpus_per_trial=cpus_per_trial, max_failures=max_failures, metric=metric, mode=mode, resume=resume,
-            progress=console.SweepProgress(quiet or as_json),
+            progress=console.SweepProgress(quiet or as_json), device=device, gpus_per_trial=gpus_per_trial,
         )
     _table_or_json(as_json, result, console.sweep_table, console.sweep_notes)
     if not as_json:
@@ -383,6 +391,17 @@ def components(
         typer.echo(console.components_markdown(infos), nl=False)
     else:
         console.stdout.print(console.components_table(infos))
+
+
+@app.command()
+def devices(as_json: bool = typer.Option(False, "--json", help="Print the rows as JSON instead of a table.")):
+    """List the devices training can use (--device cpu|gpu|auto): the CPU, and a CUDA GPU through CuPy, or why not."""
+    with cli_errors():
+        rows = api.devices()
+    if as_json:
+        typer.echo(json.dumps(rows))
+    else:
+        console.stdout.print(console.devices_table(rows))
 
 
 def main() -> None:

@@ -10,6 +10,7 @@ import math
 import time
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -245,6 +246,16 @@ def _show_value(value) -> str:
     if isinstance(value, dict):
         return ", ".join(f"{k} = {_show_value(v)}" for k, v in value.items())
     return f"{value:,}" if isinstance(value, int) else str(value)
+
+
+def devices_table(rows: list[dict]) -> Table:
+    """`nncli devices`: each device, whether training can use it, and what it is or why not."""
+    table = Table(title="devices (--device cpu|gpu|auto)", title_justify="left")
+    for column in ("device", "usable", "what it is, or why not"):
+        table.add_column(column)
+    for row in rows:
+        table.add_row(row["device"], "yes" if row["usable"] else "no", escape(row["description"]))
+    return table
 
 
 def train_summary(result: TrainResult) -> Table:

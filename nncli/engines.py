@@ -138,17 +138,22 @@ class SerialEngine:
 class RayEngine:
     """Jobs as Ray tasks: on a Ray started here for the run (address None) or on a running cluster.
 
-    Each task asks for `cpus_per_job` CPUs; Ray runs as many at once as the
-    CPUs allow, and the driver keeps at most `workers` in flight. Retries are
+    Each task asks for `cpus_per_job` CPUs and `gpus_per_job` GPUs (a fraction
+    shares one: Ray sets each task's CUDA_VISIBLE_DEVICES); Ray runs as many at
+    once as they allow, and the driver keeps at most `workers` in flight. Retries are
     the driver's (max_retries=0 on the task), so it knows every attempt.
     """
 
     name = "ray"
 
-    def __init__(self, address: str | None = None, workers: int | None = None, cpus_per_job: int = 1, max_failures: int = 2):
+    def __init__(
+        self, address: str | None = None, workers: int | None = None, cpus_per_job: int = 1, max_failures: int = 2,
+        gpus_per_job: float = 0.0,
+    ):
         self.address = address
         self.workers = workers
         self.cpus_per_job = cpus_per_job
+        self.gpus_per_job = gpus_per_job
         self.max_failures = max_failures
         self.stopped: int | None = None
         self.description = ""
@@ -199,7 +204,7 @@ class RayEngine:
     def _drive(self, ray, jobs: Sequence[Job], on_start, on_end) -> list[Outcome]:
         from ray.exceptions import RayError, RayTaskError, TaskCancelledError
 
-        task = ray.remote(execute).options(num_cpus=self.cpus_per_job, max_retries=0)
+        task = ray.remote(execute).options(num_cpus=self.cpus_per_job, num_gpus=self.gpus_per_job, max_retries=0)
         queue = deque((job, 1) for job in jobs)
         running: dict[Any, tuple[Job, int]] = {}
         done: dict[str, Outcome] = {}
@@ -272,6 +277,7 @@ def make_engine(
     cpus_per_job: int | None = None,
     max_failures: int = 2,
     threads_in_serial: bool = False,
+    gpus_per_job: float = 0.0,
 ):
     """The engine a command asked for. `threads_in_serial`: a sweep runs serial trials with cpus_per_job BLAS
     threads as Ray does, so both give the same figures; train --seeds keeps the process's own BLAS threads."""
@@ -282,6 +288,8 @@ def make_engine(
     for flag, value in (("--workers", workers), ("--cpus-per-trial", cpus_per_job)):
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise ConfigError(f"must be a positive integer, got {value!r}", location=flag)
+    if isinstance(gpus_per_job, bool) or not isinstance(gpus_per_job, (int, float)) or not gpus_per_job >= 0:
+        raise ConfigError(f"must be a number >= 0 (a fraction shares a GPU), got {gpus_per_job!r}", location="--gpus-per-trial")
     if isinstance(max_failures, bool) or not isinstance(max_failures, int) or max_failures < 0:
         raise ConfigError(f"must be a non-negative integer, got {max_failures!r}", location="--max-failures")
     if engine == "serial":
@@ -289,7 +297,8 @@ def make_engine(
             raise ConfigError("is for the ray engine; drop it or use --engine ray", location="--address")
         return SerialEngine(threads=(cpus_per_job or 1) if threads_in_serial else cpus_per_job)
     import_ray()  # before anything starts: a missing ray is one line now
-    return RayEngine(address=address, workers=workers, cpus_per_job=cpus_per_job or 1, max_failures=max_failures)
+    return RayEngine(address=address, workers=workers, cpus_per_job=cpus_per_job or 1, max_failures=max_failures,
+                     gpus_per_job=float(gpus_per_job))
 
 
 def raise_for(outcome: Outcome) -> None:

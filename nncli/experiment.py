@@ -12,13 +12,16 @@ from __future__ import annotations
 
 import inspect
 import re
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
 
 import numpy as np
 
+from .backend import Backend, backend_for
 from .config import Document, apply_overrides, document_from_dict, load_document
 from .data import DATA_SOURCES, DataInfo, DataSource
 from .errors import ConfigError
@@ -107,6 +110,7 @@ class SweepConfig:
     address: a running Ray cluster (HOST:PORT, or auto on one of its nodes); null = start Ray on this machine for the sweep
     workers: trials at once; null = this machine's CPUs (a cluster's) divided by cpus_per_trial
     cpus_per_trial: CPUs Ray reserves for each trial, and its BLAS threads (in both engines)
+    gpus_per_trial: GPUs Ray reserves for each trial (with training.device gpu); a fraction shares a GPU
     max_failures: times a trial is started again after its worker process or node died (it resumes from its last checkpoint)
     """
 
@@ -118,6 +122,7 @@ class SweepConfig:
     address: str | None = None
     workers: PositiveInt | None = None
     cpus_per_trial: PositiveInt = 1
+    gpus_per_trial: NonNegativeFloat = 0.0
     max_failures: NonNegativeInt = 2
 
 
@@ -233,6 +238,16 @@ class Experiment:
     sweep: SweepConfig | None = None  # settings of `nncli sweep`; not part of what a run trains
 
     # -- building -------------------------------------------------------------
+    @cached_property
+    def backend(self) -> Backend:
+        """Where models of this experiment compute (training.device), resolved once: a GPU that is not usable is
+        a ConfigError with the reason; `auto` says on stderr which it took."""
+        device = self.training.device
+        if device != "cpu" and not self.model.runs_on_gpu:
+            raise ConfigError(f"model.type {self.model.spec['type']} runs on the CPU only", ("training", "device"))
+        with self.doc.errors_located():
+            return backend_for(device, notice=lambda line: print(line, file=sys.stderr))
+
     def data_info(self) -> DataInfo:
         """Input shape and class count from the declared shape or the data headers (no data loaded)."""
         declared = getattr(self.model, "input_shape", None)
@@ -256,7 +271,12 @@ class Experiment:
             info = self.data_info()
             input_shape, num_classes, targets = info.input_shape, num_classes or info.num_classes, targets or info.num_targets
         with self.doc.errors_located():
-            model = self.model.build(tuple(input_shape), num_classes, dtype or self.training.dtype, self.training)
+            dtype = dtype or self.training.dtype
+            backend = self.backend
+            if backend.on_host:  # the four-argument contract of every kind (plugins' too)
+                model = self.model.build(tuple(input_shape), num_classes, dtype, self.training)
+            else:
+                model = self.model.build(tuple(input_shape), num_classes, dtype, self.training, backend=backend)
             self.check_loss(model.output_shape, num_classes, targets)
         return model
 
@@ -422,15 +442,20 @@ def from_document(doc: Document, seed: int | None = None, name: str | None = Non
 
 
 def load_experiment(
-    config: str | Path | dict, overrides: list[str] | tuple[str, ...] = (), seed: int | None = None, grid: Sequence[str] = ()
+    config: str | Path | dict, overrides: list[str] | tuple[str, ...] = (), seed: int | None = None, grid: Sequence[str] = (),
+    device: str | None = None,
 ) -> Experiment:
-    """Read a config file (or a dict), apply `--set` overrides (then a sweep's grid values), validate and resolve it."""
+    """Read a config file (or a dict), apply `--set` overrides (then a sweep's grid values, then `--device` as
+    training.device), validate and resolve it."""
     if isinstance(config, dict):
         doc, name = document_from_dict(config), None
     else:
         doc, name = load_document(config), Path(config).stem
     apply_overrides(doc, overrides, TOP_LEVEL_KEYS)
     apply_overrides(doc, grid, TOP_LEVEL_KEYS, flag="--grid")
+    if device is not None:
+        apply_overrides(doc, [f"training.device={device}"], TOP_LEVEL_KEYS)
+        doc.marks[("training", "device")] = f"--device {device}"  # errors name the flag that was given
     if seed is not None and seed < 0:
         raise ConfigError(f"must be a non-negative integer, got {seed}", location="--seed")
     load_config_plugins(doc, None if isinstance(config, dict) else Path(config).parent)

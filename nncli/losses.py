@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .backend import xp_of
 from .data.base import is_regression
 from .registry import PositiveFloat, Registry
 from .special import softmax
@@ -36,7 +37,9 @@ class Loss:
                 f"{self.spec['type']} is a classification loss but data.task is regression; use mse, mae or huber"
             )
 
-    def forward(self, outputs: np.ndarray, targets: np.ndarray) -> float:
+    def forward(self, outputs: np.ndarray, targets: np.ndarray):
+        """The mean loss over the batch, a float64 scalar on the outputs' device (no host copy: the caller
+        reads it with the step's other numbers, once)."""
         raise NotImplementedError
 
     def backward(self) -> np.ndarray:
@@ -48,13 +51,15 @@ class Loss:
 
     def predictions(self, outputs: np.ndarray) -> np.ndarray:
         """(N, ...) outputs -> (N,) predicted class indices."""
-        return np.argmax(outputs, axis=1)
+        xp = xp_of(outputs)
+        return xp.argmax(outputs, axis=1)
 
 
-def _buffer(owner, shape, dtype):
+def _buffer(owner, like):
+    """A work array of like's shape and dtype, on like's device, kept by owner across calls."""
     buf = getattr(owner, "_buf", None)
-    if buf is None or buf.shape != shape or buf.dtype != dtype:
-        buf = owner._buf = np.empty(shape, dtype)
+    if buf is None or buf.shape != like.shape or buf.dtype != like.dtype or xp_of(buf) is not xp_of(like):
+        buf = owner._buf = xp_of(like).empty(like.shape, like.dtype)
     return buf
 
 
@@ -72,14 +77,15 @@ class CrossEntropy(Loss):
             )
 
     def forward(self, outputs, targets):
+        xp = xp_of(outputs)
         n = outputs.shape[0]
-        p = _buffer(self, outputs.shape, outputs.dtype)
-        np.subtract(outputs, outputs.max(axis=1, keepdims=True), out=p)  # shifted logits
-        rows = np.arange(n)
+        p = _buffer(self, outputs)
+        xp.subtract(outputs, outputs.max(axis=1, keepdims=True), out=p)  # shifted logits
+        rows = xp.arange(n)
         picked = p[rows, targets].astype(np.float64)
-        np.exp(p, out=p)
+        xp.exp(p, out=p)
         total = p.sum(axis=1)
-        loss = float(np.mean(np.log(total.astype(np.float64)) - picked))
+        loss = xp.mean(xp.log(total.astype(np.float64)) - picked)
         p /= total[:, None]  # softmax, as special.softmax (written out for the shifted logits and their sums)
         self._grad, self._targets, self._rows = p, targets, rows
         return loss
@@ -106,19 +112,21 @@ class BinaryCrossEntropy(Loss):
             raise ValueError(f"binary_cross_entropy needs 2 classes, the data has {num_classes}")
 
     def forward(self, outputs, targets):
+        xp = xp_of(outputs)
         z = outputs[:, 0].astype(np.float64)
         y = targets.astype(np.float64)
-        per_sample = np.maximum(z, 0.0) - z * y + np.log1p(np.exp(-np.abs(z)))
-        sig = 0.5 * (1.0 + np.tanh(0.5 * z))
+        per_sample = xp.maximum(z, 0.0) - z * y + xp.log1p(xp.exp(-xp.abs(z)))
+        sig = 0.5 * (1.0 + xp.tanh(0.5 * z))
         self._grad = ((sig - y) / len(z)).astype(outputs.dtype)[:, None]
-        return float(per_sample.mean())
+        return per_sample.mean()
 
     def backward(self):
         return self._grad
 
     def probabilities(self, outputs):
-        p1 = 0.5 * (1.0 + np.tanh(0.5 * outputs[:, 0]))
-        return np.stack([1.0 - p1, p1], axis=1)
+        xp = xp_of(outputs)
+        p1 = 0.5 * (1.0 + xp.tanh(0.5 * outputs[:, 0]))
+        return xp.stack([1.0 - p1, p1], axis=1)
 
     def predictions(self, outputs):
         return (outputs[:, 0] > 0).astype(np.int64)
@@ -158,12 +166,13 @@ class _Elementwise(Loss):
             )
 
     def _target(self, outputs, targets):
+        xp = xp_of(outputs)
         if is_regression(targets):
             return targets.astype(outputs.dtype, copy=False).reshape(outputs.shape)
         if outputs.shape[1] == 1:
             return targets.astype(outputs.dtype)[:, None]
-        onehot = np.zeros(outputs.shape, outputs.dtype)
-        onehot[np.arange(len(targets)), targets] = 1.0
+        onehot = xp.zeros(outputs.shape, outputs.dtype)
+        onehot[xp.arange(len(targets)), targets] = 1.0
         return onehot
 
     def _values(self, diff: np.ndarray) -> np.ndarray:
@@ -173,23 +182,26 @@ class _Elementwise(Loss):
         raise NotImplementedError
 
     def forward(self, outputs, targets):
+        xp = xp_of(outputs)
         diff = outputs - self._target(outputs, targets)
         self._grad = self._derivative(diff) * (1.0 / diff.size)
-        return float(np.mean(self._values(diff.astype(np.float64))))
+        return xp.mean(self._values(diff.astype(np.float64)))
 
     def backward(self):
         return self._grad
 
     def probabilities(self, outputs):
+        xp = xp_of(outputs)
         if outputs.shape[1] == 1:
-            p1 = np.clip(outputs[:, 0], 0.0, 1.0)
-            return np.stack([1.0 - p1, p1], axis=1)
+            p1 = xp.clip(outputs[:, 0], 0.0, 1.0)
+            return xp.stack([1.0 - p1, p1], axis=1)
         return outputs.copy()
 
     def predictions(self, outputs):
+        xp = xp_of(outputs)
         if outputs.shape[1] == 1:
             return (outputs[:, 0] > 0.5).astype(np.int64)
-        return np.argmax(outputs, axis=1)
+        return xp.argmax(outputs, axis=1)
 
 
 @LOSSES.register("mse", "mean_squared_error")
@@ -197,7 +209,8 @@ class MeanSquaredError(_Elementwise):
     """Mean of (output - target)² over samples and outputs: a regression's target values, or one-hot class vectors (the 0/1 label for one output)."""
 
     def _values(self, diff):
-        return np.square(diff)
+        xp = xp_of(diff)
+        return xp.square(diff)
 
     def _derivative(self, diff):
         return diff * 2.0
@@ -210,10 +223,12 @@ class MeanAbsoluteError(_Elementwise):
     classes = False
 
     def _values(self, diff):
-        return np.abs(diff)
+        xp = xp_of(diff)
+        return xp.abs(diff)
 
     def _derivative(self, diff):
-        return np.sign(diff)
+        xp = xp_of(diff)
+        return xp.sign(diff)
 
 
 @LOSSES.register("huber", "smooth_l1")
@@ -230,8 +245,10 @@ class Huber(_Elementwise):
         self.delta = delta
 
     def _values(self, diff):
-        a = np.abs(diff)
-        return np.where(a <= self.delta, 0.5 * np.square(diff), self.delta * (a - 0.5 * self.delta))
+        xp = xp_of(diff)
+        a = xp.abs(diff)
+        return xp.where(a <= self.delta, 0.5 * xp.square(diff), self.delta * (a - 0.5 * self.delta))
 
     def _derivative(self, diff):
-        return np.clip(diff, -self.delta, self.delta)
+        xp = xp_of(diff)
+        return xp.clip(diff, -self.delta, self.delta)

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import parallel
+from .backend import fetch, for_model, to_host
 from .data import Split
 from .losses import Loss
 
@@ -110,12 +111,14 @@ def evaluate(
     evaluation-mode outputs, per sample), as Keras does, so training and
     validation losses compare. `Evaluation.penalty` says how much of it that is.
     A regression's evaluation has no accuracy (NaN) and keeps the outputs.
+    On a GPU model, `split.x` may already be on the device (the Trainer uploads
+    it once); targets stay on the host, and each batch's predictions come back.
     """
     if split.regression:
         outputs = np.empty(split.y.shape, np.float64)
 
         def keep(start, stop, out):
-            outputs[start:stop] = out
+            outputs[start:stop] = to_host(out)
 
         value, penalty = _objective_over(model, loss, split, batch_size, keep)
         return Evaluation(len(split), value, float("nan"), np.zeros((0, 0), np.int64), penalty=penalty, outputs=outputs)
@@ -123,9 +126,9 @@ def evaluate(
     probabilities = np.empty((len(split), num_classes), np.float64) if keep_probabilities else None
 
     def classify(start, stop, out):
-        predictions[start:stop] = loss.predictions(out)
+        predictions[start:stop] = to_host(loss.predictions(out))
         if probabilities is not None:
-            probabilities[start:stop] = loss.probabilities(out)
+            probabilities[start:stop] = to_host(loss.probabilities(out))
 
     value, penalty = _objective_over(model, loss, split, batch_size, classify)
     n = len(split)
@@ -143,16 +146,17 @@ def _objective_over(model, loss: Loss, split: Split, batch_size: int, each) -> t
     """(objective, its penalty part) over a split in evaluation mode, batch by batch; `each(start, stop, outputs)`
     sees every batch's outputs (a regression keeps them; a classifier keeps its predictions)."""
     forward = parallel.evaluation_forward(model)
-    total = activity = 0.0
+    total = activity = 0.0  # device scalars on a GPU: read once, at the end
     for start in range(0, len(split), batch_size):
         stop = min(start + batch_size, len(split))
-        outputs = forward(split.x[start:stop])
+        outputs = forward(for_model(model, split.x[start:stop]))
         each(start, stop, outputs)
-        total += loss.forward(outputs, split.y[start:stop]) * (stop - start)
+        total += loss.forward(outputs, for_model(model, split.y[start:stop])) * (stop - start)
         if model.regularized:
             activity += model.activity_penalty() * (stop - start)
     n = len(split)
     penalty = (model.penalty() + activity / n) if n and model.regularized else 0.0
+    total, penalty = fetch(total, penalty)
     return (total / n + penalty if n else float("nan")), penalty
 
 
@@ -174,8 +178,8 @@ def predict(model, x: np.ndarray, batch_size: int = 1000, transform=None) -> np.
     forward = parallel.evaluation_forward(model)
     out = None
     for start in range(0, len(x), batch_size):
-        y = forward(x[start : start + batch_size])
-        y = transform(y) if transform is not None else y
+        y = forward(for_model(model, x[start : start + batch_size]))
+        y = to_host(transform(y) if transform is not None else y)
         if out is None:
             out = np.empty((len(x), *y.shape[1:]), y.dtype)
         out[start : start + len(y)] = y

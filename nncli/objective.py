@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import parallel
+from .backend import for_model, to_host, xp_of
 from .data.base import is_regression
 
 
@@ -30,7 +31,8 @@ def sample_part(model, loss, x: np.ndarray, y: np.ndarray) -> tuple[float, int]:
     by `Objective`, so a caller that splits a batch combines these parts weighted by size."""
     outputs = model.forward(x, training=True)
     value = loss.forward(outputs, y)
-    correct = 0 if is_regression(y) else int(np.count_nonzero(loss.predictions(outputs) == y))  # a regression has no accuracy
+    # a regression has no accuracy; the count stays on the model's device (read with the step's other numbers)
+    correct = 0 if is_regression(y) else xp_of(outputs).count_nonzero(loss.predictions(outputs) == y)
     if model.activity_regularized:
         value += model.activity_penalty()
     model.backward(loss.backward())
@@ -71,7 +73,7 @@ class Objective:
         n, chunk = len(x), parallel.MAX_CHUNK
         grad = self.model.grad
         if self._total is None:
-            self._total = np.empty_like(grad)
+            self._total = xp_of(grad).empty_like(grad)
         total = self._total
         value, correct = 0.0, 0
         for start in range(0, n, chunk):
@@ -92,12 +94,13 @@ class Objective:
 def full_batch_objective(model, loss, x: np.ndarray, y: np.ndarray):
     """θ -> (f(θ), ∇f(θ)): f over all of (x, y) and its gradient (a fresh array), what full-batch
     minimisers and their line searches see: the same objective as a training step."""
-    x = x.astype(model.dtype, copy=False)
+    x, y = for_model(model, x.astype(model.dtype, copy=False)), for_model(model, y)  # on a GPU: uploaded once
     objective = Objective(model, loss)
 
     def evaluate(theta: np.ndarray) -> tuple[float, np.ndarray]:
-        model.theta[...] = theta
+        model.theta[...] = for_model(model, theta)
         value, _ = objective(x, y)
-        return value, model.grad.copy()
+        grad = model.grad
+        return float(value), grad.copy() if isinstance(grad, np.ndarray) else to_host(grad)  # a fresh host array
 
     return evaluate

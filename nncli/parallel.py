@@ -33,6 +33,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .backend import CPU
+
 MIN_HALF = 8  # samples per half below which one thread is faster
 MAX_CHUNK = 1024  # larger batches (full-batch objectives) of conv and recurrent nets go through in chunks: large work arrays per sample
 
@@ -59,6 +61,7 @@ def can_split(model, training: bool = True) -> bool:
     layers = [layer for top in model.layers for _, layer in top.walk()]
     if (
         ThreadpoolController is None
+        or not getattr(model, "backend", CPU).on_host  # on a GPU, halves would only double the kernel launches
         or model.activity_regularized  # activity penalties read the outputs of the whole batch
         or not any(layer.compute_bound if training else layer.compute_bound_in_evaluation for layer in layers)
     ):

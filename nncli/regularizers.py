@@ -20,6 +20,7 @@ from typing import Annotated
 
 import numpy as np
 
+from .backend import xp_of
 from .registry import NonNegativeFloat, Registry
 
 REGULARIZERS = Registry("regularizer")
@@ -46,12 +47,14 @@ class Regularizer:
 
 
 def _sum_abs(w: np.ndarray) -> float:
-    return float(np.sum(np.abs(w), dtype=np.float64))
+    xp = xp_of(w)
+    return xp.sum(xp.abs(w), dtype=np.float64)  # a device scalar: read with the step's one host copy
 
 
 def _sum_squares(w: np.ndarray) -> float:
+    xp = xp_of(w)
     w = w.reshape(-1)  # a view for the contiguous arrays the model passes
-    return float(np.dot(w, w))
+    return xp.dot(w, w).astype(np.float64)
 
 
 @REGULARIZERS.register("l1_l2", "l1l2", "elastic_net")
@@ -79,8 +82,9 @@ class L1L2(Regularizer):
         return value
 
     def add_gradient(self, w, grad, scale=1.0):
+        xp = xp_of(w)
         if self.l1 > 0:
-            grad += (self.l1 * scale) * np.sign(w)
+            grad += (self.l1 * scale) * xp.sign(w)
         if self.l2 > 0:
             grad += (2.0 * self.l2 * scale) * w
 

@@ -57,6 +57,9 @@ class RunFolder(Callback):
 
     def save(self, fit: Fit, path: Path) -> Path:
         run_meta = {"config": self.config, "epoch": fit.state.epoch, "nncli_version": __version__, **self.data_meta}
+        backend = getattr(fit.model, "backend", None)
+        if backend is not None:  # provenance: what computed it ("CPU (numpy 2.4.6)", "NVIDIA H200 (cupy 14.2.0)")
+            run_meta["device"] = backend.description
         save_checkpoint(path, *run_checkpoint(fit.model, fit.snapshot(), run_meta))
         return path
 

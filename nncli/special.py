@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 
+from .backend import xp_of
+
 # W. J. Cody, "Rational Chebyshev approximations for the error function", Math. Comp. 23 (1969),
 # in the form of the normal CDF used by R's pnorm and ACM TOMS 715 (ANORM).
 _A = (2.2352520354606839287, 161.02823106855587881, 1067.6894854603709582, 18154.981253343561249, 0.065682337918207449113)
@@ -28,8 +30,9 @@ _FAR = 40.0  # Φ(-40) underflows to 0 in float64
 
 def softmax(x: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """exp(x) / Σ exp(x) over the last axis, shifted by the row maximum so it never overflows; `out` may be x."""
-    out = np.subtract(x, x.max(axis=-1, keepdims=True), out=out)
-    np.exp(out, out=out)
+    xp = xp_of(x)
+    out = xp.subtract(x, x.max(axis=-1, keepdims=True), out=out)
+    xp.exp(out, out=out)
     out /= out.sum(axis=-1, keepdims=True)
     return out
 
@@ -40,13 +43,14 @@ def _rational(num_coef, den_coef, t, num=None, den=None):
 
     Computed in place in the work arrays num and den (shaped like t) when given; returns num.
     """
+    xp = xp_of(t)
     *num_coef, num_last, lead = num_coef
     *den_coef, den_last = den_coef
-    num = np.multiply(t, lead, out=num)
+    num = xp.multiply(t, lead, out=num)
     if den is None:
         den = t.copy()
     else:
-        np.copyto(den, t)
+        xp.copyto(den, t)
     for n, d in zip(num_coef, den_coef, strict=True):
         num += n
         num *= t
@@ -71,54 +75,56 @@ def normal_cdf(x: np.ndarray, out: np.ndarray | None = None, buffer=None) -> np.
     `buffer(name, dtype)`, when given, returns a work array shaped like x (a
     layer's `buffer`, so that repeated calls allocate nothing).
     """
-    x = np.asarray(x)
+    xp = xp_of(x)
+    x = xp.asarray(x)
     dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
     if out is None:
-        out = np.empty(x.shape, dtype)
+        out = xp.empty(x.shape, dtype)
     if buffer is None:
-        buffer = lambda name, dt: np.empty(x.shape, dt)  # noqa: E731
+        buffer = lambda name, dt: xp.empty(x.shape, dt)  # noqa: E731
     y, a, b, c = (buffer(f"normal_cdf.{k}", dtype) for k in "yabc")
-    np.abs(x, out=y, dtype=dtype)
+    xp.abs(x, out=y, dtype=dtype)
     # The upper tail Q(|x|) = P(Z > |x|), for every element (centre ones are replaced at the end).
-    np.minimum(y, _MIDDLE, out=c)
+    xp.minimum(y, _MIDDLE, out=c)
     q = _rational(_C, _D, c, a, b)  # e^(y²/2)·Q(y), in a
     mask, rest = buffer("normal_cdf.mask", np.bool_), buffer("normal_cdf.rest", np.bool_)
-    far = np.greater(y, _MIDDLE, out=mask)
+    far = xp.greater(y, _MIDDLE, out=mask)
     if far.any():
-        np.minimum(y, _FAR, out=y)
+        xp.minimum(y, _FAR, out=y)
         yf = y[far]
         z = 1.0 / (yf * yf)
         q[far] = (1.0 / math.sqrt(2.0 * math.pi) - z * _rational(_P, _Q, z)) / yf
-    np.multiply(y, 16.0, out=b)
-    np.trunc(b, out=b)
+    xp.multiply(y, 16.0, out=b)
+    xp.trunc(b, out=b)
     b *= 1.0 / 16.0  # s = trunc(16y)/16: y² = s² + (y − s)(y + s) with s² exact
-    np.subtract(y, b, out=c)
+    xp.subtract(y, b, out=c)
     y += b
     c *= y  # (y − s)(y + s)
     c *= -0.5
-    np.exp(c, out=c)
+    xp.exp(c, out=c)
     q *= c
-    np.multiply(b, b, out=b)
+    xp.multiply(b, b, out=b)
     b *= -0.5
-    np.exp(b, out=b)
+    xp.exp(b, out=b)
     q *= b  # Q(|x|)
-    np.subtract(1.0, q, out=out)
-    _select(out, q, np.less_equal(x, 0, out=mask), rest)  # Φ(x) = 1 − Q(x) above 0, Q(−x) below
+    xp.subtract(1.0, q, out=out)
+    _select(out, q, xp.less_equal(x, 0, out=mask), rest)  # Φ(x) = 1 − Q(x) above 0, Q(−x) below
     # The centre: Φ(x) = ½ + x·R(x²), with x clipped to [−1, 1] (only x² ≤ 0.455 is used: large |x|
     # stays out of the arithmetic, and r stays finite for _select).
-    np.clip(x, -1.0, 1.0, out=y)
-    np.multiply(y, y, out=c)
+    xp.clip(x, -1.0, 1.0, out=y)
+    xp.multiply(y, y, out=c)
     r = _rational(_A, _B, c, a, b)
     r *= y
     r += 0.5
-    _select(out, r, np.less_equal(np.abs(y, out=b), _CENTRE, out=mask), rest)
+    _select(out, r, xp.less_equal(xp.abs(y, out=b), _CENTRE, out=mask), rest)
     return out
 
 
 def _select(out: np.ndarray, value: np.ndarray, where: np.ndarray, rest: np.ndarray) -> np.ndarray:
     """out[where] = value[where] as out·[not where] + value·[where]: exact for finite values, and several
     times faster than np.copyto(where=), whose masked copy is slow. Overwrites value and rest."""
-    np.logical_not(where, out=rest)
+    xp = xp_of(out)
+    xp.logical_not(where, out=rest)
     out *= rest
     value *= where
     out += value

@@ -24,6 +24,7 @@ from typing import Literal
 
 import numpy as np
 
+from .backend import CPU, fetch, for_model, to_host
 from .data import Dataset, Split
 from .errors import CheckpointError, DivergedError
 from .losses import Loss
@@ -90,6 +91,7 @@ class TrainingConfig:
     clip_norm: rescale each update's gradient to at most this global L2 norm
     clip_value: clip every gradient element to [-clip_value, clip_value]
     log_gradients: write per-layer gradient norms and activation statistics to gradients.csv
+    device: where the model computes: cpu (NumPy), gpu (CuPy on an NVIDIA GPU) or auto (the GPU when one is usable)
     """
 
     epochs: PositiveInt = 10
@@ -103,6 +105,7 @@ class TrainingConfig:
     clip_norm: PositiveFloat | None = None
     clip_value: PositiveFloat | None = None
     log_gradients: bool = False
+    device: Literal["cpu", "gpu", "auto"] = "cpu"
 
 
 @dataclass
@@ -206,7 +209,7 @@ def divergence_error(model, where: str, value: float, lr: float, what: str | Non
     norms = []
     first_bad = None
     for i, span in reversed(model.layer_slices()):
-        g = model.grad[span].astype(np.float64)
+        g = to_host(model.grad[span]).astype(np.float64)
         finite = bool(np.isfinite(g).all())
         norm = float(np.sqrt(np.sum(g * g))) if finite else float("nan")
         label = f"{i}.{model.layers[i].name}"
@@ -315,6 +318,19 @@ class Trainer(Fit):
         if data.train.x.dtype != model.dtype:  # e.g. float64 training: convert once, not per batch
             data = replace(data, train=Split(data.train.x.astype(model.dtype), data.train.y))
         self.data = data
+        # On a GPU the data is uploaded once (the training inputs only when batches are gathered there: augmentation
+        # runs on the host, per batch); random numbers and the epoch's order come from the host generators.
+        self.backend = getattr(model, "backend", CPU)
+        on_device = not self.backend.on_host
+        self._gather_on_device = on_device and data.augment is None
+        self._train = Split(self.backend.to_device(data.train.x), data.train.y) if self._gather_on_device else data.train
+        self._train_y = self.backend.to_device(data.train.y)
+        self._val = data.val
+        if on_device and data.val is not None:
+            self._val = Split(self.backend.to_device(data.val.x), data.val.y)
+        self._order_device = None  # the epoch's order on the device (when batches are gathered there)
+        if data.train.x.ndim == 3 and hasattr(model, "training_batches_padded"):  # sequences: padded with NaN steps?
+            model.training_batches_padded = bool(np.isnan(data.train.x[:, :, 0]).any())
         self.regression = data.train.regression
         n = self.samples = len(data.train)
         self.minimizer = isinstance(optimizer, Minimizer)
@@ -326,7 +342,10 @@ class Trainer(Fit):
         self._batch_objective = Objective(model, loss) if not self.minimizer else None
         self._objective = None
         self._current: tuple[float, np.ndarray] | None = None  # minimisers: (f, ∇f) at θ
-        self._theta_before = np.empty_like(model.theta)  # θ before the latest update, to undo a diverging one
+        xp = self.backend.xp
+        self._theta_before = xp.empty_like(model.theta)  # θ before the latest update, to undo a diverging one
+        self._clipped = None  # the clipped gradient (clipping leaves model.grad as computed, for diagnostics)
+        self._gradient = model.grad  # what the latest update used
 
     # -- the loop -------------------------------------------------------------
     def fit(self) -> TrainState:
@@ -349,7 +368,7 @@ class Trainer(Fit):
             cb.on_batch_end(self)
         s = self.state
         if self.minimizer:
-            train = evaluate(self.model, self.loss, self.data.train, self.data.num_classes, self.settings.eval_batch_size)
+            train = evaluate(self.model, self.loss, self._train, self.data.num_classes, self.settings.eval_batch_size)
             s.epoch_seconds += time.perf_counter() - started
             step_size = log.step_size if log.step_size is not None else float("nan")
             self._end_epoch(float(log.loss), train.accuracy, step_size, s.epoch_seconds)
@@ -364,15 +383,24 @@ class Trainer(Fit):
         return float(self.schedule(self.state.epoch, float(self.optimizer.learning_rate), self.epochs))
 
     def _batch(self, b: int) -> tuple[np.ndarray, np.ndarray]:
-        idx = self.order[b * self.batch_size : (b + 1) * self.batch_size]
-        x = self.data.train.x
+        """Batch b of the epoch's order, on the model's device: gathered there from the uploaded data, or on the
+        host (always on a CPU; with augmentation, whose random draws are the host's) and then uploaded."""
+        window = slice(b * self.batch_size, (b + 1) * self.batch_size)
+        if self._gather_on_device:
+            if self._order_device is None:
+                self._order_device = self.backend.to_device(self.order)
+            idx = self._order_device[window]
+            module = self.backend.xp
+        else:
+            idx, module = self.order[window], np
+        x = self._train.x
         buf = self._x_buffers.get(len(idx))
         if buf is None:
-            buf = self._x_buffers[len(idx)] = np.empty((len(idx), *x.shape[1:]), self.model.dtype)
-        np.take(x, idx, axis=0, out=buf)
+            buf = self._x_buffers[len(idx)] = module.empty((len(idx), *x.shape[1:]), self.model.dtype)
+        module.take(x, idx, axis=0, out=buf)
         if self.data.augment is not None:
             buf = self.data.augment(buf, self.augment_rng)
-        return buf, self.data.train.y[idx]
+        return self.backend.to_device(buf), self._train_y[self.backend.to_device(idx)]
 
     def _update(self) -> StepLog:
         """One mini-batch update (full-batch `gd`: one batch of the whole set)."""
@@ -386,16 +414,22 @@ class Trainer(Fit):
             self._lr = self.learning_rate()
         lr, b = self._lr, s.batch
         x, y = self._batch(b)
-        theta, grad = model.theta, model.grad
+        theta, grad, xp = model.theta, model.grad, self.backend.xp
         value, correct = self._batch_objective(x, y)
-        if not (math.isfinite(value) and np.isfinite(grad).all()):
+        grad_finite = xp.isfinite(grad).all()
+        self._gradient = self._clip(grad)
+        xp.copyto(self._theta_before, theta)
+        opt.step(theta, self._gradient, lr)
+        # The step's one device->host copy (none on a CPU): loss, both finiteness checks, correct count. A bad
+        # update is undone (θ as before it; the run stops, so the optimizer's slots do not matter).
+        value, grad_finite, theta_finite, correct = fetch(value, grad_finite, xp.isfinite(theta).all(), correct)
+        if not (math.isfinite(value) and grad_finite):
+            xp.copyto(theta, self._theta_before)
             raise self._diverged(value, b, lr)
-        self._clip(grad)
-        np.copyto(self._theta_before, theta)
-        opt.step(theta, grad, lr)
-        if not np.isfinite(theta).all():  # a finite gradient times the rate overflowed: undo, then stop
-            np.copyto(theta, self._theta_before)
+        if not theta_finite:  # a finite gradient times the rate overflowed
+            xp.copyto(theta, self._theta_before)
             raise self._diverged(value, b, lr, "the update would make weights non-finite")
+        correct = int(correct)
         s.step += 1
         s.batch = b + 1
         s.loss_sum += value * len(y)
@@ -404,21 +438,31 @@ class Trainer(Fit):
         return StepLog(value, time.perf_counter() - started, len(y), 1, 1, lr)
 
     def gradient(self) -> np.ndarray:
-        return self._current[1] if self._current is not None else self.model.grad
+        return self._current[1] if self._current is not None else self._gradient
 
-    def _clip(self, grad: np.ndarray) -> None:
-        """Gradient clipping by value, then by global norm, in place."""
-        if self.settings.clip_value is not None:
-            np.clip(grad, -self.settings.clip_value, self.settings.clip_value, out=grad)
-        if self.settings.clip_norm is not None:
-            norm = math.sqrt(float(np.dot(grad, grad)))
-            if norm > self.settings.clip_norm:
-                grad *= self.settings.clip_norm / norm
+    def _clip(self, grad: np.ndarray) -> np.ndarray:
+        """The gradient clipped by value, then rescaled to the global norm (into a buffer of its own, on the device:
+        no host copy), or grad itself without clipping."""
+        value, most = self.settings.clip_value, self.settings.clip_norm
+        if value is None and most is None:
+            return grad
+        xp = self.backend.xp
+        if self._clipped is None:
+            self._clipped = xp.empty_like(grad)
+        out = self._clipped
+        if value is not None:
+            xp.clip(grad, -value, value, out=out)
+        else:
+            xp.copyto(out, grad)
+        if most is not None:  # × min(1, clip_norm/‖g‖): 1 when within; a NaN norm leaves g for the divergence report
+            norm = xp.sqrt(xp.dot(out, out).astype(np.float64))
+            out *= xp.fmin(1.0, most / xp.maximum(norm, np.finfo(np.float64).tiny)).astype(out.dtype)
+        return out
 
     def _iterate(self) -> StepLog:
         """One full-batch minimiser iteration (one history row)."""
         s, started = self.state, time.perf_counter()
-        theta0 = self.model.theta.copy()
+        theta0 = np.array(to_host(self.model.theta))  # minimisers work on the host
         initial = 0
         if self._current is None:  # f and ∇f at the starting point (recomputed, identically, on resume)
             self._current = self.objective(theta0)
@@ -430,7 +474,7 @@ class Trainer(Fit):
         result = self.optimizer.step(self.objective, theta0, value, grad)
         if not (math.isfinite(result.loss) and np.isfinite(result.theta).all()):
             raise self._diverged(result.loss, 0, float("nan"))
-        self.model.theta[...] = result.theta
+        self.model.theta[...] = for_model(self.model, result.theta)
         self._current = (result.loss, result.grad)
         s.step += 1
         s.batch = 0
@@ -460,12 +504,12 @@ class Trainer(Fit):
             "seconds": seconds,
         }
         if self.data.val is not None:
-            val = evaluate(self.model, self.loss, self.data.val, self.data.num_classes, self.settings.eval_batch_size)
+            val = evaluate(self.model, self.loss, self._val, self.data.num_classes, self.settings.eval_batch_size)
             if not math.isfinite(val.loss):
                 raise self._diverged(val.loss, self.batches_per_epoch - 1, lr, "the validation loss is not finite")
             row["val_loss"], row["val_accuracy"] = float(val.loss), None if self.regression else float(val.accuracy)
         self._record_epoch(row)
-        self.order = None
+        self.order = self._order_device = None
         self._lr = None
         self.schedule.observe(row)
         if self.early_stopping is not None:
@@ -481,9 +525,9 @@ class Trainer(Fit):
             self._best_weights = (self.model.theta.copy(), {k: v.copy() for k, v in self.model.named_state()})
         if (s.stop_reason is not None or s.epoch >= self.epochs) and self._best_weights is not None:
             theta, state = self._best_weights
-            self.model.theta[...] = theta
+            self.model.theta[...] = for_model(self.model, theta)
             for key, array in self.model.named_state():
-                array[...] = state[key]
+                array[...] = for_model(self.model, state[key])
 
     def _diverged(self, value: float, batch: int, lr: float, what: str | None = None) -> DivergedError:
         where = f"epoch {self.state.epoch + 1}, batch {batch + 1}/{self.batches_per_epoch}"
@@ -501,7 +545,9 @@ class Trainer(Fit):
                 "layers": [g.bit_generator.state for g in self.model.random_generators()],
             },
             order=self.order,
-            best=self._best_weights,
+            best=None if self._best_weights is None else (
+                to_host(self._best_weights[0]), {k: to_host(v) for k, v in self._best_weights[1].items()}
+            ),
         )
 
     def restore(self, read_snapshot, source: str = "checkpoint") -> None:
@@ -546,6 +592,7 @@ class Trainer(Fit):
             rng.bit_generator.state = saved
         self.state = state
         self.order = order if state.batch > 0 else None
+        self._order_device = None
         if snap.best is not None:
             theta, best_state = snap.best
             expected = {k: v.shape for k, v in self.model.named_state()}

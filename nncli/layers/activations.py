@@ -65,10 +65,11 @@ class Activation(Layer):
 
         Exact (slope must be finite) and ~8× faster than np.copyto(slope, 1.0, where=...), whose masked copy is slow.
         """
+        xp = self.xp
         pos = self.buffer("pos", v.shape, np.bool_)
         rest = self.buffer("rest", v.shape, np.bool_)
-        np.greater(v, 0, out=pos)
-        np.logical_not(pos, out=rest)
+        xp.greater(v, 0, out=pos)
+        xp.logical_not(pos, out=rest)
         slope *= rest
         slope += pos
         return slope
@@ -83,8 +84,9 @@ class Linear(Activation):
     """Identity, f(x) = x (a dense layer with no activation)."""
 
     def apply(self, x, y):
+        xp = self.xp
         if y is not x:
-            np.copyto(y, x)
+            xp.copyto(y, x)
 
     def derivative(self, dy):
         return dy
@@ -95,8 +97,9 @@ class Sigmoid(Activation):
     """Logistic σ(x) = 1/(1+e^-x), computed as (1+tanh(x/2))/2 so it never overflows; saturates."""
 
     def apply(self, x, y):
-        np.multiply(x, 0.5, out=y)
-        np.tanh(y, out=y)
+        xp = self.xp
+        xp.multiply(x, 0.5, out=y)
+        xp.tanh(y, out=y)
         y += 1.0
         y *= 0.5
 
@@ -107,7 +110,8 @@ class Sigmoid(Activation):
         return dy
 
     def saturation(self, y):
-        return float(np.mean((y < 0.01) | (y > 0.99)))  # σ' < 0.0099, a 25th of its peak
+        xp = self.xp
+        return float(xp.mean((y < 0.01) | (y > 0.99)))  # σ' < 0.0099, a 25th of its peak
 
 
 @activation("tanh")
@@ -115,7 +119,8 @@ class Tanh(Activation):
     """Hyperbolic tangent, zero-centred, saturates at ±1."""
 
     def apply(self, x, y):
-        np.tanh(x, out=y)
+        xp = self.xp
+        xp.tanh(x, out=y)
 
     def derivative(self, dy):
         y = self._y
@@ -123,7 +128,8 @@ class Tanh(Activation):
         return dy
 
     def saturation(self, y):
-        return float(np.mean(np.abs(y) > 0.99))  # tanh' < 0.02
+        xp = self.xp
+        return float(xp.mean(xp.abs(y) > 0.99))  # tanh' < 0.02
 
 
 @activation("relu")
@@ -133,10 +139,12 @@ class ReLU(Activation):
     relu_family = True
 
     def apply(self, x, y):
-        np.maximum(x, 0.0, out=y)
+        xp = self.xp
+        xp.maximum(x, 0.0, out=y)
 
     def derivative(self, dy):
-        np.multiply(dy, self._y > 0, out=dy)
+        xp = self.xp
+        xp.multiply(dy, self._y > 0, out=dy)
         return dy
 
 
@@ -155,11 +163,12 @@ class LeakyReLU(Activation):
         self.alpha = alpha
 
     def apply(self, x, y):
+        xp = self.xp
         if y is x:
-            np.maximum(x, x * self.alpha, out=y)
+            xp.maximum(x, x * self.alpha, out=y)
         else:
-            np.multiply(x, self.alpha, out=y)
-            np.maximum(x, y, out=y)
+            xp.multiply(x, self.alpha, out=y)
+            xp.maximum(x, y, out=y)
 
     def derivative(self, dy):
         slope = self.buffer("slope", dy.shape, dy.dtype)
@@ -179,8 +188,9 @@ class Softmax(Activation):
         softmax(x, out=y)
 
     def derivative(self, dy):
+        xp = self.xp
         y = self._y
-        inner = np.einsum("...k,...k->...", dy, y)[..., None]
+        inner = xp.einsum("...k,...k->...", dy, y)[..., None]
         dy -= inner
         dy *= y  # y·(dy - <dy, y>)
         return dy
@@ -201,17 +211,19 @@ class ELU(Activation):
         self.alpha = alpha
 
     def apply(self, x, y):
+        xp = self.xp
         t = self.buffer("t", x.shape, x.dtype)
-        np.minimum(x, 0.0, out=t)
-        np.expm1(t, out=t)  # no overflow for large x
+        xp.minimum(x, 0.0, out=t)
+        xp.expm1(t, out=t)  # no overflow for large x
         t *= self.alpha
-        np.maximum(x, 0.0, out=y)
+        xp.maximum(x, 0.0, out=y)
         y += t
 
     def derivative(self, dy):
+        xp = self.xp
         y = self._y  # f' = 1 for x > 0, alpha·eˣ = y + alpha below (y > 0 exactly when x > 0)
         slope = self.buffer("slope", y.shape, y.dtype)
-        np.minimum(y, 0.0, out=slope)  # finite where y = +inf, for one_where
+        xp.minimum(y, 0.0, out=slope)  # finite where y = +inf, for one_where
         slope += self.alpha
         dy *= self.one_where(y, slope)
         return dy
@@ -225,20 +237,22 @@ class Softplus(Activation):
     """log(1 + eˣ), a smooth ReLU, computed as max(x, 0) + log1p(exp(−abs(x))) so it never overflows; f' = σ(x)."""
 
     def apply(self, x, y):
+        xp = self.xp
         t = self.buffer("t", x.shape, x.dtype)
-        np.abs(x, out=t)
-        np.negative(t, out=t)
-        np.exp(t, out=t)
-        np.log1p(t, out=t)
-        np.maximum(x, 0.0, out=y)
+        xp.abs(x, out=t)
+        xp.negative(t, out=t)
+        xp.exp(t, out=t)
+        xp.log1p(t, out=t)
+        xp.maximum(x, 0.0, out=y)
         y += t
 
     def derivative(self, dy):
+        xp = self.xp
         s = self.buffer("slope", self._y.shape, self._y.dtype)
-        np.negative(self._y, out=s)
-        np.expm1(s, out=s)  # σ(x) = 1 − e^-y = −expm1(−y), accurate in both tails
+        xp.negative(self._y, out=s)
+        xp.expm1(s, out=s)  # σ(x) = 1 − e^-y = −expm1(−y), accurate in both tails
         dy *= s
-        np.negative(dy, out=dy)
+        xp.negative(dy, out=dy)
         return dy
 
 
@@ -258,18 +272,20 @@ class Swish(Activation):
         self.beta = beta
 
     def apply(self, x, y):
+        xp = self.xp
         s = self.buffer("s", x.shape, x.dtype)
-        np.multiply(x, 0.5 * self.beta, out=s)  # σ(βx) = (1 + tanh(βx/2))/2: no overflow
-        np.tanh(s, out=s)
+        xp.multiply(x, 0.5 * self.beta, out=s)  # σ(βx) = (1 + tanh(βx/2))/2: no overflow
+        xp.tanh(s, out=s)
         s += 1.0
         s *= 0.5
-        np.multiply(x, s, out=y)
+        xp.multiply(x, s, out=y)
         self._s = s
 
     def derivative(self, dy):
+        xp = self.xp
         s, x = self._s, self._x  # f' = σ + βx·σ(1 − σ) = σ·(1 + βx·(1 − σ))
         slope = self.buffer("slope", x.shape, x.dtype)
-        np.subtract(1.0, s, out=slope)
+        xp.subtract(1.0, s, out=slope)
         slope *= x
         slope *= self.beta
         slope += 1.0
@@ -307,44 +323,46 @@ class GELU(Activation):
         self.approximate = approximate
 
     def apply(self, x, y):
+        xp = self.xp
         t = self.buffer("t", x.shape, x.dtype)
         if self.approximate:
-            np.multiply(x, x, out=t)  # u = √(2/π)(x + 0.044715x³); t = tanh(u)
+            xp.multiply(x, x, out=t)  # u = √(2/π)(x + 0.044715x³); t = tanh(u)
             t *= 0.044715
             t += 1.0
             t *= x
             t *= _SQRT_2_OVER_PI
-            np.tanh(t, out=t)
-            np.add(t, 1.0, out=y)
+            xp.tanh(t, out=t)
+            xp.add(t, 1.0, out=y)
             y *= x
             y *= 0.5
         else:
             normal_cdf(x, out=t, buffer=lambda name, dtype: self.buffer(name, x.shape, dtype))
-            np.multiply(x, t, out=y)
+            xp.multiply(x, t, out=y)
         self._t = t
 
     def derivative(self, dy):
+        xp = self.xp
         x, t = self._x, self._t
         slope = self.buffer("slope", x.shape, x.dtype)
         if self.approximate:
             # f' = ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3·0.044715x²)
-            np.multiply(x, x, out=slope)
+            xp.multiply(x, x, out=slope)
             slope *= 3 * 0.044715
             slope += 1.0
             slope *= _SQRT_2_OVER_PI
             slope *= x
             u = self.buffer("u", x.shape, x.dtype)
-            np.multiply(t, t, out=u)
-            np.subtract(1.0, u, out=u)
+            xp.multiply(t, t, out=u)
+            xp.subtract(1.0, u, out=u)
             slope *= u  # (1 − t²)
-            np.add(t, 1.0, out=u)
+            xp.add(t, 1.0, out=u)
             slope += u  # (1 + t)
             slope *= 0.5
         else:
             # f' = Φ(x) + x·φ(x), φ(x) = e^(−x²/2)/√(2π)
-            np.multiply(x, x, out=slope)
+            xp.multiply(x, x, out=slope)
             slope *= -0.5
-            np.exp(slope, out=slope)
+            xp.exp(slope, out=slope)
             slope *= _INV_SQRT_2PI
             slope *= x
             slope += t
@@ -388,24 +406,26 @@ class PReLU(Activation):
         self.params["alpha"][...] = self.initial_alpha
 
     def apply(self, x, y):
+        xp = self.xp
         neg = self.buffer("neg", x.shape, x.dtype)
-        np.minimum(x, 0.0, out=neg)
+        xp.minimum(x, 0.0, out=neg)
         neg *= self.params["alpha"]
-        np.maximum(x, 0.0, out=y)
+        xp.maximum(x, 0.0, out=y)
         y += neg
 
     def derivative(self, dy):
+        xp = self.xp
         x, alpha = self._x, self.params["alpha"]
         # dL/dalpha = Σ dy·min(x, 0) over every axis but the channel axis (all axes when shared)
         neg = self.buffer("neg", x.shape, x.dtype)
-        np.minimum(x, 0.0, out=neg)
+        xp.minimum(x, 0.0, out=neg)
         neg *= dy
         g = self.grads["alpha"]
         if self.shared:
             g[0] = neg.sum()
         else:
             flat = neg.reshape(-1, g.shape[0])
-            np.matmul(self.ones(flat.shape[0], flat.dtype), flat, out=g)
+            xp.matmul(self.ones(flat.shape[0], flat.dtype), flat, out=g)
         slope = self.buffer("slope", x.shape, x.dtype)
         slope[...] = alpha
         dy *= self.one_where(x, slope)
@@ -439,15 +459,16 @@ class RReLU(Activation):
         self.lower, self.upper = lower, upper
 
     def apply(self, x, y):
-        slope = self.buffer("slope", x.shape, x.dtype)
+        xp = self.xp
         if self._training and self.upper > self.lower:
-            self.rng.random(out=slope, dtype=slope.dtype)
+            slope = self.uniform("slope", x.shape, x.dtype)
             slope *= self.upper - self.lower
             slope += self.lower
         else:
+            slope = self.buffer("slope", x.shape, x.dtype)
             slope.fill(0.5 * (self.lower + self.upper))
         self.one_where(x, slope)  # before y overwrites x (y may be x)
-        np.multiply(x, slope, out=y)
+        xp.multiply(x, slope, out=y)
         self._slope = slope
 
     def derivative(self, dy):

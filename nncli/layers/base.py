@@ -20,6 +20,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from ..backend import CPU, Backend
 from ..registry import Registry
 from ..regularizers import REGULARIZERS
 
@@ -59,6 +60,12 @@ class Layer:
         """Each sample's evaluation-mode output depends on that sample alone, and forward changes nothing and draws
         nothing (so an evaluation batch may be split). Dropout, batchnorm and rrelu set it True."""
         return self.independent_samples and not self.has_randomness
+
+    backend: Backend = CPU  # where the layer's arrays live and compute; the model sets it (`xp` is its array module)
+
+    @property
+    def xp(self):
+        return self.backend.xp
 
     def __init__(self) -> None:
         self.input_shape: Shape = ()
@@ -150,11 +157,12 @@ class Layer:
 
     def buffer(self, key: str, shape: Shape, dtype) -> np.ndarray:
         """A work array reused across calls with the same shape (a few shapes kept per key)."""
+        xp = self.xp
         slots = self._buffers.setdefault(key, OrderedDict())
         tag = (shape, np.dtype(dtype))
         buf = slots.get(tag)
         if buf is None:
-            buf = np.empty(shape, dtype)
+            buf = xp.empty(shape, dtype)
             slots[tag] = buf
             if len(slots) > 3:  # train batch, last partial batch, evaluation batch
                 slots.popitem(last=False)
@@ -162,11 +170,22 @@ class Layer:
             slots.move_to_end(tag)
         return buf
 
+    def uniform(self, key: str, shape: Shape, dtype) -> np.ndarray:
+        """U[0, 1) draws from the layer's generator, on the layer's device. The generator is always the host's
+        (so a seed draws the same numbers on every device, and its state is saved for exact resume): on a GPU
+        the draws are uploaded."""
+        if self.backend.on_host:
+            buf = self.buffer(key, shape, dtype)
+            self.rng.random(out=buf, dtype=buf.dtype)
+            return buf
+        return self.backend.to_device(self.rng.random(shape, dtype))
+
     def ones(self, n: int, dtype) -> np.ndarray:
         """A cached vector of n ones: bias gradients as ones @ dz beat dz.sum(axis=0) on tall arrays."""
+        xp = self.xp
         key = (n, np.dtype(dtype))
         if self._ones is None or self._ones[0] != key:
-            self._ones = (key, np.ones(n, dtype))
+            self._ones = (key, xp.ones(n, dtype))
         return self._ones[1]
 
     def output_mask(self, mask: np.ndarray | None) -> np.ndarray | None:

@@ -93,33 +93,34 @@ class Conv2D(KernelLayer):
 
     def forward(self, x, training=False):
         """x: (N, H, W, C) -> (N, oh, ow, filters)."""
+        xp = self.xp
         N = x.shape[0]
         oh, ow = self._out
         F, K, M = self.filters, self._K, N * oh * ow
         W = self.params["W"].reshape(K, F)
-        xp = x
+        padded = x
         if self._needs_pad:
-            xp = pad_into(x, self.buffer("xp", (N, *self._padded, x.shape[3]), x.dtype), self._top, self._left, 0.0)
+            padded = pad_into(x, self.buffer("xp", (N, *self._padded, x.shape[3]), x.dtype), self._top, self._left, 0.0)
         z = self.buffer("z", (N, oh, ow, F), x.dtype)
         if self._transposed:
             rows = K + self.use_bias
             cols = self.buffer("cols", (rows, N, oh, ow), x.dtype)
-            for k, (_, _, view) in enumerate(window_views(xp, self.kernel_size, self.strides, self._out)):
-                np.copyto(cols[k], view[..., 0])
+            for k, (_, _, view) in enumerate(window_views(padded, self.kernel_size, self.strides, self._out)):
+                xp.copyto(cols[k], view[..., 0])
             Wb = self.buffer("Wb", (rows, F), x.dtype)
             Wb[:K] = W
             if self.use_bias:
                 cols[K] = 1.0
                 Wb[K] = self.params["b"]
             cols = cols.reshape(rows, M)
-            np.matmul(cols.T, Wb, out=z.reshape(M, F))  # (M, K+1) @ (K+1, F), bias included
+            xp.matmul(cols.T, Wb, out=z.reshape(M, F))  # (M, K+1) @ (K+1, F), bias included
         else:
             kh, kw = self.kernel_size
             cols = self.buffer("cols", (N, oh, ow, kh, kw, x.shape[3]), x.dtype)
-            for i, j, view in window_views(xp, self.kernel_size, self.strides, self._out):
-                np.copyto(cols[:, :, :, i, j], view)
+            for i, j, view in window_views(padded, self.kernel_size, self.strides, self._out):
+                xp.copyto(cols[:, :, :, i, j], view)
             cols = cols.reshape(M, K)
-            np.matmul(cols, W, out=z.reshape(M, F))  # (M, K) @ (K, F)
+            xp.matmul(cols, W, out=z.reshape(M, F))  # (M, K) @ (K, F)
             if self.use_bias:
                 z += self.params["b"]
         self._cols = cols
@@ -127,6 +128,7 @@ class Conv2D(KernelLayer):
 
     def backward(self, grad_out):
         """(N, oh, ow, filters) -> (N, H, W, C); dW = colsᵀ·dz, db = 1ᵀ·dz, dx = col2im(dz·Wᵀ)."""
+        xp = self.xp
         dz = self.activation_backward(grad_out)
         N = dz.shape[0]
         F, K, M = self.filters, self._K, dz.shape[0] * self._out[0] * self._out[1]
@@ -134,20 +136,21 @@ class Conv2D(KernelLayer):
         cols, W = self._cols, self.params["W"].reshape(K, F)
         if self._transposed:
             dWb = self.buffer("dWb", (cols.shape[0], F), dz.dtype)
-            np.matmul(cols, dz, out=dWb)  # (K+1, M) @ (M, F): the ones row gives db
+            xp.matmul(cols, dz, out=dWb)  # (K+1, M) @ (M, F): the ones row gives db
             self.grads["W"][...] = dWb[:K].reshape(self.grads["W"].shape)
             if self.use_bias:
                 self.grads["b"][...] = dWb[K]
         else:
-            np.matmul(cols.T, dz, out=self.grads["W"].reshape(K, F))
+            xp.matmul(cols.T, dz, out=self.grads["W"].reshape(K, F))
             if self.use_bias:
-                np.matmul(self.ones(M, dz.dtype), dz, out=self.grads["b"])
+                xp.matmul(self.ones(M, dz.dtype), dz, out=self.grads["b"])
         if not self.needs_input_grad:
             return None
         return self._col2im(dz, W, N)
 
     def _col2im(self, dz: np.ndarray, W: np.ndarray, N: int) -> np.ndarray:
         """dL/dx from dz (M, F): the column gradients dz·Wᵀ added back through the kh·kw window slices."""
+        xp = self.xp
         (kh, kw), (oh, ow) = self.kernel_size, self._out
         C = self.input_shape[2]
         dxp = self.buffer("dxp", (N, *self._padded, C), dz.dtype)
@@ -155,16 +158,16 @@ class Conv2D(KernelLayer):
         views = window_views(dxp, self.kernel_size, self.strides, self._out)
         if self._transposed:
             dcols = self.buffer("dcols", (kh * kw, N, oh, ow), dz.dtype)
-            np.matmul(W, dz.T, out=dcols.reshape(kh * kw, -1))  # (K, F) @ (F, M)
+            xp.matmul(W, dz.T, out=dcols.reshape(kh * kw, -1))  # (K, F) @ (F, M)
             for k, (_, _, view) in enumerate(views):
                 view[..., 0] += dcols[k]
         else:
             # NOTE: one (M, C) block per kernel offset, not one (M, K) matrix: each block is then added
             # back with long contiguous rows (ow·C) instead of C at a time, ~25% faster overall.
             Wt = self.buffer("Wt", (kh * kw, self.filters, C), dz.dtype)
-            np.copyto(Wt, W.reshape(kh * kw, C, self.filters).transpose(0, 2, 1))
+            xp.copyto(Wt, W.reshape(kh * kw, C, self.filters).transpose(0, 2, 1))
             dcols = self.buffer("dcols", (kh * kw, N, oh, ow, C), dz.dtype)
-            np.matmul(dz, Wt, out=dcols.reshape(kh * kw, -1, C))  # (M, F) @ (kh·kw, F, C)
+            xp.matmul(dz, Wt, out=dcols.reshape(kh * kw, -1, C))  # (M, F) @ (kh·kw, F, C)
             for k, (_, _, view) in enumerate(views):
                 view += dcols[k]
         if self._needs_pad:

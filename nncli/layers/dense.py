@@ -58,9 +58,10 @@ class Dense(KernelLayer):
 
     def forward(self, x, training=False):
         """x: (N, in) -> (N, units), or (N, T, in) -> (N, T, units) (every step alike, as one GEMM)."""
+        xp = self.xp
         x2 = x.reshape(-1, x.shape[-1])
         z = self.buffer("z", (x2.shape[0], self.units), x.dtype)
-        np.matmul(x2, self.params["W"], out=z)
+        xp.matmul(x2, self.params["W"], out=z)
         if self.use_bias:
             z += self.params["b"]
         self._x = x2
@@ -68,15 +69,16 @@ class Dense(KernelLayer):
 
     def backward(self, grad_out):
         """(N, [T,] units) -> (N, [T,] in); dW = xᵀ·dz, db = 1ᵀ·dz."""
+        xp = self.xp
         dz = self.activation_backward(grad_out.reshape(-1, self.units))
         x = self._x
-        np.matmul(x.T, dz, out=self.grads["W"])
+        xp.matmul(x.T, dz, out=self.grads["W"])
         if self.use_bias:
-            np.matmul(self.ones(x.shape[0], dz.dtype), dz, out=self.grads["b"])
+            xp.matmul(self.ones(x.shape[0], dz.dtype), dz, out=self.grads["b"])
         if not self.needs_input_grad:
             return None
         dx = self.buffer("dx", x.shape, dz.dtype)
-        np.matmul(dz, self.params["W"].T, out=dx)
+        xp.matmul(dz, self.params["W"].T, out=dx)
         return dx.reshape(grad_out.shape[0], *self.input_shape)
 
     def describe(self):

@@ -32,15 +32,15 @@ class Dropout(Layer):
 
     def forward(self, x, training=False):
         """x: (N, ...) -> same shape; x itself (no copy) in evaluation or when rate is 0."""
+        xp = self.xp
         if not training or self.rate == 0.0:
             self._mask = None
             return x
-        mask = self.buffer("mask", x.shape, x.dtype)
-        self.rng.random(out=mask, dtype=mask.dtype)
-        np.greater_equal(mask, self.rate, out=mask)  # keep with probability 1 − rate
+        mask = self.uniform("mask", x.shape, x.dtype)
+        xp.greater_equal(mask, self.rate, out=mask)  # keep with probability 1 − rate
         mask *= 1.0 / (1.0 - self.rate)
         y = self.buffer("y", x.shape, x.dtype)
-        np.multiply(x, mask, out=y)
+        xp.multiply(x, mask, out=y)
         self._mask = mask
         return y
 

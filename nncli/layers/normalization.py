@@ -52,6 +52,7 @@ class BatchNorm(Layer):
 
     def forward(self, x, training=False):
         """x: (N, ..., C) -> same shape, normalised per channel over the other axes."""
+        xp = self.xp
         c = self.param_shapes["gamma"][0]
         x2 = x.reshape(-1, c)  # (m, C): a view of a contiguous input
         m = x2.shape[0]
@@ -62,19 +63,19 @@ class BatchNorm(Layer):
         if training:
             ones = self.ones(m, x.dtype)
             mean = self.buffer("mean", (c,), x.dtype)
-            np.matmul(ones, x2, out=mean)  # column sums through BLAS
+            xp.matmul(ones, x2, out=mean)  # column sums through BLAS
             mean *= 1.0 / m
             xhat = self.buffer("xhat", x2.shape, x.dtype)
-            np.subtract(x2, mean, out=xhat)
-            np.multiply(xhat, xhat, out=y2)  # y as scratch for the squares
+            xp.subtract(x2, mean, out=xhat)
+            xp.multiply(xhat, xhat, out=y2)  # y as scratch for the squares
             var = self.buffer("var", (c,), x.dtype)
-            np.matmul(ones, y2, out=var)
+            xp.matmul(ones, y2, out=var)
             var *= 1.0 / m  # biased: what the batch is normalised with
-            np.add(var, self.epsilon, out=inv_std)
-            np.sqrt(inv_std, out=inv_std)
-            np.reciprocal(inv_std, out=inv_std)
+            xp.add(var, self.epsilon, out=inv_std)
+            xp.sqrt(inv_std, out=inv_std)
+            xp.reciprocal(inv_std, out=inv_std)
             xhat *= inv_std
-            np.multiply(xhat, gamma, out=y2)
+            xp.multiply(xhat, gamma, out=y2)
             y2 += beta
             rm, rv = self.state["running_mean"], self.state["running_var"]
             keep, new = self.momentum, 1.0 - self.momentum
@@ -84,15 +85,15 @@ class BatchNorm(Layer):
             rv += (new * m / (m - 1) if m > 1 else new) * var
             self._cache = (True, xhat, inv_std)
         else:
-            np.add(self.state["running_var"], self.epsilon, out=inv_std)
-            np.sqrt(inv_std, out=inv_std)
-            np.reciprocal(inv_std, out=inv_std)
+            xp.add(self.state["running_var"], self.epsilon, out=inv_std)
+            xp.sqrt(inv_std, out=inv_std)
+            xp.reciprocal(inv_std, out=inv_std)
             scale = self.buffer("scale", (c,), x.dtype)
-            np.multiply(gamma, inv_std, out=scale)
+            xp.multiply(gamma, inv_std, out=scale)
             shift = self.buffer("shift", (c,), x.dtype)
-            np.multiply(self.state["running_mean"], scale, out=shift)
-            np.subtract(beta, shift, out=shift)
-            np.multiply(x2, scale, out=y2)
+            xp.multiply(self.state["running_mean"], scale, out=shift)
+            xp.subtract(beta, shift, out=shift)
+            xp.multiply(x2, scale, out=y2)
             y2 += shift
             self._cache = (False, x2, inv_std)
         return y
@@ -104,6 +105,7 @@ class BatchNorm(Layer):
         the batch statistics depending on x; after an evaluation forward the
         map is affine and dx = gamma/σ_running · dy.
         """
+        xp = self.xp
         training, cached, inv_std = self._cache
         c = inv_std.shape[0]
         dy = grad_out.reshape(-1, c)
@@ -115,20 +117,20 @@ class BatchNorm(Layer):
             xhat = cached
         else:  # x̂ from the running statistics
             xhat = self.buffer("xhat", (m, c), dy.dtype)
-            np.subtract(cached, self.state["running_mean"], out=xhat)
+            xp.subtract(cached, self.state["running_mean"], out=xhat)
             xhat *= inv_std
-        np.matmul(ones, dy, out=dbeta)
-        np.multiply(dy, xhat, out=work)
-        np.matmul(ones, work, out=dgamma)
+        xp.matmul(ones, dy, out=dbeta)
+        xp.multiply(dy, xhat, out=work)
+        xp.matmul(ones, work, out=dgamma)
         if not self.needs_input_grad:
             return None
         if training:
-            np.multiply(xhat, dgamma * (1.0 / m), out=work)
+            xp.multiply(xhat, dgamma * (1.0 / m), out=work)
             work += dbeta * (1.0 / m)
-            np.subtract(dy, work, out=work)
+            xp.subtract(dy, work, out=work)
             work *= gamma * inv_std
         else:
-            np.multiply(dy, gamma * inv_std, out=work)
+            xp.multiply(dy, gamma * inv_std, out=work)
         return work.reshape(grad_out.shape)
 
     def describe(self):

@@ -104,10 +104,11 @@ class MaxPool2D(_Pool2D):
 
     def forward(self, x, training=False):
         """x: (N, H, W, C) -> (N, oh, ow, C); in training, records the winning window offset per output."""
+        xp = self.xp
         views = self._views(self._padded_input(x))
         shape = (x.shape[0], *self._out, x.shape[3])
         y = self.buffer("y", shape, x.dtype)
-        np.copyto(y, views[0])
+        xp.copyto(y, views[0])
         if training:
             # Strictly greater replaces the winner, so among tied maxima the first offset keeps it.
             # NOTE: winner = max(winner, k·[view > y]) is branch-free (k grows); a masked copyto
@@ -118,20 +119,21 @@ class MaxPool2D(_Pool2D):
             step = self.buffer("step", shape, dtype)
             winner.fill(0)
             for k, view in enumerate(views[1:], start=1):
-                np.greater(view, y, out=mask)
-                np.multiply(mask, k, out=step, dtype=dtype)
-                np.maximum(winner, step, out=winner)
-                np.maximum(y, view, out=y)
+                xp.greater(view, y, out=mask)
+                xp.multiply(mask, k, out=step, dtype=dtype)
+                xp.maximum(winner, step, out=winner)
+                xp.maximum(y, view, out=y)
             self._winner = winner
         else:
             for view in views[1:]:
-                np.maximum(y, view, out=y)
+                xp.maximum(y, view, out=y)
         if self.post_activation is not None:
             y = self.post_activation.forward(y, training, out=y)
         return y
 
     def backward(self, grad_out):
         """(N, oh, ow, C) -> (N, H, W, C): dx = grad at each window's winner, 0 elsewhere."""
+        xp = self.xp
         g = grad_out
         if self.post_activation is not None:
             g = self.post_activation.backward(g)
@@ -142,11 +144,11 @@ class MaxPool2D(_Pool2D):
         mask = self.buffer("mask", g.shape, np.bool_)
         routed = None if self._tiles else self.buffer("routed", g.shape, g.dtype)
         for k, view in enumerate(self._views(dxp)):
-            np.equal(self._winner, k, out=mask)
+            xp.equal(self._winner, k, out=mask)
             if routed is None:
-                np.multiply(g, mask, out=view)
+                xp.multiply(g, mask, out=view)
             else:  # windows overlap: accumulate
-                np.multiply(g, mask, out=routed)
+                xp.multiply(g, mask, out=routed)
                 view += routed
         return self._crop(dxp)
 
@@ -163,7 +165,7 @@ class AvgPool2D(_Pool2D):
 
     def build(self, input_shape):
         shape = super().build(input_shape)
-        # 1/(number of real pixels) per output position, (oh, ow, 1)
+        # 1/(number of real pixels) per output position, (oh, ow, 1): a host constant, uploaded per dtype
         ones = np.zeros((1, *self._padded, 1))
         H, W = input_shape[:2]
         ones[:, self._top : self._top + H, self._left : self._left + W] = 1.0
@@ -175,14 +177,15 @@ class AvgPool2D(_Pool2D):
     def _inverse_count(self, dtype) -> np.ndarray:
         dtype = np.dtype(dtype)
         if dtype not in self._scale:
-            self._scale[dtype] = self._scale64.astype(dtype)
+            self._scale[dtype] = self.backend.to_device(self._scale64.astype(dtype))
         return self._scale[dtype]
 
     def forward(self, x, training=False):
         """x: (N, H, W, C) -> (N, oh, ow, C)."""
+        xp = self.xp
         views = self._views(self._padded_input(x))
         y = self.buffer("y", (x.shape[0], *self._out, x.shape[3]), x.dtype)
-        np.copyto(y, views[0])
+        xp.copyto(y, views[0])
         for view in views[1:]:
             y += view
         y *= self._inverse_count(x.dtype)
@@ -190,6 +193,7 @@ class AvgPool2D(_Pool2D):
 
     def backward(self, grad_out):
         """(N, oh, ow, C) -> (N, H, W, C): each window's gradient shared equally by its real pixels."""
+        xp = self.xp
         if not self.needs_input_grad:
             return None
         g = grad_out
@@ -197,7 +201,7 @@ class AvgPool2D(_Pool2D):
         dxp = self._dx_buffer(g.shape[0], g.dtype)
         for view in self._views(dxp):
             if self._tiles:
-                np.copyto(view, g)
+                xp.copyto(view, g)
             else:
                 view += g
         return self._crop(dxp)
@@ -215,16 +219,18 @@ class GlobalAvgPool2D(Layer):
 
     def forward(self, x, training=False):
         """x: (N, H, W, C) -> (N, C)."""
+        xp = self.xp
         y = self.buffer("y", (x.shape[0], x.shape[3]), x.dtype)
-        np.sum(x, axis=(1, 2), out=y)
+        xp.sum(x, axis=(1, 2), out=y)
         y *= 1.0 / (x.shape[1] * x.shape[2])
         return y
 
     def backward(self, grad_out):
         """(N, C) -> (N, H, W, C): dx[n, h, w, c] = g[n, c] / (H·W)."""
+        xp = self.xp
         if not self.needs_input_grad:
             return None
         H, W, C = self.input_shape
         dx = self.buffer("dx", (grad_out.shape[0], H, W, C), grad_out.dtype)
-        np.multiply(grad_out[:, None, None, :], 1.0 / (H * W), out=dx)
+        xp.multiply(grad_out[:, None, None, :], 1.0 / (H * W), out=dx)
         return dx

@@ -32,6 +32,7 @@ from typing import Annotated, Literal
 
 import numpy as np
 
+from ..backend import xp_of
 from ..initializers import Initializer, INITIALIZERS
 from ..registry import Fraction, PositiveInt
 from ..regularizers import Regularizer_
@@ -50,32 +51,34 @@ def check_sequence(name: str, input_shape: Shape) -> None:
 
 def _activate(kind: str, a: np.ndarray, out: np.ndarray | None = None) -> None:
     """out ← f(a) (in place when out is None)."""
+    xp = xp_of(a)
     out = a if out is None else out
     if kind == "tanh":
-        np.tanh(a, out=out)
+        xp.tanh(a, out=out)
     elif kind == "sigmoid":  # ½(1 + tanh(a/2)): one transcendental, never overflows
-        np.multiply(a, 0.5, out=out)
-        np.tanh(out, out=out)
+        xp.multiply(a, 0.5, out=out)
+        xp.tanh(out, out=out)
         out *= 0.5
         out += 0.5
     elif kind == "relu":
-        np.maximum(a, 0, out=out)
+        xp.maximum(a, 0, out=out)
     elif out is not a:
-        np.copyto(out, a)
+        xp.copyto(out, a)
 
 
 def _slope(kind: str, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """f'(z) from y = f(z), into `out` (a new array when None); used in the vectorised passes over all steps."""
+    xp = xp_of(y)
     if out is None:
-        out = np.empty_like(y)
+        out = xp.empty_like(y)
     if kind == "tanh":  # 1 − y²
-        np.multiply(y, y, out=out)
-        np.subtract(1.0, out, out=out)
+        xp.multiply(y, y, out=out)
+        xp.subtract(1.0, out, out=out)
     elif kind == "sigmoid":  # y − y²
-        np.multiply(y, y, out=out)
-        np.subtract(y, out, out=out)
+        xp.multiply(y, y, out=out)
+        xp.subtract(y, out, out=out)
     elif kind == "relu":
-        np.greater(y, 0, out=out)
+        xp.greater(y, 0, out=out)
     else:
         out[...] = 1.0
     return out
@@ -83,9 +86,10 @@ def _slope(kind: str, y: np.ndarray, out: np.ndarray | None = None) -> np.ndarra
 
 def _transposed(layer: Layer, name: str) -> np.ndarray:
     """A C-contiguous copy of a parameter's transpose: a per-step GEMM with it is ~1.7× faster than with the view."""
+    xp = layer.xp
     W = layer.params[name]
     out = layer.buffer(name + ".T", W.shape[::-1], W.dtype)
-    np.copyto(out, W.T)
+    xp.copyto(out, W.T)
     return out
 
 
@@ -199,12 +203,13 @@ class Recurrent(Layer):
     # -- forward --------------------------------------------------------------
     def forward(self, x, training=False, mask=None):
         """x: (N, T, D) -> (N, units), or (N, T, units) with return_sequences."""
+        xp = self.xp
         N, T, D = x.shape
         H, G, dtype = self.units, self.gates * self.units, x.dtype
         order = slice(None, None, -1) if self.go_backwards else slice(None)
         # time-major inputs in processing order, and a column of ones that folds the input bias into the GEMM
         xt = self.buffer("xt", (T, N, D + 1), dtype)
-        np.copyto(xt[..., :D], x.transpose(1, 0, 2)[order])
+        xp.copyto(xt[..., :D], x.transpose(1, 0, 2)[order])
         xt[..., D] = 1.0
         self._input_mask = self._recurrent_mask = None
         if training and self.dropout > 0:  # one mask per sequence, the same at every step (Keras, Gal & Ghahramani 2016)
@@ -215,13 +220,13 @@ class Recurrent(Layer):
             self._recurrent_mask = self._dropout_mask("drec", (N, H), self.recurrent_dropout, dtype)
             self._hd = self.buffer("hd", (T, N, H), dtype)
         self._xt = xt
-        valid = None if mask is None or mask.all() else np.ascontiguousarray(mask.T[order])
+        valid = None if mask is None or mask.all() else xp.ascontiguousarray(mask.T[order])
         self._valid = valid
         self._carry = None if valid is None else [None if v.all() else ~v[:, None] for v in valid]
 
         scales = self._gate_scale(dtype)
         z = self.buffer("z", (T, N, G), dtype)  # input projections (+ bias, pre-scaled), then the gates, step by step
-        np.matmul(xt.reshape(T * N, D + 1), self._input_weights(scales, dtype), out=z.reshape(T * N, G))
+        xp.matmul(xt.reshape(T * N, D + 1), self._input_weights(scales, dtype), out=z.reshape(T * N, G))
         h = self.buffer("h", (T + 1, N, H), dtype)  # h[t+1] is the state after step t; h[0] = 0
         h[0] = 0.0
         self._steps(z, h, scales)
@@ -229,7 +234,7 @@ class Recurrent(Layer):
         if not self.return_sequences:
             return h[T]
         y = self.buffer("y", (N, T, H), dtype)
-        np.copyto(y, h[1:].transpose(1, 0, 2))
+        xp.copyto(y, h[1:].transpose(1, 0, 2))
         if valid is not None:
             y *= valid.T[:, :, None]  # zeros at masked steps
         return y
@@ -244,11 +249,12 @@ class Recurrent(Layer):
 
     def _input_weights(self, scales, dtype) -> np.ndarray:
         """(D + 1, G): the kernel with the input bias as its last row, times the gates' pre-scale when fused."""
+        xp = self.xp
         W = self.params["kernel"]
         Wb = self.buffer("Wb", (W.shape[0] + 1, W.shape[1]), dtype)
-        np.copyto(Wb[:-1], W)
+        xp.copyto(Wb[:-1], W)
         if self.use_bias:
-            np.copyto(Wb[-1], self.input_bias())
+            xp.copyto(Wb[-1], self.input_bias())
         else:
             Wb[-1] = 0.0
         if scales is not None:
@@ -256,17 +262,18 @@ class Recurrent(Layer):
         return Wb
 
     def _dropout_mask(self, key, shape, rate, dtype):
-        mask = self.buffer(key, shape, dtype)
-        self.rng.random(out=mask, dtype=mask.dtype)
-        np.greater_equal(mask, rate, out=mask)
+        xp = self.xp
+        mask = self.uniform(key, shape, dtype)
+        xp.greater_equal(mask, rate, out=mask)
         mask *= 1.0 / (1.0 - rate)
         return mask
 
     def _recurrent_input(self, h_prev: np.ndarray, t: int) -> np.ndarray:
         """h_{t-1} as the recurrent GEMM sees it (after recurrent dropout), kept for the recurrent-kernel gradient."""
+        xp = self.xp
         if self._hd is None:
             return h_prev
-        np.multiply(h_prev, self._recurrent_mask, out=self._hd[t])
+        xp.multiply(h_prev, self._recurrent_mask, out=self._hd[t])
         return self._hd[t]
 
     def _recurrent_inputs(self) -> np.ndarray:
@@ -275,13 +282,15 @@ class Recurrent(Layer):
 
     def _hold(self, t: int, new: np.ndarray, old: np.ndarray) -> None:
         """Masked sequences keep their previous state at step t."""
+        xp = self.xp
         if self._carry is not None and self._carry[t] is not None:
-            np.copyto(new, old, where=self._carry[t])
+            xp.copyto(new, old, where=self._carry[t])
 
     def _gate_scale(self, dtype) -> tuple[np.ndarray, np.ndarray] | None:
         """When every gate block is tanh or sigmoid, (scale, shift) per column so that all blocks are one tanh
         call: sigmoid(z) = ½·tanh(½z) + ½, i.e. f(z) = scale·tanh(scale·z) + shift (the preactivations come
         pre-scaled, see _input_weights). None when some block is relu or linear."""
+        xp = self.xp
         kinds = self.block_activations
         if not self.fused_gates or not all(k in ("tanh", "sigmoid") for k in kinds):
             return None
@@ -289,15 +298,16 @@ class Recurrent(Layer):
         cached = getattr(self, "_scales", None)
         if cached is None or cached[0] != key:
             H = self.units
-            half = np.array([0.5 if k == "sigmoid" else 1.0 for k in kinds], dtype).repeat(H)
-            shift = np.array([0.5 if k == "sigmoid" else 0.0 for k in kinds], dtype).repeat(H)
+            half = xp.array([0.5 if k == "sigmoid" else 1.0 for k in kinds], dtype).repeat(H)
+            shift = xp.array([0.5 if k == "sigmoid" else 0.0 for k in kinds], dtype).repeat(H)
             self._scales = cached = (key, (half, shift))
         return cached[1]
 
     def _activate_blocks(self, a: np.ndarray, scales) -> None:
         """Every gate block of a (already pre-scaled when `scales`) gets its function, in place."""
+        xp = self.xp
         if scales is not None:
-            np.tanh(a, out=a)
+            xp.tanh(a, out=a)
             a *= scales[0]
             a += scales[1]
             return
@@ -308,25 +318,26 @@ class Recurrent(Layer):
     # -- backward -------------------------------------------------------------
     def backward(self, grad_out):
         """(N, units) or (N, T, units) -> (N, T, D); writes kernel, recurrent_kernel and bias gradients."""
+        xp = self.xp
         z, xt = self._z, self._xt
         T, N, G = z.shape
         H, D, dtype = self.units, xt.shape[2] - 1, z.dtype
         dy = None
         if self.return_sequences:
             dy = self.buffer("dy", (T, N, H), dtype)
-            np.copyto(dy, grad_out.transpose(1, 0, 2))
+            xp.copyto(dy, grad_out.transpose(1, 0, 2))
             if self._valid is not None:
                 dy *= self._valid[:, :, None]
             last = dy[T - 1]
         else:
             last = grad_out
-        norms = np.empty(T) if self.record_time_gradients else None
+        norms = np.empty(T) if self.record_time_gradients else None  # host: diagnostics
         dz = self.buffer("dz", (T, N, G), dtype)  # dL/d(input projection) of every step
         drec = self._backward_steps(last, dy, dz, norms)  # dL/d(recurrent projection), (T, N, G)
 
         dWb = self.buffer("dWb", (D + 1, G), dtype)  # kernel and input-bias gradients in one GEMM
-        np.matmul(xt.reshape(T * N, D + 1).T, dz.reshape(T * N, G), out=dWb)
-        np.copyto(self.grads["kernel"], dWb[:D])
+        xp.matmul(xt.reshape(T * N, D + 1).T, dz.reshape(T * N, G), out=dWb)
+        xp.copyto(self.grads["kernel"], dWb[:D])
         self._recurrent_kernel_gradient(drec)
         if self.use_bias:
             self._bias_gradient(dWb[D], drec)
@@ -335,22 +346,24 @@ class Recurrent(Layer):
         if not self.needs_input_grad:
             return None
         dxt = self.buffer("dxt", (T, N, D), dtype)
-        np.matmul(dz.reshape(T * N, G), self.params["kernel"].T, out=dxt.reshape(T * N, D))
+        xp.matmul(dz.reshape(T * N, G), self.params["kernel"].T, out=dxt.reshape(T * N, D))
         if self._input_mask is not None:
             dxt *= self._input_mask
         dx = self.buffer("dx", (N, T, D), dtype)
         order = slice(None, None, -1) if self.go_backwards else slice(None)
-        np.copyto(dx, dxt[order].transpose(1, 0, 2))
+        xp.copyto(dx, dxt[order].transpose(1, 0, 2))
         return dx
 
     def _recurrent_kernel_gradient(self, drec) -> None:
         """dU = Σ_t h_{t-1}ᵀ·drec_t as one GEMM over all T·N rows."""
+        xp = self.xp
         T, N, G = drec.shape
-        np.matmul(self._recurrent_inputs().reshape(T * N, -1).T, drec.reshape(T * N, G), out=self.grads["recurrent_kernel"])
+        xp.matmul(self._recurrent_inputs().reshape(T * N, -1).T, drec.reshape(T * N, G), out=self.grads["recurrent_kernel"])
 
     def _bias_gradient(self, db_input, drec) -> None:
         """The bias gradient from the input bias's (the kernel GEMM's last row) and, where there is one, the recurrent bias's."""
-        np.copyto(self.grads["bias"], db_input)
+        xp = self.xp
+        xp.copyto(self.grads["bias"], db_input)
 
     def _valid_factor(self, dtype) -> np.ndarray | None:
         """(T, N, 1) 1.0 at valid steps, 0.0 at masked ones (None without a mask)."""
@@ -359,18 +372,21 @@ class Recurrent(Layer):
     @staticmethod
     def _record(t, dh, norms) -> None:
         """Keep ‖dL/dh_t‖ (root mean square over the batch of each sequence's norm) when asked."""
+        xp = xp_of(dh)
         if norms is not None:
-            norms[t] = float(np.sqrt(np.einsum("ij,ij->", dh, dh, dtype=np.float64) / dh.shape[0]))
+            norms[t] = float(xp.sqrt(xp.einsum("ij,ij->", dh, dh, dtype=np.float64) / dh.shape[0]))
 
     def _carry_gradient(self, t, new, old) -> None:
         """Masked sequences at step t pass dL/dh_t (or dc_t) to h_{t-1} unchanged."""
+        xp = self.xp
         if self._carry is not None and self._carry[t] is not None:
-            np.copyto(new, old, where=self._carry[t])
+            xp.copyto(new, old, where=self._carry[t])
 
     def _to_previous(self, t, dz_t, UT, dh, spare, dy) -> tuple[np.ndarray, np.ndarray]:
         """dL/dh_{t-1} into `spare` when h_t = f(x_t·W + h_{t-1}·U) alone (rnn, lstm): dz_t·Uᵀ through recurrent
         dropout, masked sequences passing dh on, plus the output's gradient at t−1. Returns (it, the free buffer)."""
-        np.matmul(dz_t, UT, out=spare)
+        xp = self.xp
+        xp.matmul(dz_t, UT, out=spare)
         if self._recurrent_mask is not None:
             spare *= self._recurrent_mask
         self._carry_gradient(t, spare, dh)
@@ -420,15 +436,17 @@ class SimpleRNN(Recurrent):
     gates = 1
 
     def _steps(self, z, h, scales):
+        xp = self.xp
         U = self.params["recurrent_kernel"]
         tmp = self.buffer("tmp", z.shape[1:], z.dtype)
         for t in range(z.shape[0]):
-            np.matmul(self._recurrent_input(h[t], t), U, out=tmp)
-            np.add(z[t], tmp, out=h[t + 1])
+            xp.matmul(self._recurrent_input(h[t], t), U, out=tmp)
+            xp.add(z[t], tmp, out=h[t + 1])
             _activate(self.activation, h[t + 1])
             self._hold(t, h[t + 1], h[t])
 
     def _backward_steps(self, last, dy, dz, norms):
+        xp = self.xp
         h, UT = self._h, _transposed(self, "recurrent_kernel")
         T = dz.shape[0]
         slope = _slope(self.activation, h[1:])  # f'(z_t) at every step, (T, N, H)
@@ -436,11 +454,11 @@ class SimpleRNN(Recurrent):
         if valid is not None:
             slope *= valid
         dh = self.buffer("dh", last.shape, last.dtype)
-        np.copyto(dh, last)
+        xp.copyto(dh, last)
         spare = self.buffer("dh2", last.shape, last.dtype)
         for t in range(T - 1, -1, -1):
             self._record(t, dh, norms)
-            np.multiply(dh, slope[t], out=dz[t])
+            xp.multiply(dh, slope[t], out=dz[t])
             dh, spare = self._to_previous(t, dz[t], UT, dh, spare, dy)
         return dz
 
@@ -483,11 +501,12 @@ class LSTM(Recurrent):
             self.params["bias"][self.units : 2 * self.units] += 1.0
 
     def _steps(self, z, h, scales):
+        xp = self.xp
         T, N, G = z.shape
         H = self.units
         U = self.params["recurrent_kernel"]
         if scales is not None:  # the input projections came pre-scaled (_input_weights); so does U
-            U = np.multiply(U, scales[0], out=self.buffer("U", U.shape, U.dtype))
+            U = xp.multiply(U, scales[0], out=self.buffer("U", U.shape, U.dtype))
         c = self.buffer("c", (T + 1, N, H), z.dtype)
         tc = self.buffer("tc", (T, N, H), z.dtype)  # activation(c_t)
         fc = self.buffer("fc", (T, N, H), z.dtype)  # f·c_{t-1}, kept for backward's factors
@@ -496,14 +515,14 @@ class LSTM(Recurrent):
         c[0] = 0.0
         for t in range(T):
             g = z[t]
-            np.matmul(self._recurrent_input(h[t], t), U, out=tmp)
+            xp.matmul(self._recurrent_input(h[t], t), U, out=tmp)
             g += tmp
             self._activate_blocks(g, scales)
-            np.multiply(g[:, H : 2 * H], c[t], out=fc[t])
-            np.multiply(g[:, :H], g[:, 2 * H : 3 * H], out=ig[t])
-            np.add(fc[t], ig[t], out=c[t + 1])
+            xp.multiply(g[:, H : 2 * H], c[t], out=fc[t])
+            xp.multiply(g[:, :H], g[:, 2 * H : 3 * H], out=ig[t])
+            xp.add(fc[t], ig[t], out=c[t + 1])
             _activate(self.activation, c[t + 1], out=tc[t])
-            np.multiply(g[:, 3 * H :], tc[t], out=h[t + 1])
+            xp.multiply(g[:, 3 * H :], tc[t], out=h[t + 1])
             if self._carry is not None and self._carry[t] is not None:
                 self._hold(t, c[t + 1], c[t])
                 self._hold(t, h[t + 1], h[t])
@@ -514,6 +533,7 @@ class LSTM(Recurrent):
         dz_i = dc·q_i, dz_f = dc·q_f, dz_c̃ = dc·q_c̃ with q = (c̃·σ'(i), c_{t-1}·σ'(f), i·act'(c̃)),
         dz_o = dh·(act(c)·σ'(o)), and dc_t gains dh·(o·act'(c_t)). With the default tanh and sigmoid they
         come from products the forward pass kept (i·c̃, f·c_{t-1}, h = o·tanh c): two passes each."""
+        xp = self.xp
         a, c, tc, h = self._z, self._c, self._tc, self._h
         T, N, G = a.shape
         H = self.units
@@ -523,16 +543,16 @@ class LSTM(Recurrent):
         so = self.buffer("so", (T, N, H), a.dtype)
         if self.activation == "tanh" and self.recurrent_activation == "sigmoid":
             ig, fc, ht = self._ig, self._fc, h[1:]
-            np.subtract(1.0, i, out=q[:, 0])
+            xp.subtract(1.0, i, out=q[:, 0])
             q[:, 0] *= ig  # c̃·i(1 − i) = i·c̃·(1 − i)
-            np.subtract(1.0, f, out=q[:, 1])
+            xp.subtract(1.0, f, out=q[:, 1])
             q[:, 1] *= fc  # c_{t-1}·f(1 − f)
-            np.multiply(ig, g, out=q[:, 2])
-            np.subtract(i, q[:, 2], out=q[:, 2])  # i·(1 − c̃²)
-            np.multiply(ht, o, out=ro)
-            np.subtract(ht, ro, out=ro)  # tanh(c)·o(1 − o) = h − h·o
-            np.multiply(ht, tc, out=so)
-            np.subtract(o, so, out=so)  # o·(1 − tanh²c) = o − h·tanh c
+            xp.multiply(ig, g, out=q[:, 2])
+            xp.subtract(i, q[:, 2], out=q[:, 2])  # i·(1 − c̃²)
+            xp.multiply(ht, o, out=ro)
+            xp.subtract(ht, ro, out=ro)  # tanh(c)·o(1 − o) = h − h·o
+            xp.multiply(ht, tc, out=so)
+            xp.subtract(o, so, out=so)  # o·(1 − tanh²c) = o − h·tanh c
         else:
             r = self.recurrent_activation
             for k, (slope_of, kind, times) in enumerate(((i, r, g), (f, r, c[:T]), (g, self.activation, i))):
@@ -552,12 +572,13 @@ class LSTM(Recurrent):
         return q, ro, so, keep
 
     def _backward_steps(self, last, dy, dz, norms):
+        xp = self.xp
         T, N, G = dz.shape
         H = self.units
         q, ro, so, keep = self._factors()
         UT = _transposed(self, "recurrent_kernel")
         dh = self.buffer("dh", (N, H), dz.dtype)
-        np.copyto(dh, last)
+        xp.copyto(dh, last)
         spare = self.buffer("dh2", (N, H), dz.dtype)
         dc = self.buffer("dc", (N, H), dz.dtype)
         dc[...] = 0.0
@@ -565,12 +586,12 @@ class LSTM(Recurrent):
         for t in range(T - 1, -1, -1):
             self._record(t, dh, norms)
             d, qt = dz[t], q[t]
-            np.multiply(dh, ro[t], out=d[:, 3 * H :])
-            np.multiply(dh, so[t], out=tmp)
+            xp.multiply(dh, ro[t], out=d[:, 3 * H :])
+            xp.multiply(dh, so[t], out=tmp)
             dc += tmp
-            np.multiply(dc, qt[0], out=d[:, :H])
-            np.multiply(dc, qt[1], out=d[:, H : 2 * H])
-            np.multiply(dc, qt[2], out=d[:, 2 * H : 3 * H])
+            xp.multiply(dc, qt[0], out=d[:, :H])
+            xp.multiply(dc, qt[1], out=d[:, H : 2 * H])
+            xp.multiply(dc, qt[2], out=d[:, 2 * H : 3 * H])
             dc *= keep[t]
             dh, spare = self._to_previous(t, d, UT, dh, spare, dy)
         return dz
@@ -618,15 +639,17 @@ class GRU(Recurrent):
         return b[0] if self.reset_after else b
 
     def _bias_gradient(self, db_input, drec):
+        xp = self.xp
         db = self.grads["bias"]
         if self.reset_after:
             T, N, G = drec.shape
-            np.copyto(db[0], db_input)
-            np.matmul(self.ones(T * N, drec.dtype), drec.reshape(T * N, G), out=db[1])
+            xp.copyto(db[0], db_input)
+            xp.matmul(self.ones(T * N, drec.dtype), drec.reshape(T * N, G), out=db[1])
         else:
-            np.copyto(db, db_input)
+            xp.copyto(db, db_input)
 
     def _steps(self, z, h, scales):
+        xp = self.xp
         T, N, G = z.shape
         H = self.units
         U = self.params["recurrent_kernel"]
@@ -636,30 +659,31 @@ class GRU(Recurrent):
             g, p = z[t], rp[t]
             hd = self._recurrent_input(h[t], t)
             if self.reset_after:
-                np.matmul(hd, U, out=p)
+                xp.matmul(hd, U, out=p)
                 if self.use_bias:
                     p += self.params["bias"][1]
                 g[:, : 2 * H] += p[:, : 2 * H]
                 for k in range(2):
                     _activate(self.recurrent_activation, g[:, k * H : (k + 1) * H])
-                np.multiply(g[:, H : 2 * H], p[:, 2 * H :], out=s)  # r·(h·U_h + b'_h)
+                xp.multiply(g[:, H : 2 * H], p[:, 2 * H :], out=s)  # r·(h·U_h + b'_h)
             else:
-                np.matmul(hd, U[:, : 2 * H], out=p[:, : 2 * H])
+                xp.matmul(hd, U[:, : 2 * H], out=p[:, : 2 * H])
                 g[:, : 2 * H] += p[:, : 2 * H]
                 for k in range(2):
                     _activate(self.recurrent_activation, g[:, k * H : (k + 1) * H])
-                np.multiply(g[:, H : 2 * H], hd, out=p[:, 2 * H :])  # r·h_{t-1}, kept for backward
-                np.matmul(p[:, 2 * H :], U[:, 2 * H :], out=s)
+                xp.multiply(g[:, H : 2 * H], hd, out=p[:, 2 * H :])  # r·h_{t-1}, kept for backward
+                xp.matmul(p[:, 2 * H :], U[:, 2 * H :], out=s)
             cand = g[:, 2 * H :]
             cand += s
             _activate(self.activation, cand)
-            np.subtract(h[t], cand, out=s)  # h_t = h̃ + z·(h_{t-1} − h̃)
+            xp.subtract(h[t], cand, out=s)  # h_t = h̃ + z·(h_{t-1} − h̃)
             s *= g[:, :H]
-            np.add(cand, s, out=h[t + 1])
+            xp.add(cand, s, out=h[t + 1])
             self._hold(t, h[t + 1], h[t])
         self._rp = rp
 
     def _backward_steps(self, last, dy, dz, norms):
+        xp = self.xp
         a, h, rp = self._z, self._h, self._rp  # a: activated z, r, h̃
         T, N, G = a.shape
         H = self.units
@@ -682,32 +706,32 @@ class GRU(Recurrent):
         UT = _transposed(self, "recurrent_kernel")  # (3H, H)
         drec = self.buffer("drec", (T, N, G), a.dtype)  # dL/d(recurrent projection)
         dh = self.buffer("dh", (N, H), a.dtype)
-        np.copyto(dh, last)
+        xp.copyto(dh, last)
         spare = self.buffer("dh2", (N, H), a.dtype)
         tmp = self.buffer("tmp_b", (N, H), a.dtype)
         hd = self._recurrent_inputs()
         for t in range(T - 1, -1, -1):
             self._record(t, dh, norms)
             d, e = dz[t], drec[t]
-            np.multiply(dh, kz[t], out=d[:, :H])
-            np.multiply(dh, kh[t], out=d[:, 2 * H :])
+            xp.multiply(dh, kz[t], out=d[:, :H])
+            xp.multiply(dh, kh[t], out=d[:, 2 * H :])
             if self.reset_after:
-                np.multiply(d[:, 2 * H :], kr[t], out=d[:, H : 2 * H])
+                xp.multiply(d[:, 2 * H :], kr[t], out=d[:, H : 2 * H])
                 e[:, : 2 * H] = d[:, : 2 * H]
-                np.multiply(d[:, 2 * H :], rg[t], out=e[:, 2 * H :])
-                np.matmul(e, UT, out=spare)
+                xp.multiply(d[:, 2 * H :], rg[t], out=e[:, 2 * H :])
+                xp.matmul(e, UT, out=spare)
             else:
-                np.matmul(d[:, 2 * H :], UT[2 * H :], out=tmp)  # dL/d(r·h_{t-1})
-                np.multiply(tmp, hd[t], out=d[:, H : 2 * H])
+                xp.matmul(d[:, 2 * H :], UT[2 * H :], out=tmp)  # dL/d(r·h_{t-1})
+                xp.multiply(tmp, hd[t], out=d[:, H : 2 * H])
                 d[:, H : 2 * H] *= kr[t]
                 e[:, : 2 * H] = d[:, : 2 * H]
                 e[:, 2 * H :] = d[:, 2 * H :]
-                np.matmul(d[:, : 2 * H], UT[: 2 * H], out=spare)
+                xp.matmul(d[:, : 2 * H], UT[: 2 * H], out=spare)
                 tmp *= rg[t]
                 spare += tmp
             if self._recurrent_mask is not None:
                 spare *= self._recurrent_mask
-            np.multiply(dh, keep[t], out=tmp)
+            xp.multiply(dh, keep[t], out=tmp)
             spare += tmp
             dh, spare = spare, dh
             if dy is not None and t > 0:
@@ -716,13 +740,14 @@ class GRU(Recurrent):
 
     def _recurrent_kernel_gradient(self, drec):
         """reset_after: false: the candidate block's recurrent product takes r·h_{t-1} (kept in rp), not h_{t-1}."""
+        xp = self.xp
         if self.reset_after:
             return super()._recurrent_kernel_gradient(drec)
         T, N, G = drec.shape
         H = self.units
         dU = self.grads["recurrent_kernel"]
-        np.matmul(self._recurrent_inputs().reshape(T * N, H).T, drec[..., : 2 * H].reshape(T * N, 2 * H), out=dU[:, : 2 * H])
-        np.matmul(self._rp[..., 2 * H :].reshape(T * N, H).T, drec[..., 2 * H :].reshape(T * N, H), out=dU[:, 2 * H :])
+        xp.matmul(self._recurrent_inputs().reshape(T * N, H).T, drec[..., : 2 * H].reshape(T * N, 2 * H), out=dU[:, : 2 * H])
+        xp.matmul(self._rp[..., 2 * H :].reshape(T * N, H).T, drec[..., 2 * H :].reshape(T * N, H), out=dU[:, 2 * H :])
 
 
 @LAYERS.register("bidirectional")
@@ -773,6 +798,7 @@ class Bidirectional(Layer):
             child.needs_input_grad = value
 
     def forward(self, x, training=False, mask=None):
+        xp = self.xp
         fwd, bwd = self.parts
         yf = fwd.forward(x, training, mask)
         yb = bwd.forward(x, training, mask)
@@ -785,15 +811,16 @@ class Bidirectional(Layer):
             y[..., :U] = yf
             y[..., U:] = yb
         elif self.merge == "sum":
-            np.add(yf, yb, out=y)
+            xp.add(yf, yb, out=y)
         elif self.merge == "mul":
-            np.multiply(yf, yb, out=y)
+            xp.multiply(yf, yb, out=y)
         else:
-            np.add(yf, yb, out=y)
+            xp.add(yf, yb, out=y)
             y *= 0.5
         return y
 
     def backward(self, grad_out):
+        xp = self.xp
         fwd, bwd = self.parts
         U = self._yf.shape[-1]
         if self.merge == "concat":
@@ -806,7 +833,7 @@ class Bidirectional(Layer):
             gf = gb = grad_out * 0.5
         if fwd.return_sequences:
             gb = gb[:, ::-1]
-        gf, gb = np.ascontiguousarray(gf), np.ascontiguousarray(gb)
+        gf, gb = xp.ascontiguousarray(gf), xp.ascontiguousarray(gb)
         dxf = fwd.backward(gf)
         if dxf is not None:
             dxf = dxf.copy()
@@ -840,22 +867,24 @@ class GlobalAvgPool1D(_TimePool):
 
     def forward(self, x, training=False, mask=None):
         """x: (N, T, F) -> (N, F)."""
+        xp = self.xp
         N, T, F = x.shape
         if mask is None or mask.all():
-            self._weights = np.full((N, T), 1.0 / T, x.dtype)
+            self._weights = xp.full((N, T), 1.0 / T, x.dtype)
         else:
-            counts = np.maximum(mask.sum(axis=1, keepdims=True), 1)
+            counts = xp.maximum(mask.sum(axis=1, keepdims=True), 1)
             self._weights = (mask / counts).astype(x.dtype)
         y = self.buffer("y", (N, F), x.dtype)
-        np.matmul(self._weights[:, None, :], x, out=y[:, None, :])
+        xp.matmul(self._weights[:, None, :], x, out=y[:, None, :])
         return y
 
     def backward(self, grad_out):
         """(N, F) -> (N, T, F): each valid step gets g / (its sequence's length)."""
+        xp = self.xp
         if not self.needs_input_grad:
             return None
         dx = self.buffer("dx", (grad_out.shape[0], *self.input_shape), grad_out.dtype)
-        np.multiply(self._weights[:, :, None], grad_out[:, None, :], out=dx)
+        xp.multiply(self._weights[:, :, None], grad_out[:, None, :], out=dx)
         return dx
 
 
@@ -865,16 +894,18 @@ class GlobalMaxPool1D(_TimePool):
 
     def forward(self, x, training=False, mask=None):
         """x: (N, T, F) -> (N, F)."""
+        xp = self.xp
         if mask is not None and not mask.all():
-            x = np.where(mask[:, :, None], x, -np.inf)
-        self._winner = np.argmax(x, axis=1)  # (N, F): first maximum
-        return np.take_along_axis(x, self._winner[:, None, :], axis=1)[:, 0]
+            x = xp.where(mask[:, :, None], x, -np.inf)
+        self._winner = xp.argmax(x, axis=1)  # (N, F): first maximum
+        return xp.take_along_axis(x, self._winner[:, None, :], axis=1)[:, 0]
 
     def backward(self, grad_out):
         """(N, F) -> (N, T, F): g routed to each feature's winning step."""
+        xp = self.xp
         if not self.needs_input_grad:
             return None
         dx = self.buffer("dx", (grad_out.shape[0], *self.input_shape), grad_out.dtype)
         dx[...] = 0.0
-        np.put_along_axis(dx, self._winner[:, None, :], grad_out[:, None, :], axis=1)
+        xp.put_along_axis(dx, self._winner[:, None, :], grad_out[:, None, :], axis=1)
         return dx

@@ -13,7 +13,8 @@ new kind is one class (and its test), registered with `@MODELS.register`:
 - `plan(input_shape, num_classes, dtype)`: the summary rows and parameter
   count from shapes alone (nothing allocated), and `memory(plan, ...)`, the
   bytes training needs, so a model that cannot fit is refused up front.
-- `build(input_shape, num_classes, dtype, settings)`: the model itself, which
+- `build(input_shape, num_classes, dtype, settings)`: the model itself (kinds
+  with `runs_on_gpu` also take `backend=`, backend.py, for training.device), which
   holds its arrays and offers `num_params`, `dtype`, `input_shape`,
   `named_params()` and `named_state()` (the checkpoint's param/ and state/
   arrays, restored in place), `initialize(rng)`, and for the Trainer
@@ -86,6 +87,7 @@ class ModelKind:
     gradient_trained: ClassVar[bool] = True
     one_shot_training: ClassVar[tuple[str, ...]] = ("eval_batch_size", "dtype")  # settings a one-shot fit reads
     no_epochs: ClassVar[str | None] = None  # why --resume, --weights and --seeds do not apply, when they do not
+    runs_on_gpu: ClassVar[bool] = False  # build() takes backend= (training.device: gpu); others run on the CPU only
 
     def plan(self, input_shape: tuple[int, ...], num_classes: int | None, dtype) -> ModelPlan:
         raise NotImplementedError

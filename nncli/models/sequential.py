@@ -21,6 +21,7 @@ from typing import Annotated
 
 import numpy as np
 
+from ..backend import CPU, Backend, xp_of
 from ..errors import ConfigError
 from ..layers import LAYERS, Layer, ShapeError
 from ..layers.fusion import fuse
@@ -34,10 +35,11 @@ def split_padding(x: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:
     """A batch of sequences (N, T, D) padded with NaN steps -> (the batch with those steps zeroed, the (N, T) mask
     of valid steps); (x, None) when no step is padded. Data sources pad with NaN in every feature and never put
     NaN in a real step, so the first feature tells."""
-    padded = np.isnan(x[:, :, 0])
+    xp = xp_of(x)
+    padded = xp.isnan(x[:, :, 0])
     if not padded.any():
         return x, None
-    return np.where(padded[:, :, None], 0, x).astype(x.dtype, copy=False), ~padded
+    return xp.where(padded[:, :, None], 0, x).astype(x.dtype, copy=False), ~padded
 
 
 def build_layers(layers: Sequence[Layer], input_shape: tuple[int, ...]) -> tuple[int, ...]:
@@ -63,8 +65,12 @@ class Sequential:
     l2 = wd/2 (Keras writes l2 as λ·Σw²). It adds to any kernel_regularizer.
     """
 
-    def __init__(self, layers: Sequence[Layer], input_shape: Sequence[int], dtype=np.float32, weight_decay: float = 0.0):
+    def __init__(
+        self, layers: Sequence[Layer], input_shape: Sequence[int], dtype=np.float32, weight_decay: float = 0.0,
+        backend: Backend = CPU,
+    ):
         self.layers = list(layers)
+        self.backend = backend  # where θ, ∇θ, state and every layer's work arrays live
         self.input_shape = tuple(int(d) for d in input_shape)
         self.dtype = np.dtype(dtype)
         self.output_shape = build_layers(self.layers, self.input_shape)
@@ -78,9 +84,13 @@ class Sequential:
                 size = int(np.prod(pshape))
                 self._slots.append((i, name, slice(offset, offset + size), tuple(pshape)))
                 offset += size
-        self.theta = np.zeros(offset, self.dtype)
-        self.grad = np.zeros(offset, self.dtype)
-        self._bind([{n: np.zeros(shp, self.dtype) for n, shp in layer.all_state_shapes().items()} for layer in self.layers])
+        xp = backend.xp
+        for layer in self.layers:
+            for _, sub in layer.walk():
+                sub.backend = backend
+        self.theta = xp.zeros(offset, self.dtype)
+        self.grad = xp.zeros(offset, self.dtype)
+        self._bind([{n: xp.zeros(shp, self.dtype) for n, shp in layer.all_state_shapes().items()} for layer in self.layers])
 
         # Regularisation. Weight penalties: (slice of θ, regularizer) for every penalised kernel.
         # Activity penalties: layer index -> regularizer, on that layer's output of the last forward.
@@ -102,6 +112,9 @@ class Sequential:
             if layer.activity_regularizer is not None and layer.activity_regularizer.active
         }
         self._outputs: dict[int, np.ndarray] = {}  # activity-regularised layers' latest outputs
+        # Whether training batches of sequences can hold padded steps: None looks at every batch (a host copy per
+        # batch on a GPU); the Trainer sets it once from its training data.
+        self.training_batches_padded: bool | None = None
         # Random layers (dropout, rrelu) work from the start; the trainer reseeds them from the run seed.
         self.seed_layers(np.random.SeedSequence(0))
 
@@ -115,10 +128,12 @@ class Sequential:
                 states[i],
             )
 
+    def _fresh_layers(self) -> list[Layer]:
+        return [LAYERS.create(layer.spec) if hasattr(layer, "spec") else copy.deepcopy(layer) for layer in self.layers]
+
     def replica(self) -> Sequential:
         """The same layers rebuilt from their specs, sharing this model's θ (and state) but with their own ∇θ and buffers."""
-        fresh = [LAYERS.create(layer.spec) if hasattr(layer, "spec") else copy.deepcopy(layer) for layer in self.layers]
-        twin = Sequential(fresh, self.input_shape, self.dtype)
+        twin = Sequential(self._fresh_layers(), self.input_shape, self.dtype, backend=self.backend)
         twin.theta = self.theta
         twin._bind([_all_state(layer) for layer in self.layers])
         return twin
@@ -164,7 +179,17 @@ class Sequential:
         return list(spans.items())
 
     def initialize(self, rng: np.random.Generator) -> None:
-        """Draw initial weights (every layer from the same Generator, in order)."""
+        """Draw initial weights (every layer from the same Generator, in order). The draws are the host's on
+        every device, so a seed gives the same initial weights on a GPU: a host twin draws them, then they are
+        uploaded."""
+        if not self.backend.on_host:
+            twin = Sequential(self._fresh_layers(), self.input_shape, self.dtype)
+            twin.initialize(rng)
+            self.theta[...] = self.backend.to_device(twin.theta)
+            state = dict(twin.named_state())
+            for key, array in self.named_state():
+                array[...] = self.backend.to_device(state[key])
+            return
         for layer in self.layers:
             layer.initialize(rng)
 
@@ -194,7 +219,7 @@ class Sequential:
         if x.dtype != self.dtype:
             x = x.astype(self.dtype)
         mask = None
-        if len(self.input_shape) == 2:
+        if len(self.input_shape) == 2 and not (training and self.training_batches_padded is False):
             x, mask = split_padding(x)
         for i, layer in enumerate(self.layers):
             x = layer.forward(x, training, mask) if layer.takes_mask else layer.forward(x, training)
@@ -235,7 +260,7 @@ class Sequential:
 
     def penalty(self) -> float:
         """Weight penalties at the current θ (kernel regularizers and weight decay); 0.0 when none."""
-        return sum((reg.penalty(self.theta[s]) for s, reg in self._penalties), 0.0)
+        return sum((reg.penalty(self.theta[s]) for s, reg in self._penalties), 0.0)  # on θ's device
 
     def add_penalty_gradient(self) -> None:
         """Add ∇ of `penalty()` to `grad` (after backward, which overwrites `grad`)."""
@@ -290,11 +315,13 @@ class LayerStack(ModelKind):
         output_shape = self._built(self.layers, input_shape)
         return ModelPlan(tuple(input_shape), output_shape, layer_rows(self.layers), np.dtype(dtype).itemsize)
 
-    def build(self, input_shape, num_classes, dtype, settings) -> Sequential:
-        """A model of fresh layers (each model owns its layers' buffers and views)."""
+    runs_on_gpu = True
+
+    def build(self, input_shape, num_classes, dtype, settings, backend: Backend = CPU) -> Sequential:
+        """A model of fresh layers (each model owns its layers' buffers and views), computing on `backend`."""
         layers = [LAYERS.create(spec, ("model", "layers", i)) for i, spec in enumerate(self.layer_specs)]
         self._built(layers, input_shape)
-        return Sequential(layers, input_shape, dtype, settings.weight_decay)
+        return Sequential(layers, input_shape, dtype, settings.weight_decay, backend)
 
     @staticmethod
     def _built(layers, input_shape) -> tuple[int, ...]:

@@ -12,6 +12,7 @@ import math
 
 import numpy as np
 
+from ..backend import to_host, xp_of
 from ..registry import Fraction, NonNegativeFloat, PositiveFloat
 from .base import OPTIMIZERS, Optimizer
 
@@ -28,12 +29,15 @@ class _Slotted(Optimizer):
 
     def _new_slots(self, theta: np.ndarray) -> dict[str, np.ndarray]:
         """Every slot's starting value: zeros."""
-        return {name: np.zeros_like(theta) for name in self.slots}
+        xp = xp_of(theta)
+        return {name: xp.zeros_like(theta) for name in self.slots}
 
     def _allocate(self, theta: np.ndarray) -> None:
-        """The slots a checkpoint did not bring, and the scratch buffer: later steps allocate nothing."""
-        self._slot = self._new_slots(theta) | self._slot
-        self._scratch = np.empty_like(theta)
+        """The slots a checkpoint did not bring, and the scratch buffer, on θ's device (a checkpoint's slots are
+        uploaded there): later steps allocate nothing."""
+        xp = xp_of(theta)
+        self._slot = self._new_slots(theta) | {name: xp.asarray(value) for name, value in self._slot.items()}
+        self._scratch = xp.empty_like(theta)
 
     def step(self, theta, grad, lr):
         if self._scratch is None:
@@ -41,11 +45,12 @@ class _Slotted(Optimizer):
         super().step(theta, grad, lr)
 
     def state_dict(self) -> dict:
-        return {"t": self.t, **self._slot}
+        """Counters and slots, the slots as host arrays (what a checkpoint stores, whatever the device)."""
+        return {"t": self.t, **{name: to_host(value) for name, value in self._slot.items()}}
 
     def load_state_dict(self, state: dict) -> None:
         super().load_state_dict(state)
-        self._slot = {name: np.array(state[name]) for name in self.slots if name in state}
+        self._slot = {name: np.array(state[name]) for name in self.slots if name in state}  # to θ's device at the next step
         self._scratch = None
 
 
@@ -61,7 +66,8 @@ class SGD(_Slotted):
         super().__init__(learning_rate)
 
     def _apply(self, theta, grad, lr):
-        np.multiply(grad, lr, out=self._scratch)
+        xp = xp_of(theta)
+        xp.multiply(grad, lr, out=self._scratch)
         theta -= self._scratch
 
 
@@ -95,10 +101,11 @@ class Momentum(_Slotted):
         self.momentum = momentum
 
     def _apply(self, theta, grad, lr):
+        xp = xp_of(theta)
         v = self._slot["velocity"]
         v *= self.momentum
         v += grad
-        np.multiply(v, lr, out=self._scratch)
+        xp.multiply(v, lr, out=self._scratch)
         theta -= self._scratch
 
 
@@ -118,10 +125,11 @@ class Nesterov(_Slotted):
         self.momentum = momentum
 
     def _apply(self, theta, grad, lr):
+        xp = xp_of(theta)
         v, s = self._slot["velocity"], self._scratch
         v *= self.momentum
         v += grad
-        np.multiply(v, self.momentum, out=s)
+        xp.multiply(v, self.momentum, out=s)
         s += grad
         s *= lr
         theta -= s
@@ -151,15 +159,17 @@ class AdaGrad(_Slotted):
 
     def _new_slots(self, theta):
         """G starts at initial_accumulator_value."""
-        return {"accumulator": np.full_like(theta, self.initial_accumulator_value)}
+        xp = xp_of(theta)
+        return {"accumulator": xp.full_like(theta, self.initial_accumulator_value)}
 
     def _apply(self, theta, grad, lr):
+        xp = xp_of(theta)
         G, s = self._slot["accumulator"], self._scratch
-        np.multiply(grad, grad, out=s)
+        xp.multiply(grad, grad, out=s)
         G += s
-        np.sqrt(G, out=s)
+        xp.sqrt(G, out=s)
         s += self.epsilon
-        np.divide(grad, s, out=s)
+        xp.divide(grad, s, out=s)
         s *= lr
         theta -= s
 
@@ -182,24 +192,26 @@ class Adadelta(_Slotted):
         self.rho, self.epsilon = rho, epsilon
 
     def _allocate(self, theta):
+        xp = xp_of(theta)
         super()._allocate(theta)
-        self._scratch2 = np.empty_like(theta)  # Δ and a temporary are needed at once
+        self._scratch2 = xp.empty_like(theta)  # Δ and a temporary are needed at once
 
     def _apply(self, theta, grad, lr):
+        xp = xp_of(theta)
         rho, eps, delta, s = self.rho, self.epsilon, self._scratch, self._scratch2
         Eg, Ed = self._slot["square_avg"], self._slot["delta_avg"]
         Eg *= rho
-        np.multiply(grad, 1.0 - rho, out=s)
+        xp.multiply(grad, 1.0 - rho, out=s)
         s *= grad
         Eg += s
-        np.add(Ed, eps, out=delta)
-        np.sqrt(delta, out=delta)
-        np.add(Eg, eps, out=s)
-        np.sqrt(s, out=s)
+        xp.add(Ed, eps, out=delta)
+        xp.sqrt(delta, out=delta)
+        xp.add(Eg, eps, out=s)
+        xp.sqrt(s, out=s)
         delta /= s
         delta *= grad
         Ed *= rho
-        np.multiply(delta, 1.0 - rho, out=s)
+        xp.multiply(delta, 1.0 - rho, out=s)
         s *= delta
         Ed += s
         delta *= lr
@@ -223,14 +235,15 @@ class RMSProp(_Slotted):
         self.rho, self.epsilon = rho, epsilon
 
     def _apply(self, theta, grad, lr):
+        xp = xp_of(theta)
         v, s = self._slot["square_avg"], self._scratch
         v *= self.rho
-        np.multiply(grad, grad, out=s)
+        xp.multiply(grad, grad, out=s)
         s *= 1.0 - self.rho
         v += s
-        np.sqrt(v, out=s)
+        xp.sqrt(v, out=s)
         s += self.epsilon
-        np.divide(grad, s, out=s)
+        xp.divide(grad, s, out=s)
         s *= lr
         theta -= s
 
@@ -261,21 +274,22 @@ class Adam(_Slotted):
         self.beta_1, self.beta_2, self.epsilon = beta_1, beta_2, epsilon
 
     def _apply(self, theta, grad, lr):
+        xp = xp_of(theta)
         b1, b2, s = self.beta_1, self.beta_2, self._scratch
         m, v = self._slot["m"], self._slot["v"]
         m *= b1
-        np.multiply(grad, 1.0 - b1, out=s)
+        xp.multiply(grad, 1.0 - b1, out=s)
         m += s
         v *= b2
-        np.multiply(grad, grad, out=s)
+        xp.multiply(grad, grad, out=s)
         s *= 1.0 - b2
         v += s
         bias1 = 1.0 - b1**self.t
         bias2 = 1.0 - b2**self.t
-        np.sqrt(v, out=s)
+        xp.sqrt(v, out=s)
         s *= 1.0 / math.sqrt(bias2)
         s += self.epsilon  # √v̂ + ε
-        np.divide(m, s, out=s)
+        xp.divide(m, s, out=s)
         s *= lr / bias1
         theta -= s
 
