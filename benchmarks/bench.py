@@ -3,6 +3,7 @@
     python benchmarks/bench.py                                  # the CNN, MLP and LSTM configs that exist
     python benchmarks/bench.py configs/mnist_cnn.yaml --steps 200 --rounds 7
     python benchmarks/bench.py configs/mnist_cnn.yaml --profile --no-torch
+    python benchmarks/bench.py configs/mnist_cnn.yaml --device gpu --batch-size 256   # CuPy against PyTorch CUDA
 
 For each config the network is built once in nncli and once in PyTorch (from
 the nncli layer list: conv2d, pooling, flatten, reshape, dense, activations;
@@ -18,11 +19,16 @@ the same way (images/s over the test set at the config's eval_batch_size).
 `--profile` times each nncli layer's forward and backward pass over some
 training steps.
 
-The nncli step below mirrors Trainer._epoch: gather the batch by index into a
-reused buffer, the Objective (objective.py), the finiteness check, the optimizer
-step. The PyTorch step is the usual loop with loss.item() and the accuracy
-count, which nncli computes too. PyTorch is optional and never a test
-dependency (the test that compares with it skips without it).
+The nncli step below mirrors Trainer._update: gather the batch by index into a
+reused buffer, the Objective (objective.py), the optimizer step, and one host
+copy of the loss and the finiteness checks. The PyTorch step is the usual loop
+with loss.item() and the accuracy count, which nncli computes too. PyTorch is
+optional and never a test dependency (the test that compares with it skips
+without it).
+
+`--device gpu` runs nncli on CuPy (training.device: gpu, the data uploaded
+once) and PyTorch on CUDA, both with TF32 off (float32 math in both); every
+step ends in a host copy in both, so wall times are synchronised.
 """
 
 from __future__ import annotations
@@ -43,6 +49,7 @@ sys.path.insert(0, str(REPO))
 
 from threadpoolctl import threadpool_limits  # noqa: E402
 
+from nncli.backend import fetch, to_host  # noqa: E402
 from nncli.experiment import load_experiment  # noqa: E402
 from nncli import parallel  # noqa: E402
 from nncli.objective import Objective  # noqa: E402
@@ -80,6 +87,10 @@ class NncliRun:
         self.order = self.rng.permutation(len(dataset.train))
         self.position = 0
         self.buffers: dict[int, np.ndarray] = {}
+        self.backend = self.model.backend
+        self.x = self.backend.to_device(dataset.train.x)  # uploaded once, as the Trainer does
+        self.y = self.backend.to_device(dataset.train.y)
+        self.order_device = self.backend.to_device(self.order)
 
     @property
     def steps_per_epoch(self) -> int:
@@ -87,22 +98,25 @@ class NncliRun:
 
     def steps(self, n: int) -> float:
         """Run n training steps (wrapping around epochs); return the wall time in seconds."""
-        model, opt, x_all, y_all = self.model, self.optimizer, self.data.train.x, self.data.train.y
+        model, opt, x_all, y_all, xp = self.model, self.optimizer, self.x, self.y, self.backend.xp
         lr = float(opt.learning_rate)
         started = time.perf_counter()
         for _ in range(n):
             if self.position >= len(self.order):
                 self.order, self.position = self.rng.permutation(len(self.order)), 0
-            idx = self.order[self.position : self.position + self.batch_size]
+                self.order_device = self.backend.to_device(self.order)
+            idx = self.order_device[self.position : self.position + self.batch_size]
             self.position += self.batch_size
             buf = self.buffers.get(len(idx))
             if buf is None:
-                buf = self.buffers[len(idx)] = np.empty((len(idx), *x_all.shape[1:]), model.dtype)
-            np.take(x_all, idx, axis=0, out=buf)
-            value, _ = self.objective(buf, y_all[idx])
-            if not (math.isfinite(value) and np.isfinite(model.grad).all()):
-                raise RuntimeError("nncli diverged")
+                buf = self.buffers[len(idx)] = xp.empty((len(idx), *x_all.shape[1:]), model.dtype)
+            xp.take(x_all, idx, axis=0, out=buf)
+            value, correct = self.objective(buf, y_all[idx])
+            finite = xp.isfinite(model.grad).all()
             opt.step(model.theta, model.grad, lr)
+            value, finite, _, _ = fetch(value, finite, xp.isfinite(model.theta).all(), correct)
+            if not (math.isfinite(value) and finite):
+                raise RuntimeError("nncli diverged")
         return time.perf_counter() - started
 
     def epoch(self) -> float:
@@ -114,7 +128,8 @@ class NncliRun:
         forward = parallel.evaluation_forward(self.model)
         started = time.perf_counter()
         for start in range(0, len(x), batch):
-            self.loss.predictions(forward(x[start : start + batch]))
+            predicted = self.loss.predictions(forward(x[start : start + batch]))
+        to_host(predicted)  # on a GPU: wait for the last batch
         return time.perf_counter() - started
 
 
@@ -347,15 +362,19 @@ def copy_weights(model, net):
 class TorchRun:
     def __init__(self, nn_run: NncliRun, seed=0):
         exp = nn_run.experiment
-        self.net = torch_model(nn_run.model)
+        self.device = torch.device("cpu" if nn_run.backend.on_host else "cuda")
+        self.net = torch_model(nn_run.model).to(self.device)
         self.loss = torch_loss(exp.loss.spec["type"])
         self.optimizer = torch_optimizer(exp.optimizer_spec, self.net.parameters())
         self.batch_size = nn_run.batch_size
         self.steps_per_epoch = nn_run.steps_per_epoch
-        self.x = self._nchw(nn_run.data.train.x)
-        self.y = torch.from_numpy(nn_run.data.train.y.astype(np.int64))
+        self.x = self._nchw(nn_run.data.train.x).to(self.device)
+        self.y = torch.from_numpy(nn_run.data.train.y.astype(np.int64)).to(self.device)
         self.rng = np.random.default_rng(seed)
-        self.order, self.position = torch.from_numpy(self.rng.permutation(len(self.y))), 0
+        self.order, self.position = self._order(), 0
+
+    def _order(self):
+        return torch.from_numpy(self.rng.permutation(len(self.y))).to(self.device)
 
     @staticmethod
     def _nchw(x):
@@ -368,7 +387,7 @@ class TorchRun:
         started = time.perf_counter()
         for _ in range(n):
             if self.position >= len(self.order):
-                self.order, self.position = torch.from_numpy(self.rng.permutation(len(self.y))), 0
+                self.order, self.position = self._order(), 0
             idx = self.order[self.position : self.position + bs]
             self.position += bs
             xb, yb = self.x.index_select(0, idx), self.y.index_select(0, idx)
@@ -391,7 +410,8 @@ class TorchRun:
         started = time.perf_counter()
         with torch.inference_mode():
             for start in range(0, len(x), batch):
-                self.net(x[start : start + batch]).argmax(1)
+                predicted = self.net(x[start : start + batch]).argmax(1)
+            predicted.cpu()  # on a GPU: wait for the last batch
         return time.perf_counter() - started
 
 
@@ -479,7 +499,7 @@ def report(kind: str, values: dict[str, list[float]], unit: str, fmt: str, note:
 
 
 def bench_config(path: str, args) -> None:
-    overrides = list(args.set or [])
+    overrides = list(args.set or []) + [f"training.device={args.device}"]
     if args.batch_size:
         overrides.append(f"training.batch_size={args.batch_size}")
     if args.data_path:
@@ -490,7 +510,8 @@ def bench_config(path: str, args) -> None:
     model = nn_run.model
     print(
         f"{path}: {model.num_params:,} params, batch {nn_run.batch_size}, {nn_run.steps_per_epoch} steps/epoch "
-        f"({len(dataset.train):,} samples), {args.threads} threads, {model.dtype}, {experiment.optimizer_spec['type']}",
+        f"({len(dataset.train):,} samples), {args.threads} threads, {model.dtype}, {experiment.optimizer_spec['type']}, "
+        f"on {model.backend.description}",
         flush=True,
     )
     t_run = None
@@ -524,8 +545,8 @@ def bench_config(path: str, args) -> None:
     # inference over the test set, alternating
     test = dataset.test if dataset.test is not None else dataset.train
     batch = experiment.training.eval_batch_size
-    x = np.ascontiguousarray(test.x, model.dtype)
-    tx = TorchRun._nchw(x) if t_run is not None else None
+    x = nn_run.backend.to_device(np.ascontiguousarray(test.x, model.dtype))
+    tx = TorchRun._nchw(np.ascontiguousarray(test.x, model.dtype)).to(t_run.device) if t_run is not None else None
     nn_run.infer(x[:batch], batch)
     if t_run is not None:
         t_run.infer(tx[:batch], batch)
@@ -551,6 +572,7 @@ def images_per_second(run, x, batch: int, min_seconds: float = 0.5) -> float:
 
 
 def main(argv=None) -> None:
+    global torch
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("configs", nargs="*", help="nncli configs (default: the CNN, MLP and LSTM configs that exist)")
     parser.add_argument("--steps", type=int, default=0, help="time this many steps per round instead of whole epochs")
@@ -563,11 +585,18 @@ def main(argv=None) -> None:
     parser.add_argument("--profile-steps", type=int, default=0, help="steps to profile (default 200)")
     parser.add_argument("--check", action="store_true", help="compare loss and gradients with PyTorch on one batch")
     parser.add_argument("--no-torch", action="store_true", help="time nncli only")
+    parser.add_argument("--device", choices=("cpu", "gpu"), default="cpu", help="gpu: nncli on CuPy, PyTorch on CUDA")
     args = parser.parse_args(argv)
     os.chdir(REPO)  # configs name data paths relative to the repository
     configs = args.configs or [c for c in DEFAULT_CONFIGS if (REPO / c).exists()]
     if not args.no_torch and import_torch():
         torch.set_num_threads(args.threads)
+        if args.device == "gpu":  # float32 math in both frameworks (CuPy's cuBLAS calls run without TF32 unless CUPY_TF32 is set)
+            torch.backends.cuda.matmul.allow_tf32 = False
+            torch.backends.cudnn.allow_tf32 = False
+            if not torch.cuda.is_available():
+                print("pytorch: no CUDA in this torch build; nncli is timed alone")
+                torch = None
     print(
         f"numpy {np.__version__}, " + (f"torch {torch.__version__}" if torch is not None else "no torch")
         + f", {args.threads} threads, load average {os.getloadavg()[0]:.2f}",

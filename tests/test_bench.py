@@ -83,3 +83,25 @@ def test_recurrent_mapping_matches_torch(tmp_path, digits, layers):
     ours, theirs, worst = bench.check_against_torch(run)
     assert abs(ours - theirs) < 1e-5 * abs(theirs)
     assert worst < 1e-5
+
+
+def test_benchmark_runs_nncli_on_a_gpu_module(tmp_path, digits, capsys, monkeypatch):
+    """--device gpu takes the device path (data uploaded once, gather and step there, one host copy per step);
+    here through the stand-in GPU module, whose arrays refuse host NumPy."""
+    from standin_gpu import MODULE
+
+    from nncli import backend
+
+    monkeypatch.setattr(backend, "detect_gpu", lambda: (MODULE, "Stand-in GPU (standin)"))
+    config = {
+        "name": "tiny_cnn",
+        "data": {"source": "idx", "path": str(digits), "validation_split": 0.2},
+        "model": {"layers": [{"type": "conv2d", "filters": 2, "kernel_size": 3, "activation": "relu"}, {"type": "flatten"}, {"type": "dense", "units": 3}]},
+        "training": {"batch_size": 32},
+    }
+    path = write_config(tmp_path / "cnn.yaml", config)
+    before = MODULE.transfers
+    load_bench().main([str(path), "--no-torch", "--device", "gpu", "--steps", "3", "--rounds", "1"])
+    out = capsys.readouterr().out
+    assert "on Stand-in GPU (standin)" in out and "train: nncli" in out and "infer: nncli" in out
+    assert MODULE.transfers > before
