@@ -358,7 +358,8 @@ def _record_attempt(spec: dict, attempt: int) -> None:
     folder = spec.get("attempts")
     if folder is None:
         return
-    where = {"trial": spec["name"], "attempt": attempt, "host": socket.gethostname(), "pid": os.getpid(), "parent": os.getppid()}
+    where = {"trial": spec["name"], "attempt": attempt, "host": socket.gethostname(), "pid": os.getpid(), "parent": os.getppid(),
+             "cuda_visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES")}  # Ray's GPU placement (--gpus-per-trial)
     try:
         import ray
 

@@ -26,7 +26,7 @@ from .errors import ConfigError
 
 Device = Literal["cpu", "gpu", "auto"]
 DEVICES = ("cpu", "gpu", "auto")
-CUPY_HINT = "pip install 'nncli[gpu]' (CUDA 12), or cupy-cuda13x for CUDA 13"
+CUPY_HINT = "pip install 'nncli[gpu-cuda12]' or 'nncli[gpu-cuda13]', the CuPy wheel for the machine's CUDA"
 
 _MODULES: dict[type, Any] = {}  # device array type -> its array module, for xp_of
 

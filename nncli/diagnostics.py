@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .backend import for_model, to_host, xp_of
 from .errors import DataError
 from .files import atomic_write_text, csv_text
 from .layers.activations import Activation
@@ -40,7 +41,7 @@ def activation_statistics(model: Sequential, x: np.ndarray) -> dict[int, tuple[f
             y = x
             if act is not layer and layer.activation_deferred:  # its ReLU runs after the max-pool (fusion.fuse): measure it here
                 y = act.forward(x, training=False)
-            stats[i] = (float(np.mean(y == 0)), act.saturation(y))
+            stats[i] = (float(xp_of(y).mean(y == 0)), act.saturation(y))
     return stats
 
 
@@ -56,9 +57,9 @@ class GradientLog(Callback):
 
     def on_train_begin(self, trainer: Fit) -> None:
         self.spans = trainer.model.layer_slices()
-        self.sums = np.zeros(len(self.spans))
+        self.sums = xp_of(trainer.model.theta).zeros(len(self.spans))  # on the model's device: no host copy per update
         self.updates = 0
-        self.probe = self.train_x[:PROBE_SIZE].astype(trainer.model.dtype, copy=False)
+        self.probe = for_model(trainer.model, self.train_x[:PROBE_SIZE].astype(trainer.model.dtype, copy=False))
         self.recurrent = recurrent_layers(trainer.model)
         for _, layer in self.recurrent:
             layer.record_time_gradients = True
@@ -68,14 +69,16 @@ class GradientLog(Callback):
 
     def on_batch_end(self, trainer: Fit) -> None:
         grad = trainer.gradient()
+        xp = xp_of(grad)
         for k, (_, span) in enumerate(self.spans):
             g = grad[span]
-            self.sums[k] += float(np.sqrt(np.dot(g, g)))
+            self.sums[k] += xp.sqrt(xp.dot(g, g))
         self.updates += 1
 
     def on_epoch_end(self, trainer: Fit, row: dict) -> None:
         model = trainer.model
-        norms = {i: float(self.sums[k]) / max(self.updates, 1) for k, (i, _) in enumerate(self.spans)}
+        sums = to_host(self.sums)
+        norms = {i: float(sums[k]) / max(self.updates, 1) for k, (i, _) in enumerate(self.spans)}
         acts = activation_statistics(model, self.probe)
         for i, layer in enumerate(model.layers):
             if i not in norms and i not in acts:

@@ -177,7 +177,9 @@ class RayEngine:
         if self.address is None:
             cpus = (self.workers or max(1, (os.cpu_count() or 1) // self.cpus_per_job)) * self.cpus_per_job
             ray.init(num_cpus=cpus, **quiet)
-            self.description = f"ray: started on this machine with {cpus} CPUs"
+            gpus = int(ray.cluster_resources().get("GPU", 0))
+            self.description = f"ray: started on this machine with {cpus} CPUs" + (f" and {gpus} GPUs" if gpus else "")
+            self._check_gpus(ray, "this machine")
             return
         if self.address != "auto" and "RAY_AUTH_MODE" not in os.environ and _token_available():
             # Ray turns token authentication on by itself only for address=None/auto; a cluster started by
@@ -194,7 +196,16 @@ class RayEngine:
             ) from None
         resources = ray.cluster_resources()
         nodes = sum(1 for node in ray.nodes() if node.get("Alive"))
-        self.description = f"ray: cluster at {self.address}, {int(resources.get('CPU', 0))} CPUs on {nodes} node(s)"
+        gpus = f", {int(resources['GPU'])} GPUs" if resources.get("GPU") else ""
+        self.description = f"ray: cluster at {self.address}, {int(resources.get('CPU', 0))} CPUs{gpus} on {nodes} node(s)"
+        self._check_gpus(ray, f"the cluster at {self.address}")
+
+    def _check_gpus(self, ray, where: str) -> None:
+        """A trial asking for more GPUs than Ray has would wait for ever: refuse it now, in one line."""
+        have = ray.cluster_resources().get("GPU", 0)
+        if self.gpus_per_job > have:
+            ray.shutdown()
+            raise UsageError(f"--gpus-per-trial {self.gpus_per_job:g}: {where} has {have:g} GPUs for Ray")
 
     def _capacity(self, ray) -> int:
         if self.workers is not None:

@@ -91,7 +91,7 @@ def _importer(module=None, error=None):
 @pytest.mark.parametrize(
     "importer, expected",
     [
-        (_importer(error=ImportError("No module named 'cupy'")), "CuPy is not installed (pip install 'nncli[gpu]'"),
+        (_importer(error=ImportError("No module named 'cupy'")), "CuPy is not installed (pip install 'nncli[gpu-cuda12]'"),
         (_importer(error=OSError("libcudart.so.12: cannot open shared object file")), "CuPy does not import (OSError: libcudart"),
         (_importer(_cupy(count_error=RuntimeError("cudaErrorInsufficientDriver"))), "no usable CUDA driver (RuntimeError: cudaErrorInsufficientDriver)"),
         (_importer(_cupy(count=0)), "no CUDA device"),
@@ -231,7 +231,7 @@ RECURRENT = {
 @pytest.mark.parametrize(
     "model, optimizer, training",
     [
-        (MLP, {"type": "adam", "learning_rate": 0.01}, {"clip_norm": 0.5, "weight_decay": 1e-3, "schedule": {"type": "step", "step_size": 1}}),
+        (MLP, {"type": "adam", "learning_rate": 0.01}, {"clip_norm": 0.5, "weight_decay": 1e-3, "schedule": {"type": "step", "step_size": 1}, "log_gradients": True}),
         (CNN, {"type": "momentum", "learning_rate": 0.05}, {"batch_size": 8, "clip_value": 1.0}),
         (RECURRENT, {"type": "rmsprop", "learning_rate": 0.01}, {"batch_size": 12}),
     ],
@@ -245,11 +245,15 @@ def test_training_on_the_stand_in_gpu_equals_the_cpu(standin_gpu, tmp_path, mode
     config["training"]["epochs"] = 2
     if model is RECURRENT:
         config["data"]["sequence"] = "rows"  # each 8×8 image as 8 steps of 8 features
+    if model is CNN:
+        config["data"]["augment"] = {"shift": 1, "rotation": 5}  # on the host (its draws are), batches uploaded
     path = write_config(tmp_path / "c.yaml", config)
     counter = CountTransfers()
     gpu = nncli.train(path, out=tmp_path / "gpu", device="gpu", callbacks=[counter])
     cpu = nncli.train(path, out=tmp_path / "cpu")
     _histories_equal(gpu.history, cpu.history, exact=model is not CNN)  # the CPU splits conv evaluation batches
+    if training.get("log_gradients"):
+        assert csv_rows(gpu.run_dir, "gradients.csv") == csv_rows(cpu.run_dir, "gradients.csv")
     steps_after_an_update = [n for batch, n in counter.per_step if batch > 1]
     assert steps_after_an_update and set(steps_after_an_update) == {1}
     meta = nncli.read_checkpoint(gpu.final_checkpoint).meta

@@ -209,16 +209,16 @@ def test_a_sweep_runs_on_a_cluster_started_by_ray_start_and_starts_no_ray_of_its
     out, port = tmp_path / "sweep", 6390  # the namespace is the test's own: no port is taken
     ray_cli = f"{sys.executable} -c 'from ray.scripts.scripts import main; main()'"
     script = (
-        f"{ray_cli} start --head --node-ip-address 127.0.0.1 --port {port} --num-cpus 2 --include-dashboard=false "
+        f"{ray_cli} start --head --node-ip-address 127.0.0.1 --port {port} --num-cpus 2 --num-gpus 2 --include-dashboard=false "
         f"--disable-usage-stats > {tmp_path / 'head.log'} 2>&1 || exit 90\n"
         f"exec {sys.executable} -m nncli sweep {digits_config} --grid optimizer.learning_rate=0.01,0.1 "
-        f"--address 127.0.0.1:{port} --out {out} --quiet\n"
+        f"--address 127.0.0.1:{port} --gpus-per-trial 1 --out {out} --quiet\n"
     )
     driver = subprocess.run([*NAMESPACE, "sh", "-c", "ip link set lo up && " + script], env=ray_env, capture_output=True,
                             text=True, timeout=180)
     try:
         assert driver.returncode == 0, (driver.stderr, (tmp_path / "head.log").read_text())
-        assert f"ray: cluster at 127.0.0.1:{port}, 2 CPUs on 1 node(s)" in driver.stderr
+        assert f"ray: cluster at 127.0.0.1:{port}, 2 CPUs, 2 GPUs on 1 node(s)" in driver.stderr
         assert "Started a local Ray instance" not in driver.stderr
         cluster = _ray_processes(marker_of(ray_env))  # still running: `ray start` daemonised it
         raylets = [pid for pid in cluster if b"raylet" in Path(f"/proc/{pid}/cmdline").read_bytes()]
@@ -227,6 +227,7 @@ def test_a_sweep_runs_on_a_cluster_started_by_ray_start_and_starts_no_ray_of_its
             assert row["status"] == "ok"
             attempt = json.loads((out / "attempts" / f"{row['trial']}-1.json").read_text())
             assert attempt["parent"] == raylets[0]  # a worker process of the cluster's raylet
+            assert attempt["cuda_visible_devices"] in ("0", "1")  # Ray placed it on one of the 2 (declared) GPUs
     finally:
         _stop(_ray_processes(marker_of(ray_env)))  # stop the cluster
 
@@ -256,3 +257,12 @@ def test_train_seeds_and_compare_optimizers_seeds_run_on_ray_with_the_serial_res
             mine, theirs = list(csv.DictReader(a)), list(csv.DictReader(b))
         drop = {"seconds", "seconds_sd"}
         assert [{k: v for k, v in r.items() if k not in drop} for r in mine] == [{k: v for k, v in r.items() if k not in drop} for r in theirs]
+
+
+def test_more_gpus_per_trial_than_ray_has_is_one_error_line_not_a_wait(tmp_path, ray_env, digits_config):
+    out = tmp_path / "sweep"
+    driver = subprocess.run(nncli("sweep", digits_config, "--grid", "optimizer.learning_rate=0.01,0.1", "--workers", "1",
+                                  "--gpus-per-trial", "1", "--out", out, "--quiet"),
+                            env=ray_env, capture_output=True, text=True, timeout=120)
+    assert driver.returncode == 2, driver.stderr
+    assert driver.stderr.strip().splitlines()[-1] == "error: --gpus-per-trial 1: this machine has 0 GPUs for Ray"
