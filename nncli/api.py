@@ -554,6 +554,69 @@ def plot_runs(runs: Sequence[str | Path], out: str | Path = "plot.png") -> Path:
     return target
 
 
+# -- visualize -------------------------------------------------------------------
+@dataclass
+class VisualizeResult:
+    """`nncli visualize`: where the pictures went, and a line per view saying what it shows."""
+
+    out_dir: Path
+    views: list[str]
+    files: list[Path]  # every file written (PNGs, and the CSV/JSON of their numbers)
+    notes: dict[str, str]
+
+    @property
+    def images(self) -> list[Path]:
+        """The figures (not the per-unit pictures under units/)."""
+        return [p for p in self.files if p.suffix == ".png" and p.parent.name != "units"]
+
+
+def _visual_subject(checkpoint: str | Path, start: str | Path | None = None):
+    from .visualize import Subject
+
+    ckpt = read_checkpoint(checkpoint)
+    experiment = ckpt.experiment()
+    dataset = _checkpoint_data(ckpt, experiment, None)
+    model = ckpt.build_model(experiment)
+    initial = ckpt.path.parent / "initial.npz"
+    other = None
+    if start is not None:
+        other_ckpt = read_checkpoint(start)
+        other = experiment.build_model(dataset.input_shape, dataset.num_classes or None, targets=dataset.num_targets)
+        other_ckpt.load_into(other)  # the same architecture, or one line naming the array that differs
+    has_initial = ckpt.path.parent.name == "checkpoints" and initial.is_file() and initial != ckpt.path
+    return Subject(ckpt.path, experiment, model, dataset, initial if has_initial else None, other)
+
+
+def visualize(
+    checkpoint: str | Path,
+    what: Sequence[str] | None = None,
+    out: str | Path | None = None,
+    index: int = 0,
+    samples: int = 1000,
+    start: str | Path | None = None,
+) -> VisualizeResult:
+    """Draw what a checkpoint's model computes (views: nncli.visualize.VIEWS; default every one that applies)
+    into `out` (default ./<name>-visualize, never an earlier folder): PNGs, and CSV/JSON of their numbers.
+    `index` picks the test input (activations, states) or stored pattern (patterns); `samples` the training
+    samples the landscape is measured on; `start` a checkpoint to start the landscape's line from instead of
+    the run's initial weights. Nothing is written into the run folder unless `out` names it."""
+    from . import visualize as views
+
+    if samples < 1:
+        raise ConfigError(f"must be at least 1, got {samples}", location="--samples")
+    subject = _visual_subject(checkpoint, start)
+    chosen = [w.strip() for item in what for w in item.split(",") if w.strip()] if what else views.applicable(subject)
+    for view in chosen:
+        if view not in views.VIEWS:
+            raise ConfigError(f"unknown view '{view}' (known: {', '.join(views.VIEWS)}).{did_you_mean(view, list(views.VIEWS))}", location="--what")
+    if start is not None and "landscape" not in chosen:
+        raise ConfigError("starts the landscape's line; add --what landscape", location="--from")
+    views.check(chosen, subject, index)
+    out_dir = new_run_folder(out if out is not None else Path(f"{subject.name}-visualize"))
+    written = views.render(list(dict.fromkeys(chosen)), subject, out_dir, index=index, samples=samples)
+    return VisualizeResult(out_dir, chosen, written.files, written.notes)
+
+
 # -- export --------------------------------------------------------------------
 def export_checkpoint(checkpoint: str | Path, format: str = "onnx", out: str | Path | None = None) -> Path:
     """Write a layer-stack checkpoint's model in another format (onnx: see nncli.export); never overwrites a file.
