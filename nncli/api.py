@@ -617,6 +617,259 @@ def visualize(
     return VisualizeResult(out_dir, chosen, written.files, written.notes)
 
 
+# -- report ----------------------------------------------------------------------
+@dataclass
+class ReportResult:
+    """`nncli report`: the page written, and what each folder given was read as."""
+
+    out: Path
+    folders: list[tuple[Path, str]]  # (folder, kind): run, seeds, compare-optimizers or sweep
+    seconds: float = 0.0
+
+
+def _folder_kind(folder: Path) -> str:
+    """run, seeds (a `train --seeds` parent), compare-optimizers or sweep; a DataError for anything else."""
+    if not folder.exists():
+        raise DataError(f"{folder}: no such folder")
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder; give run, compare-optimizers or sweep folders")
+    if (folder / sweep_runs.PLAN_FILE).is_file():
+        return "sweep"
+    if (folder / "history.csv").is_file() and (folder / "checkpoints" / "last.npz").is_file():
+        return "run"
+    if (folder / "summary.csv").is_file() and (folder / "curves.csv").is_file():
+        return "compare-optimizers"
+    if _seed_runs(folder):
+        return "seeds"
+    raise DataError(f"{folder}: not a run folder (history.csv, checkpoints/last.npz), nor a compare-optimizers or sweep folder")
+
+
+def _seed_runs(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.glob("seed-*") if (p / "history.csv").is_file() and (p / "checkpoints" / "last.npz").is_file()),
+                  key=lambda p: int(p.name[5:]) if p.name[5:].isdigit() else 0)
+
+
+def _csv_table(path: Path, caption: str = "", limit: int | None = None):
+    """A CSV file as a report table: numbers as numbers, columns that are empty throughout left out."""
+    import csv
+
+    from .report import Table
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    if not rows:
+        raise DataError(f"{path}: empty")
+    header, body = rows[0], rows[1:]
+    keep = [k for k in range(len(header)) if any(k < len(r) and r[k] != "" for r in body)]
+
+    def value(text: str):
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            return float(text)
+        except ValueError:
+            return text or None
+
+    shown = body if limit is None else body[:limit]
+    more = f" (the first {limit} of {len(body)} rows)" if limit is not None and len(body) > limit else ""
+    return Table([header[k] for k in keep], [[value(r[k]) if k < len(r) else None for k in keep] for r in shown], caption + more)
+
+
+def _png(path: Path) -> bytes | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if data.startswith(b"\x89PNG") else None
+
+
+def _evaluation_blocks(checkpoint: Path) -> tuple[list, dict]:
+    """Tables of a checkpoint's final evaluation (test split, else validation), and its headline figures."""
+    from .report import Table, Text
+
+    for split in ("test", "val", "train"):
+        try:
+            report = evaluate([checkpoint], split=None if split == "test" else split)
+            break
+        except DataError:
+            continue
+        except ConfigError:  # a Hopfield network: probed on its stored patterns
+            report = evaluate([checkpoint])
+            break
+    else:
+        return [Text("no split to evaluate on")], {}
+    model = report.models[0]
+    if isinstance(model, MemoryReport):
+        e = model.evaluation
+        rows = [["exact recall", e.accuracy], ["mean overlap", e.overlap], ["bit error rate", e.bit_error_rate], ["mean sweeps", e.sweeps]]
+        rows += [[f"ended: {k}", v] for k, v in e.outcomes.items()]
+        return [Table(["probes of the stored patterns", "value"], rows, f"{e.n} probes")], {"recall": e.accuracy}
+    e = model.evaluation
+    if e.regression is not None:
+        m = e.regression
+        figures = {"loss": e.loss, "mse": m.mse, "rmse": m.rmse, "mae": m.mae, "r2": m.r2, "baseline_r2": m.baseline_r2}
+        blocks = [Table(["metric", "value"], [[k, v] for k, v in figures.items()], f"{model.split} split, {e.n} rows, in the target's units")]
+        return blocks, {f"{model.split}_loss": e.loss, f"{model.split}_r2": m.r2}
+    classes = [str(c) for c in model.classes]
+    blocks = [
+        Table(["metric", "value"], [["loss", e.loss], ["accuracy", e.accuracy], ["majority-class baseline", model.baseline], ["inputs", e.n]],
+              f"{model.split} split"),
+        Table(["class", "precision", "recall", "support"],
+              [[c, float(p), float(r), int(n)] for c, p, r, n in zip(classes, e.precision, e.recall, e.confusion.sum(axis=1))],
+              "per class"),
+        Table(["true \\ predicted", *classes], [[c, *[int(v) for v in row]] for c, row in zip(classes, e.confusion)],
+              "confusion matrix (rows: true class)"),
+    ]
+    return blocks, {f"{model.split}_loss": e.loss, f"{model.split}_accuracy": e.accuracy}
+
+
+def _history_blocks(rows: list[dict], label: str, scratch: Path) -> list:
+    from .plots import plot_history
+    from .report import Image, Table
+
+    picture = scratch / f"history-{len(list(scratch.iterdir()))}.png"
+    plot_history([rows], [label], picture)
+    columns = [c for c in rows[0] if any(r.get(c) is not None for r in rows)]
+    shown = rows if len(rows) <= 12 else [*rows[:5], *rows[-6:]]
+    caption = f"{len(rows)} epochs" + ("; the first 5 and the last 6" if len(rows) > 12 else "")
+    table = Table(columns, [[int(r[c]) if c == "epoch" else r.get(c) for c in columns] for r in shown], caption)
+    blocks = [table]
+    png = _png(picture)
+    if png is not None:
+        blocks.insert(0, Image(png, "loss and accuracy (train solid, validation dashed)"))
+    return blocks
+
+
+def _run_section(folder: Path, anchor: str, scratch: Path, level: int = 2) -> tuple:
+    """A run folder's section: config, history, final evaluation, visualisations; and its row of the side-by-side table."""
+    from .report import Code, Image, Section, Text
+
+    checkpoint = folder / "checkpoints" / "last.npz"
+    history = history_of(folder)
+    blocks = [Text(f"{folder}: {len(history)} epochs; final checkpoint {checkpoint}")]
+    config_file = folder / "config.yaml"
+    if config_file.is_file():
+        blocks.append(Section("Resolved config", [Code(config_file.read_text(encoding="utf-8"), str(config_file))], level + 1))
+    blocks.append(Section("History", _history_blocks(history, folder.name, scratch), level + 1))
+    evaluation, figures = _evaluation_blocks(checkpoint)
+    blocks.append(Section("Final evaluation", evaluation, level + 1))
+    drawn = visualize(checkpoint, out=scratch / f"{anchor}-visualize")
+    pictures = [Image(png, f"{path.stem}: {drawn.notes.get(path.stem.split('-')[0], '')}".rstrip(": "))
+                for path in drawn.images if (png := _png(path)) is not None]
+    blocks.append(Section("What the network computes", [*[Text(f"{k}: {v}") for k, v in drawn.notes.items()], *pictures], level + 1))
+    last = history[-1]
+    row = {"run": str(folder), "epochs": len(history), "train_loss": last.get("train_loss"), "val_loss": last.get("val_loss"),
+           "val_accuracy": last.get("val_accuracy"), **figures, "seconds": sum(r.get("seconds") or 0.0 for r in history)}
+    return Section(folder.name, blocks, level, anchor), row, history
+
+
+def _side_by_side(rows: list[dict], histories: list[list[dict]], labels: list[str], scratch: Path, title: str, anchor: str):
+    from .plots import plot_history
+    from .report import Image, Section, Table
+
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    columns = [c for c in columns if any(r.get(c) is not None for r in rows)]
+    picture = scratch / f"overlay-{anchor}.png"
+    plot_history(histories, labels, picture)
+    blocks = [Table(columns, [[r.get(c) for c in columns] for r in rows], "the last epoch of each run, and its final evaluation")]
+    png = _png(picture)
+    if png is not None:
+        blocks.append(Image(png, "every run's loss and accuracy, overlaid (train solid, validation dashed)"))
+    return Section(title, blocks, 2, anchor)
+
+
+def _compare_section(folder: Path, anchor: str):
+    from .report import Code, Image, Section, Text
+
+    blocks = [Text(f"{folder}: nncli compare-optimizers, every optimizer from the same initial weights")]
+    blocks.append(_csv_table(folder / "summary.csv", "summary.csv: one row per optimizer"))
+    png = _png(folder / "curves.png")
+    if png is not None:
+        blocks.append(Image(png, "curves.png: loss, and the gap to the best loss, against iterations and seconds"))
+    if (folder / "config.yaml").is_file():
+        blocks.append(Section("Resolved config", [Code((folder / "config.yaml").read_text(encoding="utf-8"))], 3))
+    return Section(f"{folder.name} (compare-optimizers)", blocks, 2, anchor)
+
+
+def _sweep_section(folder: Path, anchor: str, scratch: Path):
+    from .plots import plot_history
+    from .report import Code, Image, Section, Text
+
+    blocks = [Text(f"{folder}: nncli sweep, grid points ranked by their mean score over seeds")]
+    if (folder / "summary.csv").is_file():
+        blocks.append(_csv_table(folder / "summary.csv", "summary.csv: one row per grid point, best first"))
+    png = _png(folder / "scores.png")
+    if png is not None:
+        blocks.append(Image(png, "scores.png: each trial's score against each grid key"))
+    trials = sorted(p.parent for p in (folder / "trials").glob("t*/history.csv")) if (folder / "trials").is_dir() else []
+    if trials:
+        picture = scratch / f"{anchor}-trials.png"
+        plot_history([history_of(t) for t in trials], [t.name for t in trials], picture)
+        png = _png(picture)
+        if png is not None:
+            blocks.append(Image(png, "every trial's loss and accuracy, overlaid (train solid, validation dashed)"))
+    if (folder / "runs.csv").is_file():
+        blocks.append(Section("Trials", [_csv_table(folder / "runs.csv", "runs.csv: one row per trial", limit=200)], 3))
+    if (folder / "best.yaml").is_file():
+        blocks.append(Section("best.yaml", [Code((folder / "best.yaml").read_text(encoding="utf-8"))], 3))
+    return Section(f"{folder.name} (sweep)", blocks, 2, anchor)
+
+
+def report(runs: Sequence[str | Path], out: str | Path = "report.html") -> ReportResult:
+    """One self-contained HTML page (nncli.report) of run folders (config, history, final evaluation, visualisations;
+    several: an overlay and a side-by-side table), `train --seeds` folders, compare-optimizers and sweep folders.
+    Never overwrites a file (a suffix is added) and writes nothing into the folders it reads."""
+    import tempfile
+    import time
+
+    from .report import Section, render
+
+    if not runs:
+        raise ConfigError("give at least one run, compare-optimizers or sweep folder", location="report")
+    started = time.perf_counter()
+    folders = [(Path(r), _folder_kind(Path(r))) for r in runs]  # all checked before any work
+    target = unique_path(out)  # reserved (empty) until the page replaces it
+    try:
+        with tempfile.TemporaryDirectory(prefix="nncli-report-") as tmp:
+            scratch = Path(tmp)
+            sections, rows, histories, labels = [], [], [], []
+            for n, (folder, kind) in enumerate(folders):
+                anchor = f"part-{n + 1}"
+                if kind == "run":
+                    section, row, history = _run_section(folder, anchor, scratch)
+                    sections.append(section)
+                    rows.append(row)
+                    histories.append(history)
+                    labels.append(folder.name)
+                elif kind == "seeds":
+                    parts = [_run_section(run, f"{anchor}-{run.name}", scratch, level=3) for run in _seed_runs(folder)]
+                    overview = _side_by_side([p[1] for p in parts], [p[2] for p in parts], [r.name for r in _seed_runs(folder)],
+                                             scratch, "", anchor + "-overview")
+                    sections.append(Section(f"{folder.name} (train --seeds)", [*overview.blocks, *[p[0] for p in parts]], 2, anchor))
+                    for (section, row, history), run in zip(parts, _seed_runs(folder)):
+                        rows.append(row)
+                        histories.append(history)
+                        labels.append(f"{folder.name}/{run.name}")
+                elif kind == "compare-optimizers":
+                    sections.append(_compare_section(folder, anchor))
+                else:
+                    sections.append(_sweep_section(folder, anchor, scratch))
+            if len(rows) > 1 and not (len(folders) == 1 and folders[0][1] == "seeds"):  # a seeds folder has its own
+                sections.insert(0, _side_by_side(rows, histories, labels, scratch, "All runs side by side", "overview"))
+            title = "nncli report: " + ", ".join(folder.name for folder, _ in folders)
+            subtitle = f"{len(folders)} folder{'s' if len(folders) > 1 else ''}: " + "; ".join(f"{f} ({k})" for f, k in folders)
+            atomic_write_text(target, render(title, subtitle, sections))
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return ReportResult(target, folders, time.perf_counter() - started)
+
+
 # -- export --------------------------------------------------------------------
 def export_checkpoint(checkpoint: str | Path, format: str = "onnx", out: str | Path | None = None) -> Path:
     """Write a layer-stack checkpoint's model in another format (onnx: see nncli.export); never overwrites a file.

@@ -343,6 +343,17 @@ def visualize(
 
 
 @app.command()
+def report(
+    runs: list[Path] = typer.Argument(..., help="Run folders, train --seeds folders, compare-optimizers or sweep folders."),
+    out: Path = typer.Option(Path("report.html"), "--out", help="HTML file to write (a suffix is added rather than overwrite)."),
+):
+    """One self-contained HTML page of runs (config, curves, evaluation, visualisations), comparisons and sweeps; prints its path."""
+    with cli_errors():
+        result = api.report(runs, out)
+    typer.echo(str(result.out))
+
+
+@app.command()
 def export(
     checkpoint: Path = typer.Argument(..., help="A checkpoint (.npz) of a layer-stack model."),
     format: str = typer.Option("onnx", "--format", help="Output format: onnx."),

@@ -263,7 +263,7 @@ def _errors(subject: Subject, out_dir: Path, written: Written, **_) -> None:
     table = out_dir / "errors.csv"
     atomic_write_text(table, csv_text(ERROR_COLUMNS, rows))
     accuracy = 1.0 - len(wrong) / len(test)
-    if test.x.ndim == 4:  # images: the grid of the most confident mistakes
+    if test.x.ndim == 4 and len(wrong):  # images: the grid of the most confident mistakes
         top = wrong[:ERROR_GRID]
         captions = [f"#{i}: {_label(data, int(test.y[i]))} → {_label(data, int(predicted[i]))} ({probabilities[i, predicted[i]]:.0%})" for i in top]
         grid = out_dir / "errors.png"
@@ -390,6 +390,11 @@ def _landscape(subject: Subject, out_dir: Path, written: Written, samples: int =
         with np.errstate(all="ignore"):
             return float(evaluate(model, experiment.loss, sample, data.num_classes, batch).loss)
 
+    from threadpoolctl import threadpool_limits
+
+    # NOTE: hundreds of small passes: one BLAS thread each is faster than waking a pool for every GEMM
+    # (and conv nets still split their batches across threads in parallel.py)
+    limits = threadpool_limits(1)
     try:
         line = np.array([loss_at((1.0 - a) * begin + a * end) for a in LINE])
         rng = np.random.default_rng(experiment.seeds("landscape").spawn(1)[0])
@@ -398,6 +403,7 @@ def _landscape(subject: Subject, out_dir: Path, written: Written, samples: int =
         plane = np.array([[loss_at(end + b * d1 + g * d2) for b in PLANE] for g in PLANE])  # rows: γ
     finally:
         model.theta[...] = end
+        limits.unregister()
     rows = [{"kind": "line", "alpha": float(a), "beta": None, "gamma": None, "loss": v} for a, v in zip(LINE, line)]
     rows += [{"kind": "direction", "alpha": None, "beta": float(b), "gamma": None, "loss": v} for b, v in zip(DIRECTION, along)]
     rows += [{"kind": "plane", "alpha": None, "beta": float(b), "gamma": float(g), "loss": plane[j, i]}
