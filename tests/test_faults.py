@@ -722,6 +722,8 @@ def test_a_closed_stdout_ends_every_command_quietly_with_141(world, tmp_path):
         ("export", world.last, "--out", tmp_path / "model.onnx"),
         ("gradcheck", world.config_path, "--samples", "2", "--entries", "2"),
         ("sweep", world.config_path, "--engine", "serial", "--grid", "training.epochs=1", "--out", tmp_path / "sweep"),
+        ("visualize", world.last, "--what", "weights", "--out", tmp_path / "viz"),
+        ("report", world.earlier, "--out", tmp_path / "report.html"),
     ]
     assert {c[0] for c in commands} == set(get_command(app).commands)
     read, write = os.pipe()
