@@ -571,7 +571,7 @@ class VisualizeResult:
 
 
 def _visual_subject(checkpoint: str | Path, start: str | Path | None = None):
-    from .visualize import Subject
+    from .visuals import Subject
 
     ckpt = read_checkpoint(checkpoint)
     experiment = ckpt.experiment()
@@ -595,12 +595,12 @@ def visualize(
     samples: int = 1000,
     start: str | Path | None = None,
 ) -> VisualizeResult:
-    """Draw what a checkpoint's model computes (views: nncli.visualize.VIEWS; default every one that applies)
+    """Draw what a checkpoint's model computes (views: nncli.visuals.VIEWS; default every one that applies)
     into `out` (default ./<name>-visualize, never an earlier folder): PNGs, and CSV/JSON of their numbers.
     `index` picks the test input (activations, states) or stored pattern (patterns); `samples` the training
     samples the landscape is measured on; `start` a checkpoint to start the landscape's line from instead of
     the run's initial weights. Nothing is written into the run folder unless `out` names it."""
-    from . import visualize as views
+    from . import visuals as views
 
     if samples < 1:
         raise ConfigError(f"must be at least 1, got {samples}", location="--samples")
@@ -653,7 +653,7 @@ def _csv_table(path: Path, caption: str = "", limit: int | None = None):
     """A CSV file as a report table: numbers as numbers, columns that are empty throughout left out."""
     import csv
 
-    from .report import Table
+    from .reports import Table
 
     try:
         with open(path, newline="", encoding="utf-8") as f:
@@ -690,7 +690,7 @@ def _png(path: Path) -> bytes | None:
 
 def _evaluation_blocks(checkpoint: Path) -> tuple[list, dict]:
     """Tables of a checkpoint's final evaluation (test split, else validation), and its headline figures."""
-    from .report import Table, Text
+    from .reports import Table, Text
 
     for split in ("test", "val", "train"):
         try:
@@ -730,7 +730,7 @@ def _evaluation_blocks(checkpoint: Path) -> tuple[list, dict]:
 
 def _history_blocks(rows: list[dict], label: str, scratch: Path) -> list:
     from .plots import plot_history
-    from .report import Image, Table
+    from .reports import Image, Table
 
     picture = scratch / f"history-{len(list(scratch.iterdir()))}.png"
     plot_history([rows], [label], picture)
@@ -747,7 +747,7 @@ def _history_blocks(rows: list[dict], label: str, scratch: Path) -> list:
 
 def _run_section(folder: Path, anchor: str, scratch: Path, level: int = 2) -> tuple:
     """A run folder's section: config, history, final evaluation, visualisations; and its row of the side-by-side table."""
-    from .report import Code, Image, Section, Text
+    from .reports import Code, Image, Section, Text
 
     checkpoint = folder / "checkpoints" / "last.npz"
     history = history_of(folder)
@@ -770,7 +770,7 @@ def _run_section(folder: Path, anchor: str, scratch: Path, level: int = 2) -> tu
 
 def _side_by_side(rows: list[dict], histories: list[list[dict]], labels: list[str], scratch: Path, title: str, anchor: str):
     from .plots import plot_history
-    from .report import Image, Section, Table
+    from .reports import Image, Section, Table
 
     columns = list(dict.fromkeys(k for r in rows for k in r))
     columns = [c for c in columns if any(r.get(c) is not None for r in rows)]
@@ -784,7 +784,7 @@ def _side_by_side(rows: list[dict], histories: list[list[dict]], labels: list[st
 
 
 def _compare_section(folder: Path, anchor: str):
-    from .report import Code, Image, Section, Text
+    from .reports import Code, Image, Section, Text
 
     blocks = [Text(f"{folder}: nncli compare-optimizers, every optimizer from the same initial weights")]
     blocks.append(_csv_table(folder / "summary.csv", "summary.csv: one row per optimizer"))
@@ -798,7 +798,7 @@ def _compare_section(folder: Path, anchor: str):
 
 def _sweep_section(folder: Path, anchor: str, scratch: Path):
     from .plots import plot_history
-    from .report import Code, Image, Section, Text
+    from .reports import Code, Image, Section, Text
 
     blocks = [Text(f"{folder}: nncli sweep, grid points ranked by their mean score over seeds")]
     if (folder / "summary.csv").is_file():
@@ -821,13 +821,13 @@ def _sweep_section(folder: Path, anchor: str, scratch: Path):
 
 
 def report(runs: Sequence[str | Path], out: str | Path = "report.html") -> ReportResult:
-    """One self-contained HTML page (nncli.report) of run folders (config, history, final evaluation, visualisations;
+    """One self-contained HTML page (nncli.reports) of run folders (config, history, final evaluation, visualisations;
     several: an overlay and a side-by-side table), `train --seeds` folders, compare-optimizers and sweep folders.
     Never overwrites a file (a suffix is added) and writes nothing into the folders it reads."""
     import tempfile
     import time
 
-    from .report import Section, render
+    from .reports import Section, render
 
     if not runs:
         raise ConfigError("give at least one run, compare-optimizers or sweep folder", location="report")

@@ -1,5 +1,7 @@
 """`nncli visualize`: pictures of what a trained network computes, from its checkpoint alone.
 
+nncli.visualize (api.py) reads the checkpoint and its data; this module draws.
+
 Each view is one function writing PNGs (plots.py draws them) and, where a test
 or a reader wants the numbers, a CSV or JSON next to them:
 
@@ -51,8 +53,8 @@ PASS_THROUGH = ("flatten", "reshape", "dropout")  # layers between the input and
 MAX_UNIT_PICTURES = 64  # drawn in weights.png (every unit still gets its own PNG)
 ERROR_GRID = 24  # misclassified inputs drawn in errors.png
 LINE = np.arange(-10, 31) / 20  # α from -0.5 to 1.5 in steps of 0.05: exactly 0 and 1 included
-DIRECTION = np.linspace(-1.0, 1.0, 41)
-PLANE = np.linspace(-1.0, 1.0, 17)
+DIRECTION = np.arange(-20, 21) / 20  # β from -1 to 1 in steps of 0.05
+PLANE = np.arange(-8, 9) / 8  # β and γ from -1 to 1 in steps of 0.125
 RECALL_NOISE = 0.1
 
 

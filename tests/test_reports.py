@@ -137,7 +137,7 @@ def test_a_report_is_one_offline_page_that_a_browser_shows_whole(folders, tmp_pa
 
 def test_several_runs_a_comparison_and_a_sweep_in_one_page(folders, tmp_path, plots):
     a, b = folders["runs"]
-    result = nncli.api.report([a, b, folders["compare"], folders["sweep"]], tmp_path / "all.html")
+    result = nncli.report([a, b, folders["compare"], folders["sweep"]], tmp_path / "all.html")
     assert [kind for _, kind in result.folders] == ["run", "run", "compare-optimizers", "sweep"]
     text = result.out.read_text(encoding="utf-8")
     assert text.index("All runs side by side") < text.index("run-2</h2>") < text.index("run-3</h2>")
@@ -147,8 +147,9 @@ def test_several_runs_a_comparison_and_a_sweep_in_one_page(folders, tmp_path, pl
     assert "sweep (sweep)" in text and "runs.csv: one row per trial" in text and "best.yaml" in text
     assert text.count('<img src="data:image/png;base64,') >= 2 * 6 + 1 + 1 + 2  # runs' figures, overlay, curves, scores and trials
     assert all(u.startswith(("data:", "#")) for u in parse(text).urls)
-    again = nncli.api.report([a], tmp_path / "all.html").out
+    again = nncli.report([a], tmp_path / "all.html").out
     assert again.name == "all-2.html"  # never overwritten
+    assert callable(nncli.report) and callable(nncli.visualize)  # the API functions, not the modules behind them
 
 
 def test_a_folder_that_is_not_a_run_is_one_error_line(tmp_path):
