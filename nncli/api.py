@@ -570,12 +570,12 @@ class VisualizeResult:
         return [p for p in self.files if p.suffix == ".png" and p.parent.name != "units"]
 
 
-def _visual_subject(checkpoint: str | Path, start: str | Path | None = None):
+def _visual_subject(checkpoint: str | Path, start: str | Path | None = None, data_path: str | Path | None = None):
     from .visuals import Subject
 
     ckpt = read_checkpoint(checkpoint)
     experiment = ckpt.experiment()
-    dataset = _checkpoint_data(ckpt, experiment, None)
+    dataset = _checkpoint_data(ckpt, experiment, data_path)
     model = ckpt.build_model(experiment)
     initial = ckpt.path.parent / "initial.npz"
     other = None
@@ -594,17 +594,19 @@ def visualize(
     index: int = 0,
     samples: int = 1000,
     start: str | Path | None = None,
+    data_path: str | Path | None = None,
 ) -> VisualizeResult:
     """Draw what a checkpoint's model computes (views: nncli.visuals.VIEWS; default every one that applies)
     into `out` (default ./<name>-visualize, never an earlier folder): PNGs, and CSV/JSON of their numbers.
     `index` picks the test input (activations, states) or stored pattern (patterns); `samples` the training
     samples the landscape is measured on; `start` a checkpoint to start the landscape's line from instead of
-    the run's initial weights. Nothing is written into the run folder unless `out` names it."""
+    the run's initial weights; `data_path` reads the data from there instead of the config's data.path.
+    Nothing is written into the run folder unless `out` names it."""
     from . import visuals as views
 
     if samples < 1:
         raise ConfigError(f"must be at least 1, got {samples}", location="--samples")
-    subject = _visual_subject(checkpoint, start)
+    subject = _visual_subject(checkpoint, start, data_path)
     chosen = [w.strip() for item in what for w in item.split(",") if w.strip()] if what else views.applicable(subject)
     for view in chosen:
         if view not in views.VIEWS:

@@ -332,10 +332,11 @@ def visualize(
     index: int = typer.Option(0, "--index", help="Which test input (activations, states) or stored pattern (patterns)."),
     samples: int = typer.Option(1000, "--samples", help="Training samples the landscape's loss is measured on."),
     start: Optional[Path] = typer.Option(None, "--from", help="Start the landscape's line at this checkpoint instead of the run's initial weights."),
+    data_path: Optional[Path] = typer.Option(None, "--data-path", help="Read the data from here instead of the config's data.path."),
 ):
     """Draw what a trained model computes: weights, activations, errors, embedding, loss landscape; prints the PNGs' paths."""
     with cli_errors():
-        result = api.visualize(checkpoint, what, out=out, index=index, samples=samples, start=start)
+        result = api.visualize(checkpoint, what, out=out, index=index, samples=samples, start=start, data_path=data_path)
     for view, note in result.notes.items():
         console.stderr.print(f"{view}: {note}", markup=False, highlight=False, soft_wrap=True)
     for path in result.images:

@@ -341,6 +341,7 @@ def _show_input(ax, x: np.ndarray, title: str) -> None:
         valid = ~np.isnan(x[:, 0])
         ax.imshow(x[valid].T, aspect="auto", cmap="viridis", interpolation="nearest")
         ax.set(xlabel="time step", ylabel="feature")
+        ax.xaxis.set_major_locator(_integer_ticks())
     else:
         ax.bar(np.arange(x.size), x.ravel(), color="C7")
         ax.set(xlabel="feature")
@@ -382,6 +383,7 @@ def plot_activations(x: np.ndarray, outputs: list[tuple[str, np.ndarray]], proba
         else:
             a = fig.add_subplot(grid[r, :])
             a.bar(np.arange(out.size), out.ravel(), color="C2")
+            a.xaxis.set_major_locator(_integer_ticks())
             a.set_title(name, fontsize=8, loc="left")
             a.grid(alpha=0.3, axis="y")
     fig.suptitle(title, fontsize=10)
@@ -493,6 +495,8 @@ def plot_states(x: np.ndarray, states: list[tuple[str, np.ndarray]], title: str,
         limit = float(np.max(np.abs(h))) or 1.0
         image = ax.imshow(h.T, aspect="auto", cmap=DIVERGING, vmin=-limit, vmax=limit, interpolation="nearest")
         ax.set(xlabel="time step t", ylabel="unit", title=f"{name}: hidden state h_t")
+        ax.xaxis.set_major_locator(_integer_ticks())
+        ax.yaxis.set_major_locator(_integer_ticks())
         fig.colorbar(image, ax=ax, pad=0.01)
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()

@@ -127,7 +127,7 @@ def refusal(view: str, subject: Subject) -> str | None:
         return "needs the test split, which this data has none of"
     if view == "errors" and data.regression:
         return "a regression has no misclassified inputs"
-    if view == "embedding" and not _hidden_index(layers):
+    if view == "embedding" and _hidden_index(layers) is None:
         return "needs a hidden layer before the last layer with weights"
     if view == "landscape" and (data.train is None or not len(data.train)):
         return "needs a training set to measure the loss on, and this data has no training split"
@@ -221,10 +221,15 @@ def _activations(subject: Subject, out_dir: Path, written: Written, index: int =
         last = out
         if layer.name in PASS_THROUGH:
             continue
-        shown.append((f"{i}.{layer.describe()}", np.array(out[0], np.float64)))
+        value = np.array(out[0], np.float64)
+        if getattr(layer, "activation_deferred", False):  # NOTE: a conv2d's ReLU runs in the max-pool after it (layers/fusion.py)
+            value = np.maximum(value, 0.0)
+        shown.append((f"{i}.{layer.describe()}", value))
     probabilities = None
     if data.regression:
-        title = f"{subject.name}: test input {index}, target {np.round(data.test.y[index], 4).tolist()}, output {np.round(last[0], 4).tolist()}"
+        target = data.in_target_units(data.test.y[index : index + 1])[0]
+        output = data.in_target_units(np.asarray(last[:1], np.float64))[0]
+        title = f"{subject.name}: test input {index}, target {', '.join(f'{v:.4g}' for v in target)}, output {', '.join(f'{v:.4g}' for v in output)}"
     else:
         probabilities = np.asarray(loss.probabilities(last)[0], np.float64)
         predicted = int(loss.predictions(last)[0])

@@ -165,6 +165,24 @@ def test_recurrent_states_and_hopfield_patterns(tmp_path):
     assert result.exit_code == 2 and result.stderr.count("\n") == 1 and "Hopfield" in result.stderr
 
 
+def test_conv_kernels_and_feature_maps(tmp_path):
+    digits = make_digits(tmp_path / "digits", n_train=60, n_test=12)
+    config = write_config(tmp_path / "conv.yaml", {
+        "name": "conv", "data": {"source": "idx", "path": "nowhere"},
+        "model": {"layers": [{"type": "conv2d", "filters": 3, "kernel_size": 3, "activation": "relu"}, {"type": "maxpool2d"},
+                             {"type": "flatten"}, {"type": "dense", "units": 3}]},
+        "training": {"epochs": 1},
+    })
+    run = nncli.train(config, ["data.path=" + str(digits)], out=tmp_path / "conv")
+    moved = digits.rename(tmp_path / "moved")  # the data are elsewhere now: --data-path says where
+    assert invoke("visualize", run.final_checkpoint, "--out", tmp_path / "v").exit_code == 2
+    result = invoke("visualize", run.final_checkpoint, "--what", "weights,activations", "--out", tmp_path / "v", "--data-path", moved)
+    assert result.exit_code == 0, result.output
+    assert [Path(p).name for p in result.stdout.split()] == ["weights.png", "activations-0.png"]
+    assert not (tmp_path / "v" / "units").exists()  # kernels are drawn as a grid only
+    assert "3 filters of 3×3" in result.stderr
+
+
 def test_options_that_do_not_fit_the_model_are_one_error_line(tmp_path):
     table = make_csv(tmp_path / "table.csv")
     config = write_config(tmp_path / "tab.yaml", {
