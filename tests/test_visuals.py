@@ -108,6 +108,12 @@ def test_landscape_ends_are_the_initial_weights_and_the_checkpoint(mnist_run, tm
     assert "rebuilt" in json.loads((tmp_path / "land2" / "landscape.json").read_text())["start"]
     assert again[0.0] == line[0.0] and again[1.0] == line[1.0]
 
+    # --from: the line starts at another checkpoint of the same architecture (here the run's last, so it is flat)
+    result = invoke("visualize", alone, "--what", "landscape", "--samples", "300", "--from", mnist_run.final_checkpoint, "--out", tmp_path / "land3")
+    assert result.exit_code == 0, result.output
+    flat = [float(r["loss"]) for r in csv.DictReader(open(tmp_path / "land3" / "landscape.csv")) if r["kind"] == "line"]
+    assert flat == [line[1.0]] * len(flat)
+
 
 def test_errors_are_exactly_the_models_own_misclassifications(mnist_run, tmp_path):
     out = tmp_path / "err"
