@@ -761,8 +761,7 @@ def _run_section(folder: Path, anchor: str, scratch: Path, level: int = 2) -> tu
     evaluation, figures = _evaluation_blocks(checkpoint)
     blocks.append(Section("Final evaluation", evaluation, level + 1))
     drawn = visualize(checkpoint, out=scratch / f"{anchor}-visualize")
-    pictures = [Image(png, f"{path.stem}: {drawn.notes.get(path.stem.split('-')[0], '')}".rstrip(": "))
-                for path in drawn.images if (png := _png(path)) is not None]
+    pictures = [Image(png, f"nncli visualize: {path.name}") for path in drawn.images if (png := _png(path)) is not None]
     blocks.append(Section("What the network computes", [*[Text(f"{k}: {v}") for k, v in drawn.notes.items()], *pictures], level + 1))
     last = history[-1]
     row = {"run": str(folder), "epochs": len(history), "train_loss": last.get("train_loss"), "val_loss": last.get("val_loss"),
