@@ -5,10 +5,12 @@ The Python API mirrors the commands:
     import nncli
     result = nncli.train("configs/pima_logistic.yaml")
     report = nncli.evaluate([result.final_checkpoint])
+    pictures = nncli.visualize(result.final_checkpoint, ["weights", "errors"], out="pictures")
+    page = nncli.report([result.run_dir], out="report.html")
 """
 
 from ._version import __version__
-from .api import compare_optimizers, components, evaluate, plot_runs, summarize, sweep, train, train_seeds
+from .api import compare_optimizers, components, evaluate, plot_runs, report, summarize, sweep, train, train_seeds, visualize
 from .checkpoint import read_checkpoint
 from .errors import NncliError
 from .experiment import load_experiment
@@ -26,8 +28,10 @@ __all__ = [
     "load_experiment",
     "plot_runs",
     "read_checkpoint",
+    "report",
     "summarize",
     "sweep",
     "train",
     "train_seeds",
+    "visualize",
 ]

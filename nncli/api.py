@@ -578,6 +578,323 @@ def plot_runs(runs: Sequence[str | Path], out: str | Path = "plot.png") -> Path:
     return target
 
 
+# -- visualize -------------------------------------------------------------------
+@dataclass
+class VisualizeResult:
+    """`nncli visualize`: where the pictures went, and a line per view saying what it shows."""
+
+    out_dir: Path
+    views: list[str]
+    files: list[Path]  # every file written (PNGs, and the CSV/JSON of their numbers)
+    notes: dict[str, str]
+
+    @property
+    def images(self) -> list[Path]:
+        """The figures (not the per-unit pictures under units/)."""
+        return [p for p in self.files if p.suffix == ".png" and p.parent.name != "units"]
+
+
+def _visual_subject(checkpoint: str | Path, start: str | Path | None = None, data_path: str | Path | None = None):
+    from .visuals import Subject
+
+    ckpt = read_checkpoint(checkpoint)
+    experiment = ckpt.experiment()
+    dataset = _checkpoint_data(ckpt, experiment, data_path)
+    model = ckpt.build_model(experiment)
+    initial = ckpt.path.parent / "initial.npz"
+    other = None
+    if start is not None:
+        other_ckpt = read_checkpoint(start)
+        other = experiment.build_model(dataset.input_shape, dataset.num_classes or None, targets=dataset.num_targets)
+        other_ckpt.load_into(other)  # the same architecture, or one line naming the array that differs
+    has_initial = ckpt.path.parent.name == "checkpoints" and initial.is_file() and initial != ckpt.path
+    return Subject(ckpt.path, experiment, model, dataset, initial if has_initial else None, other)
+
+
+def visualize(
+    checkpoint: str | Path,
+    what: Sequence[str] | None = None,
+    out: str | Path | None = None,
+    index: int = 0,
+    samples: int = 1000,
+    start: str | Path | None = None,
+    data_path: str | Path | None = None,
+) -> VisualizeResult:
+    """Draw what a checkpoint's model computes (views: nncli.visuals.VIEWS; default every one that applies)
+    into `out` (default ./<name>-visualize, never an earlier folder): PNGs, and CSV/JSON of their numbers.
+    `index` picks the test input (activations, states) or stored pattern (patterns); `samples` the training
+    samples the landscape is measured on; `start` a checkpoint to start the landscape's line from instead of
+    the run's initial weights; `data_path` reads the data from there instead of the config's data.path.
+    Nothing is written into the run folder unless `out` names it."""
+    from . import visuals as views
+
+    if samples < 1:
+        raise ConfigError(f"must be at least 1, got {samples}", location="--samples")
+    subject = _visual_subject(checkpoint, start, data_path)
+    chosen = [w.strip() for item in what for w in item.split(",") if w.strip()] if what else views.applicable(subject)
+    for view in chosen:
+        if view not in views.VIEWS:
+            raise ConfigError(f"unknown view '{view}' (known: {', '.join(views.VIEWS)}).{did_you_mean(view, list(views.VIEWS))}", location="--what")
+    if start is not None and "landscape" not in chosen:
+        raise ConfigError("starts the landscape's line; add --what landscape", location="--from")
+    views.check(chosen, subject, index)
+    out_dir = new_run_folder(out if out is not None else Path(f"{subject.name}-visualize"))
+    written = views.render(list(dict.fromkeys(chosen)), subject, out_dir, index=index, samples=samples)
+    return VisualizeResult(out_dir, chosen, written.files, written.notes)
+
+
+# -- report ----------------------------------------------------------------------
+@dataclass
+class ReportResult:
+    """`nncli report`: the page written, and what each folder given was read as."""
+
+    out: Path
+    folders: list[tuple[Path, str]]  # (folder, kind): run, seeds, compare-optimizers or sweep
+    seconds: float = 0.0
+
+
+def _folder_kind(folder: Path) -> str:
+    """run, seeds (a `train --seeds` parent), compare-optimizers or sweep; a DataError for anything else."""
+    if not folder.exists():
+        raise DataError(f"{folder}: no such folder")
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder; give run, compare-optimizers or sweep folders")
+    if (folder / sweep_runs.PLAN_FILE).is_file():
+        return "sweep"
+    if (folder / "history.csv").is_file() and (folder / "checkpoints" / "last.npz").is_file():
+        return "run"
+    if (folder / "summary.csv").is_file() and (folder / "curves.csv").is_file():
+        return "compare-optimizers"
+    if _seed_runs(folder):
+        return "seeds"
+    raise DataError(f"{folder}: not a run folder (history.csv, checkpoints/last.npz), nor a compare-optimizers or sweep folder")
+
+
+def _seed_runs(folder: Path) -> list[Path]:
+    return sorted((p for p in folder.glob("seed-*") if (p / "history.csv").is_file() and (p / "checkpoints" / "last.npz").is_file()),
+                  key=lambda p: int(p.name[5:]) if p.name[5:].isdigit() else 0)
+
+
+def _csv_table(path: Path, caption: str = "", limit: int | None = None):
+    """A CSV file as a report table: numbers as numbers, columns that are empty throughout left out."""
+    import csv
+
+    from .reports import Table
+
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csv.reader(f))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise DataError(f"{path}: cannot read ({exc})") from None
+    if not rows:
+        raise DataError(f"{path}: empty")
+    header, body = rows[0], rows[1:]
+    keep = [k for k in range(len(header)) if any(k < len(r) and r[k] != "" for r in body)]
+
+    def value(text: str):
+        try:
+            return int(text)
+        except ValueError:
+            pass
+        try:
+            return float(text)
+        except ValueError:
+            return text or None
+
+    shown = body if limit is None else body[:limit]
+    more = f" (the first {limit} of {len(body)} rows)" if limit is not None and len(body) > limit else ""
+    return Table([header[k] for k in keep], [[value(r[k]) if k < len(r) else None for k in keep] for r in shown], caption + more)
+
+
+def _png(path: Path) -> bytes | None:
+    try:
+        data = path.read_bytes()
+    except OSError:
+        return None
+    return data if data.startswith(b"\x89PNG") else None
+
+
+def _evaluation_blocks(checkpoint: Path) -> tuple[list, dict]:
+    """Tables of a checkpoint's final evaluation (test split, else validation), and its headline figures."""
+    from .reports import Table, Text
+
+    for split in ("test", "val", "train"):
+        try:
+            report = evaluate([checkpoint], split=None if split == "test" else split)
+            break
+        except DataError:
+            continue
+        except ConfigError:  # a Hopfield network: probed on its stored patterns
+            report = evaluate([checkpoint])
+            break
+    else:
+        return [Text("no split to evaluate on")], {}
+    model = report.models[0]
+    if isinstance(model, MemoryReport):
+        e = model.evaluation
+        rows = [["exact recall", e.accuracy], ["mean overlap", e.overlap], ["bit error rate", e.bit_error_rate], ["mean sweeps", e.sweeps]]
+        rows += [[f"ended: {k}", v] for k, v in e.outcomes.items()]
+        return [Table(["probes of the stored patterns", "value"], rows, f"{e.n} probes")], {"recall": e.accuracy}
+    e = model.evaluation
+    if e.regression is not None:
+        m = e.regression
+        figures = {"loss": e.loss, "mse": m.mse, "rmse": m.rmse, "mae": m.mae, "r2": m.r2, "baseline_r2": m.baseline_r2}
+        blocks = [Table(["metric", "value"], [[k, v] for k, v in figures.items()], f"{model.split} split, {e.n} rows, in the target's units")]
+        return blocks, {f"{model.split}_loss": e.loss, f"{model.split}_r2": m.r2}
+    classes = [str(c) for c in model.classes]
+    blocks = [
+        Table(["metric", "value"], [["loss", e.loss], ["accuracy", e.accuracy], ["majority-class baseline", model.baseline], ["inputs", e.n]],
+              f"{model.split} split"),
+        Table(["class", "precision", "recall", "support"],
+              [[c, float(p), float(r), int(n)] for c, p, r, n in zip(classes, e.precision, e.recall, e.confusion.sum(axis=1))],
+              "per class"),
+        Table(["true \\ predicted", *classes], [[c, *[int(v) for v in row]] for c, row in zip(classes, e.confusion)],
+              "confusion matrix (rows: true class)"),
+    ]
+    return blocks, {f"{model.split}_loss": e.loss, f"{model.split}_accuracy": e.accuracy}
+
+
+def _history_blocks(rows: list[dict], label: str, scratch: Path) -> list:
+    from .plots import plot_history
+    from .reports import Image, Table
+
+    picture = scratch / f"history-{len(list(scratch.iterdir()))}.png"
+    plot_history([rows], [label], picture)
+    columns = [c for c in rows[0] if any(r.get(c) is not None for r in rows)]
+    shown = rows if len(rows) <= 12 else [*rows[:5], *rows[-6:]]
+    caption = f"{len(rows)} epochs" + ("; the first 5 and the last 6" if len(rows) > 12 else "")
+    table = Table(columns, [[int(r[c]) if c == "epoch" else r.get(c) for c in columns] for r in shown], caption)
+    blocks = [table]
+    png = _png(picture)
+    if png is not None:
+        blocks.insert(0, Image(png, "loss and accuracy (train solid, validation dashed)"))
+    return blocks
+
+
+def _run_section(folder: Path, anchor: str, scratch: Path, level: int = 2) -> tuple:
+    """A run folder's section: config, history, final evaluation, visualisations; and its row of the side-by-side table."""
+    from .reports import Code, Image, Section, Text
+
+    checkpoint = folder / "checkpoints" / "last.npz"
+    history = history_of(folder)
+    blocks = [Text(f"{folder}: {len(history)} epochs; final checkpoint {checkpoint}")]
+    config_file = folder / "config.yaml"
+    if config_file.is_file():
+        blocks.append(Section("Resolved config", [Code(config_file.read_text(encoding="utf-8"), str(config_file))], level + 1))
+    blocks.append(Section("History", _history_blocks(history, folder.name, scratch), level + 1))
+    evaluation, figures = _evaluation_blocks(checkpoint)
+    blocks.append(Section("Final evaluation", evaluation, level + 1))
+    drawn = visualize(checkpoint, out=scratch / f"{anchor}-visualize")
+    pictures = [Image(png, f"nncli visualize: {path.name}") for path in drawn.images if (png := _png(path)) is not None]
+    blocks.append(Section("What the network computes", [*[Text(f"{k}: {v}") for k, v in drawn.notes.items()], *pictures], level + 1))
+    last = history[-1]
+    row = {"run": str(folder), "epochs": len(history), "train_loss": last.get("train_loss"), "val_loss": last.get("val_loss"),
+           "val_accuracy": last.get("val_accuracy"), **figures, "seconds": sum(r.get("seconds") or 0.0 for r in history)}
+    return Section(folder.name, blocks, level, anchor), row, history
+
+
+def _side_by_side(rows: list[dict], histories: list[list[dict]], labels: list[str], scratch: Path, title: str, anchor: str):
+    from .plots import plot_history
+    from .reports import Image, Section, Table
+
+    columns = list(dict.fromkeys(k for r in rows for k in r))
+    columns = [c for c in columns if any(r.get(c) is not None for r in rows)]
+    picture = scratch / f"overlay-{anchor}.png"
+    plot_history(histories, labels, picture)
+    blocks = [Table(columns, [[r.get(c) for c in columns] for r in rows], "the last epoch of each run, and its final evaluation")]
+    png = _png(picture)
+    if png is not None:
+        blocks.append(Image(png, "every run's loss and accuracy, overlaid (train solid, validation dashed)"))
+    return Section(title, blocks, 2, anchor)
+
+
+def _compare_section(folder: Path, anchor: str):
+    from .reports import Code, Image, Section, Text
+
+    blocks = [Text(f"{folder}: nncli compare-optimizers, every optimizer from the same initial weights")]
+    blocks.append(_csv_table(folder / "summary.csv", "summary.csv: one row per optimizer"))
+    png = _png(folder / "curves.png")
+    if png is not None:
+        blocks.append(Image(png, "curves.png: loss, and the gap to the best loss, against iterations and seconds"))
+    if (folder / "config.yaml").is_file():
+        blocks.append(Section("Resolved config", [Code((folder / "config.yaml").read_text(encoding="utf-8"))], 3))
+    return Section(f"{folder.name} (compare-optimizers)", blocks, 2, anchor)
+
+
+def _sweep_section(folder: Path, anchor: str, scratch: Path):
+    from .plots import plot_history
+    from .reports import Code, Image, Section, Text
+
+    blocks = [Text(f"{folder}: nncli sweep, grid points ranked by their mean score over seeds")]
+    if (folder / "summary.csv").is_file():
+        blocks.append(_csv_table(folder / "summary.csv", "summary.csv: one row per grid point, best first"))
+    png = _png(folder / "scores.png")
+    if png is not None:
+        blocks.append(Image(png, "scores.png: each trial's score against each grid key"))
+    trials = sorted(p.parent for p in (folder / "trials").glob("t*/history.csv")) if (folder / "trials").is_dir() else []
+    if trials:
+        picture = scratch / f"{anchor}-trials.png"
+        plot_history([history_of(t) for t in trials], [t.name for t in trials], picture)
+        png = _png(picture)
+        if png is not None:
+            blocks.append(Image(png, "every trial's loss and accuracy, overlaid (train solid, validation dashed)"))
+    if (folder / "runs.csv").is_file():
+        blocks.append(Section("Trials", [_csv_table(folder / "runs.csv", "runs.csv: one row per trial", limit=200)], 3))
+    if (folder / "best.yaml").is_file():
+        blocks.append(Section("best.yaml", [Code((folder / "best.yaml").read_text(encoding="utf-8"))], 3))
+    return Section(f"{folder.name} (sweep)", blocks, 2, anchor)
+
+
+def report(runs: Sequence[str | Path], out: str | Path = "report.html") -> ReportResult:
+    """One self-contained HTML page (nncli.reports) of run folders (config, history, final evaluation, visualisations;
+    several: an overlay and a side-by-side table), `train --seeds` folders, compare-optimizers and sweep folders.
+    Never overwrites a file (a suffix is added) and writes nothing into the folders it reads."""
+    import tempfile
+    import time
+
+    from .reports import Section, render
+
+    if not runs:
+        raise ConfigError("give at least one run, compare-optimizers or sweep folder", location="report")
+    started = time.perf_counter()
+    folders = [(Path(r), _folder_kind(Path(r))) for r in runs]  # all checked before any work
+    target = unique_path(out)  # reserved (empty) until the page replaces it
+    try:
+        with tempfile.TemporaryDirectory(prefix="nncli-report-") as tmp:
+            scratch = Path(tmp)
+            sections, rows, histories, labels = [], [], [], []
+            for n, (folder, kind) in enumerate(folders):
+                anchor = f"part-{n + 1}"
+                if kind == "run":
+                    section, row, history = _run_section(folder, anchor, scratch)
+                    sections.append(section)
+                    rows.append(row)
+                    histories.append(history)
+                    labels.append(folder.name)
+                elif kind == "seeds":
+                    parts = [_run_section(run, f"{anchor}-{run.name}", scratch, level=3) for run in _seed_runs(folder)]
+                    overview = _side_by_side([p[1] for p in parts], [p[2] for p in parts], [r.name for r in _seed_runs(folder)],
+                                             scratch, "", anchor + "-overview")
+                    sections.append(Section(f"{folder.name} (train --seeds)", [*overview.blocks, *[p[0] for p in parts]], 2, anchor))
+                    for (section, row, history), run in zip(parts, _seed_runs(folder)):
+                        rows.append(row)
+                        histories.append(history)
+                        labels.append(f"{folder.name}/{run.name}")
+                elif kind == "compare-optimizers":
+                    sections.append(_compare_section(folder, anchor))
+                else:
+                    sections.append(_sweep_section(folder, anchor, scratch))
+            if len(rows) > 1 and not (len(folders) == 1 and folders[0][1] == "seeds"):  # a seeds folder has its own
+                sections.insert(0, _side_by_side(rows, histories, labels, scratch, "All runs side by side", "overview"))
+            title = "nncli report: " + ", ".join(folder.name for folder, _ in folders)
+            subtitle = f"{len(folders)} folder{'s' if len(folders) > 1 else ''}: " + "; ".join(f"{f} ({k})" for f, k in folders)
+            atomic_write_text(target, render(title, subtitle, sections))
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+    return ReportResult(target, folders, time.perf_counter() - started)
+
+
 # -- export --------------------------------------------------------------------
 def export_checkpoint(checkpoint: str | Path, format: str = "onnx", out: str | Path | None = None) -> Path:
     """Write a layer-stack checkpoint's model in another format (onnx: see nncli.export); never overwrites a file.

@@ -331,6 +331,38 @@ def plot(
 
 
 @app.command()
+def visualize(
+    checkpoint: Path = typer.Argument(..., help="A checkpoint (.npz)."),
+    what: Optional[list[str]] = typer.Option(
+        None, "--what", help="weights, activations, errors, embedding, landscape, states (recurrent) or patterns (Hopfield); "
+        "repeatable or a comma list (default: every one that applies)."),
+    out: Optional[Path] = typer.Option(None, "--out", help="Output folder (default ./<name>-visualize; never overwritten)."),
+    index: int = typer.Option(0, "--index", help="Which test input (activations, states) or stored pattern (patterns)."),
+    samples: int = typer.Option(1000, "--samples", help="Training samples the landscape's loss is measured on."),
+    start: Optional[Path] = typer.Option(None, "--from", help="Start the landscape's line at this checkpoint instead of the run's initial weights."),
+    data_path: Optional[Path] = typer.Option(None, "--data-path", help="Read the data from here instead of the config's data.path."),
+):
+    """Draw what a trained model computes: weights, activations, errors, embedding, loss landscape; prints the PNGs' paths."""
+    with cli_errors():
+        result = api.visualize(checkpoint, what, out=out, index=index, samples=samples, start=start, data_path=data_path)
+    for view, note in result.notes.items():
+        console.stderr.print(f"{view}: {note}", markup=False, highlight=False, soft_wrap=True)
+    for path in result.images:
+        typer.echo(str(path))
+
+
+@app.command()
+def report(
+    runs: list[Path] = typer.Argument(..., help="Run folders, train --seeds folders, compare-optimizers or sweep folders."),
+    out: Path = typer.Option(Path("report.html"), "--out", help="HTML file to write (a suffix is added rather than overwrite)."),
+):
+    """One self-contained HTML page of runs (config, curves, evaluation, visualisations), comparisons and sweeps; prints its path."""
+    with cli_errors():
+        result = api.report(runs, out)
+    typer.echo(str(result.out))
+
+
+@app.command()
 def export(
     checkpoint: Path = typer.Argument(..., help="A checkpoint (.npz) of a layer-stack model."),
     format: str = typer.Option("onnx", "--format", help="Output format: onnx."),

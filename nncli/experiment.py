@@ -339,7 +339,7 @@ class Experiment:
 
     def seeds(self, purpose: str) -> np.random.SeedSequence:
         """Independent, reproducible seed streams per purpose (adding a purpose never shifts the others)."""
-        key = {"data": 0, "init": 1, "shuffle": 2, "layers": 3, "augment": 4, "probes": 5, "gradcheck": 6}[purpose]
+        key = {"data": 0, "init": 1, "shuffle": 2, "layers": 3, "augment": 4, "probes": 5, "gradcheck": 6, "landscape": 7}[purpose]
         split_seed = getattr(self.data, "split_seed", None)
         seed = split_seed if purpose == "data" and split_seed is not None else self.seed
         return np.random.SeedSequence(seed, spawn_key=(key,))

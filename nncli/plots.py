@@ -284,3 +284,235 @@ def _as_number(text: str) -> float | None:
     except ValueError:
         return None
     return value if np.isfinite(value) else None
+
+
+# -- nncli visualize: what a trained network computes ---------------------------------
+DIVERGING = "RdBu_r"  # weights: blue negative, white zero, red positive
+
+
+def write_unit_image(picture: np.ndarray, path: Path) -> None:
+    """One unit's weights as a PNG of exactly the picture's pixels (no axes, no margins): (H, W) in the
+    diverging colour map, centred on zero (±max|w|); (H, W, 3) colour inputs as RGB scaled to [0, 1]."""
+    plt = _pyplot()
+    buffer = io.BytesIO()
+    if picture.ndim == 3:
+        low, high = float(picture.min()), float(picture.max())
+        plt.imsave(buffer, (picture - low) / (high - low if high > low else 1.0), format="png")
+    else:
+        limit = float(np.max(np.abs(picture))) or 1.0
+        plt.imsave(buffer, picture, cmap=DIVERGING, vmin=-limit, vmax=limit, format="png")
+    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+
+
+def _grid(n: int, columns: int = 8) -> tuple[int, int]:
+    columns = min(columns, max(n, 1))
+    return -(-n // columns), columns
+
+
+def plot_weight_grid(pictures: np.ndarray, titles: list[str], title: str, path: Path) -> None:
+    """Unit (or filter) pictures in a grid, each in the diverging map centred on its own zero (±max|w|)."""
+    plt = _pyplot()
+    rows, cols = _grid(len(pictures))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.75 * rows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    image = None
+    for ax, picture, name in zip(axes.flat, pictures, titles):
+        if picture.ndim == 3:
+            low, high = float(picture.min()), float(picture.max())
+            ax.imshow((picture - low) / (high - low if high > low else 1.0), interpolation="nearest")
+        else:
+            limit = float(np.max(np.abs(picture))) or 1.0
+            image = ax.imshow(picture, cmap=DIVERGING, vmin=-limit, vmax=limit, interpolation="nearest")
+        ax.set_title(name, fontsize=8)
+    if image is not None:
+        bar = fig.colorbar(image, ax=axes, shrink=0.6, ticks=[image.norm.vmin, 0, image.norm.vmax])
+        bar.ax.set_yticklabels(["−max|w|", "0", "+max|w|"], fontsize=7)
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+
+
+def _show_input(ax, x: np.ndarray, title: str) -> None:
+    """A sample as it enters the model: an image, a sequence (features × time) or a bar per feature."""
+    if x.ndim == 3:
+        ax.imshow(x[:, :, 0] if x.shape[2] == 1 else np.clip(x, 0, 1), cmap="gray", interpolation="nearest")
+        ax.axis("off")
+    elif x.ndim == 2:
+        valid = ~np.isnan(x[:, 0])
+        ax.imshow(x[valid].T, aspect="auto", cmap="viridis", interpolation="nearest")
+        ax.set(xlabel="time step", ylabel="feature")
+        ax.xaxis.set_major_locator(_integer_ticks())
+    else:
+        ax.bar(np.arange(x.size), x.ravel(), color="C7")
+        ax.set(xlabel="feature")
+    ax.set_title(title, fontsize=9)
+
+
+def plot_activations(x: np.ndarray, outputs: list[tuple[str, np.ndarray]], probabilities: np.ndarray | None,
+                     classes: list, title: str, path: Path, channels: int = 16) -> None:
+    """One input and every layer's output for it: feature maps (H, W, C) as a row of pictures (the first
+    `channels`), sequences (T, U) as units × time, vectors as bars; then the predicted probabilities."""
+    plt = _pyplot()
+    rows = 1 + len(outputs)
+    fig = plt.figure(figsize=(12, 1.9 * rows + 0.6))
+    grid = fig.add_gridspec(rows, 2, width_ratios=[1, 3])
+    _show_input(fig.add_subplot(grid[0, 0]), x, "input")
+    ax = fig.add_subplot(grid[0, 1])
+    if probabilities is not None:
+        ax.bar(range(len(probabilities)), probabilities, color=["C3" if k == int(np.argmax(probabilities)) else "C0" for k in range(len(probabilities))])
+        ax.set_xticks(range(len(probabilities)), [str(c) for c in classes], fontsize=8)
+        ax.set(ylim=(0, 1), ylabel="probability", title="predicted probabilities")
+    else:
+        ax.axis("off")
+    for r, (name, out) in enumerate(outputs, start=1):
+        if out.ndim == 3:  # feature maps
+            shown = min(out.shape[2], channels)
+            sub = grid[r, :].subgridspec(1, shown)
+            for c in range(shown):
+                a = fig.add_subplot(sub[0, c])
+                a.imshow(out[:, :, c], cmap="magma", interpolation="nearest")
+                a.axis("off")
+                if c == 0:
+                    more = f" (first {shown} of {out.shape[2]} channels)" if shown < out.shape[2] else ""
+                    a.set_title(f"{name}{more}", fontsize=8, loc="left")
+        elif out.ndim == 2:  # a sequence of states
+            a = fig.add_subplot(grid[r, :])
+            a.imshow(out.T, aspect="auto", cmap=DIVERGING, interpolation="nearest", vmin=-np.abs(out).max(), vmax=np.abs(out).max())
+            a.set(xlabel="time step", ylabel="unit")
+            a.set_title(name, fontsize=8, loc="left")
+        else:
+            a = fig.add_subplot(grid[r, :])
+            a.bar(np.arange(out.size), out.ravel(), color="C2")
+            a.xaxis.set_major_locator(_integer_ticks())
+            a.set_title(name, fontsize=8, loc="left")
+            a.grid(alpha=0.3, axis="y")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_error_grid(images: np.ndarray, captions: list[str], title: str, path: Path) -> None:
+    """The most confidently misclassified inputs, each captioned true → predicted (probability)."""
+    plt = _pyplot()
+    rows, cols = _grid(len(images), 6)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.9 * rows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, x, caption in zip(axes.flat, images, captions):
+        ax.imshow(x[:, :, 0] if x.shape[2] == 1 else np.clip(x, 0, 1), cmap="gray", interpolation="nearest")
+        ax.set_title(caption, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+
+
+def plot_confusion(confusion: np.ndarray, classes: list, precision: np.ndarray, recall: np.ndarray, title: str, path: Path) -> None:
+    """The confusion matrix as a heat map (rows = true class, counts written in), and per-class precision and recall."""
+    plt = _pyplot()
+    k = len(classes)
+    fig, (ax_m, ax_pr) = plt.subplots(1, 2, figsize=(12, 5), gridspec_kw={"width_ratios": [1.1, 1]})
+    image = ax_m.imshow(confusion, cmap="Blues")
+    labels = [str(c) for c in classes]
+    ax_m.set_xticks(range(k), labels, fontsize=8, rotation=90 if k > 12 else 0)
+    ax_m.set_yticks(range(k), labels, fontsize=8)
+    ax_m.set(xlabel="predicted", ylabel="true", title="confusion matrix")
+    if k <= 20:
+        threshold = confusion.max() / 2
+        for i in range(k):
+            for j in range(k):
+                ax_m.text(j, i, str(int(confusion[i, j])), ha="center", va="center", fontsize=7,
+                          color="white" if confusion[i, j] > threshold else "black")
+    fig.colorbar(image, ax=ax_m, shrink=0.8)
+    width = 0.4
+    at = np.arange(k)
+    ax_pr.bar(at - width / 2, np.nan_to_num(precision), width, label="precision")
+    ax_pr.bar(at + width / 2, np.nan_to_num(recall), width, label="recall")
+    ax_pr.set_xticks(at, labels, fontsize=8, rotation=90 if k > 12 else 0)
+    low = min(float(np.nanmin(precision)) if np.isfinite(precision).any() else 1.0, float(np.nanmin(recall)) if np.isfinite(recall).any() else 1.0)
+    ax_pr.set(ylim=(max(0.0, low - 0.05), 1.0), title="per-class precision and recall", xlabel="class")
+    ax_pr.grid(alpha=0.3, axis="y")
+    ax_pr.legend(fontsize="small", loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)
+
+
+def plot_embedding(points: np.ndarray, labels: np.ndarray, classes: list, explained: tuple[float, float], title: str, path: Path) -> None:
+    """2-D PCA projection of hidden representations, one colour per class (or a colour scale for values)."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    if classes:
+        palette = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+        for k, c in enumerate(classes):
+            mine = labels == k
+            ax.scatter(points[mine, 0], points[mine, 1], s=3, alpha=0.6, color=palette(k % palette.N), label=str(c))
+        ax.legend(markerscale=4, fontsize="small", ncol=2 if len(classes) > 10 else 1, title="class")
+    else:
+        image = ax.scatter(points[:, 0], points[:, 1], s=3, c=labels, cmap="viridis")
+        fig.colorbar(image, ax=ax, label="target")
+    ax.set(xlabel=f"PC 1 ({explained[0]:.0%} of the variance)", ylabel=f"PC 2 ({explained[1]:.0%})", title=title)
+    ax.grid(alpha=0.3)
+    _save(fig, path)
+
+
+def plot_landscape(line: tuple[np.ndarray, np.ndarray], direction: tuple[np.ndarray, np.ndarray],
+                   plane: tuple[np.ndarray, np.ndarray, np.ndarray], start: str, title: str, path: Path) -> None:
+    """The loss from the start weights (α = 0) to the checkpoint (α = 1), along one random filter-normalised
+    direction through the checkpoint, and over the plane of two such directions (contours)."""
+    plt = _pyplot()
+    fig, (ax_l, ax_d, ax_p) = plt.subplots(1, 3, figsize=(16, 4.5))
+    alpha, loss = line
+    ax_l.plot(alpha, loss, color="C0", marker=".")
+    for a, name in ((0.0, start), (1.0, "checkpoint")):
+        at = np.flatnonzero(alpha == a)
+        if at.size:
+            ax_l.scatter([a], [loss[at[0]]], color="C3", zorder=3)
+            ax_l.annotate(name, (a, loss[at[0]]), textcoords="offset points", xytext=(4, 6), fontsize=8)
+    ax_l.set(xlabel="α  (θ = (1 − α)·θ_start + α·θ_checkpoint)", ylabel="loss", title="from the start to the checkpoint")
+    beta, dloss = direction
+    ax_d.plot(beta, dloss, color="C1", marker=".")
+    ax_d.set(xlabel="β  (θ = θ_checkpoint + β·d)", ylabel="loss", title="along a random filter-normalised direction")
+    b, g, ploss = plane
+    finite = ploss[np.isfinite(ploss)]
+    levels = np.unique(np.quantile(finite, np.linspace(0, 1, 16))) if finite.size else 10
+    contours = ax_p.contourf(b, g, ploss, levels=levels if np.size(levels) > 1 else 10, cmap="viridis")
+    ax_p.contour(b, g, ploss, levels=levels if np.size(levels) > 1 else 10, colors="white", linewidths=0.4)
+    ax_p.scatter([0], [0], color="C3", marker="*", s=80, zorder=3)
+    fig.colorbar(contours, ax=ax_p, label="loss")
+    ax_p.set(xlabel="β (direction 1)", ylabel="γ (direction 2)", title="the plane of two random directions")
+    for ax in (ax_l, ax_d):
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_states(x: np.ndarray, states: list[tuple[str, np.ndarray]], title: str, path: Path) -> None:
+    """A recurrent network reading one sequence: the input (features × time) and each recurrent layer's
+    hidden state h_t (units × time) in the diverging map."""
+    plt = _pyplot()
+    fig, axes = plt.subplots(1 + len(states), 1, figsize=(11, 2.2 + 2.4 * len(states)), squeeze=False)
+    _show_input(axes[0, 0], x, "input (features × time)")
+    for ax, (name, h) in zip(axes[1:, 0], states):
+        limit = float(np.max(np.abs(h))) or 1.0
+        image = ax.imshow(h.T, aspect="auto", cmap=DIVERGING, vmin=-limit, vmax=limit, interpolation="nearest")
+        ax.set(xlabel="time step t", ylabel="unit", title=f"{name}: hidden state h_t")
+        ax.xaxis.set_major_locator(_integer_ticks())
+        ax.yaxis.set_major_locator(_integer_ticks())
+        fig.colorbar(image, ax=ax, pad=0.01)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_patterns(patterns: np.ndarray, input_shape, titles: list[str], title: str, path: Path) -> None:
+    """Stored ±1 patterns of a Hopfield network as pictures."""
+    plt = _pyplot()
+    shape = _picture_shape(tuple(input_shape))
+    rows, cols = _grid(len(patterns), 8)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.5 * cols, 1.6 * rows + 0.5), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, p, name in zip(axes.flat, patterns, titles):
+        ax.imshow(_picture(p, shape), cmap="gray_r", vmin=-1, vmax=1, interpolation="nearest")
+        ax.set_title(name, fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    _save(fig, path)

@@ -1,5 +1,9 @@
 """The run folder: config.yaml, history.csv, checkpoints/last.npz and best.npz, loss.png (not for one-shot fits).
 
+A run that starts from scratch (not a resume) also keeps the weights it started from in
+checkpoints/initial.npz (weights only, no training state: `--weights` can start from it, `--resume`
+cannot): `nncli visualize --what landscape` draws the loss on the line from them to a checkpoint.
+
 `RunFolder` is a training callback; every file it writes is written
 atomically (files.atomic_write), so a kill at any instant leaves the previous
 version of each file intact.
@@ -10,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ._version import __version__
-from .checkpoint import run_checkpoint, save_checkpoint
+from .checkpoint import model_arrays, run_checkpoint, save_checkpoint
 from .config import dump_yaml
 from .files import atomic_link, atomic_write_text, csv_line, csv_row, csv_text
 from .training import HISTORY_COLUMNS, Callback, Fit, OneShotFit
@@ -39,6 +43,7 @@ class RunFolder(Callback):
         self.data_meta = data_meta  # input_shape, preprocessing: what eval needs besides the config
         self.last = self.checkpoints / "last.npz"
         self.best = self.checkpoints / "best.npz"
+        self.initial = self.checkpoints / "initial.npz"
         self._lines: list[str] = []  # history.csv's formatted rows
         for stale in [*self.path.glob(".*.tmp"), *self.checkpoints.glob(".*.tmp")]:
             stale.unlink(missing_ok=True)  # a killed run's temporaries (atomic_write's, atomic_link's)
@@ -64,6 +69,10 @@ class RunFolder(Callback):
         return path
 
     def on_train_begin(self, fit: Fit) -> None:
+        fresh = fit.state.step == 0 and fit.state.batch == 0 and not fit.state.history
+        if fresh and not isinstance(fit, OneShotFit) and not self.initial.exists():
+            run_meta = {"config": self.config, "epoch": 0, "nncli_version": __version__, **self.data_meta}
+            save_checkpoint(self.initial, run_meta, model_arrays(fit.model))
         self.write_history(fit.state.history)
 
     def on_epoch_end(self, fit: Fit, row: dict) -> None:

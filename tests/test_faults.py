@@ -723,6 +723,8 @@ def test_a_closed_stdout_ends_every_command_quietly_with_141(world, tmp_path):
         ("gradcheck", world.config_path, "--samples", "2", "--entries", "2"),
         ("sweep", world.config_path, "--engine", "serial", "--grid", "training.epochs=1", "--out", tmp_path / "sweep"),
         ("devices",),
+        ("visualize", world.last, "--what", "weights", "--out", tmp_path / "viz"),
+        ("report", world.earlier, "--out", tmp_path / "report.html"),
     ]
     assert {c[0] for c in commands} == set(get_command(app).commands)
     read, write = os.pipe()
