@@ -92,7 +92,7 @@ class Objective:
 def full_batch_objective(model, loss, x: np.ndarray, y: np.ndarray):
     """θ -> (f(θ), ∇f(θ)): f over all of (x, y) and its gradient (a fresh array), what full-batch
     minimisers and their line searches see: the same objective as a training step."""
-    x = x.astype(model.dtype, copy=False)
+    x = np.asarray(x, dtype=model.dtype)  # an ndarray as it is; an npy source's Rows gathered whole (full batch)
     objective = Objective(model, loss)
 
     def evaluate(theta: np.ndarray) -> tuple[float, np.ndarray]:

@@ -303,7 +303,7 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     (C, "unknown loss", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c.update(loss="hinge")))], 2, "loss: unknown loss 'hinge'"),
     (C, "unknown activation", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["model"]["layers"][1].update(activation="sigmiod")))], 2, "unknown activation 'sigmiod'. Did you mean 'sigmoid'?"),
     (C, "unknown initializer", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["model"]["layers"][1].update(kernel_initializer="he")))], 2, "model.layers.1.kernel_initializer: unknown initializer 'he'"),
-    (C, "unknown data source", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["data"].update(source="parquet")))], 2, "data.source: unknown data source 'parquet'"),
+    (C, "unknown data source", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["data"].update(source="hdf5")))], 2, "data.source: unknown data source 'hdf5'"),
     (C, "missing source", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["data"].pop("source")))], 2, "data: missing 'source'"),
     (C, "unknown schedule", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["training"].update(schedule="cosin")))], 2, "training.schedule: unknown schedule 'cosin'. Did you mean 'cosine'?"),
     (C, "early stopping typo", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["training"].update(early_stopping={"patiense": 2})))], 2, "training.early_stopping.patiense: unknown option"),

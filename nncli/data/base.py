@@ -304,6 +304,16 @@ class Rows:
             out = out.astype(self.dtype)
         return out[0] if single else out
 
+    def take(self, indices, axis: int = 0, out: np.ndarray | None = None) -> np.ndarray:
+        """np.take(rows, indices, axis=0, out=buffer), as the trainer gathers a batch."""
+        if axis != 0:
+            raise ValueError("Rows are taken along axis 0 only")
+        rows = self[indices]
+        if out is None:
+            return rows
+        out[...] = rows
+        return out
+
     def astype(self, dtype, copy: bool = True) -> Rows:
         return self if np.dtype(dtype) == self.dtype and not copy else Rows(self.base, self.index, self.mean, self.std, dtype)
 

@@ -25,7 +25,7 @@ import numpy as np
 from ..errors import DataError
 from ..registry import Fraction, NonNegativeInt, PositiveInt
 from .base import DATA_SOURCES, PROGRESS_MIN_BYTES, ProgressMeter, existing, read_text
-from .tabular import TabularSource, check_fits, merge_labels
+from .tabular import TabularSource, check_fits, merge_labels, number_labels
 
 _MISSING = {"", "na", "n/a", "nan", "null", "none", "?", "-"}
 _SAMPLE = 1 << 20  # bytes read to find the header and the first data row, and to estimate the row count
@@ -126,23 +126,6 @@ class _Table:
             value = _label_value(row[column])
             codes[r] = seen.setdefault((type(value) is str, value), len(seen))
         return [key[1] for key in seen], codes
-
-
-def _small_integers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
-    """(distinct values, codes) of a column of small whole numbers (class labels 0..K) by counting, not sorting; else None."""
-    if not len(values):
-        return None
-    low, high = values.min(), values.max()
-    if not (np.isfinite(low) and np.isfinite(high)) or high - low > 1 << 16:
-        return None
-    shifted = values - low
-    ints = shifted.astype(np.int64)
-    if not np.array_equal(ints, shifted):
-        return None
-    present = np.flatnonzero(np.bincount(ints))
-    lookup = np.zeros(int(high - low) + 1, np.int64)
-    lookup[present] = np.arange(len(present))
-    return present + int(low), lookup[ints]
 
 
 class _CountingFile(io.FileIO):
@@ -294,16 +277,10 @@ class _FastTable:
     def labels(self, column: int) -> tuple[list, np.ndarray]:
         values = self._column(column)
         name = self.header[column]
-        if self.numeric[column] and (small := _small_integers(values)) is not None:
-            uniq, codes = small
-            missing = np.zeros(len(uniq), bool)
-            converted = [int(v) for v in uniq]
-        elif self.numeric[column]:
-            uniq, codes = np.unique(values, return_inverse=True)
-            if np.isinf(uniq).any():
+        if self.numeric[column]:
+            if np.isinf(values).any():
                 raise _Fallback  # 'inf' is a label of its own; the exact reader keeps its text
-            missing = np.isnan(uniq)
-            converted = [int(v) if v.is_integer() else float(v) for v in uniq[~missing].tolist()] + [None] * int(missing.any())
+            converted, codes, missing = number_labels(values)
         else:
             try:
                 text = values.astype(str)

@@ -44,6 +44,87 @@ def merge_labels(converted: list, codes: np.ndarray) -> tuple[list, np.ndarray]:
     return [key[1] for key in distinct], remap[codes] if len(converted) else codes
 
 
+def small_integers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """(distinct values, codes) of a column of small whole numbers (class labels 0..K) by counting, not sorting; else None."""
+    if not len(values):
+        return None
+    low, high = values.min(), values.max()
+    if not (np.isfinite(low) and np.isfinite(high)) or high - low > 1 << 16:
+        return None
+    shifted = values - low
+    ints = shifted.astype(np.int64)
+    if not np.array_equal(ints, shifted):
+        return None
+    present = np.flatnonzero(np.bincount(ints))
+    lookup = np.zeros(int(high - low) + 1, np.int64)
+    lookup[present] = np.arange(len(present))
+    return present + int(low), lookup[ints]
+
+
+def number_labels(values: np.ndarray) -> tuple[list, np.ndarray, np.ndarray]:
+    """Class labels held as numbers (a float or integer column): (distinct values: whole numbers as int,
+    others as float; a code per row; which distinct values are missing (NaN))."""
+    small = small_integers(values)
+    if small is not None:
+        uniq, codes = small
+        return [int(v) for v in uniq.tolist()], codes, np.zeros(len(uniq), bool)
+    uniq, codes = np.unique(values, return_inverse=True)
+    codes = codes.reshape(-1)
+    missing = np.isnan(uniq) if uniq.dtype.kind == "f" else np.zeros(len(uniq), bool)
+    if missing.any():  # np.unique keeps every NaN apart: one code for them all
+        first = int(np.flatnonzero(missing)[0])
+        codes = np.where(missing[codes], first, codes)
+    converted = [int(v) if float(v).is_integer() else float(v) for v in uniq.tolist()]
+    return converted, codes, missing
+
+
+def check_classes(path, name: str, values: list, rows: int) -> list:
+    """The sorted distinct labels of column `name`, refused when they cannot be classes: a single one, real
+    numbers, or so many that most rows hold a value of their own (a continuous target: nothing to split by)."""
+    classes = sorted(values, key=lambda v: (isinstance(v, str), v))
+    if len(classes) < 2:
+        raise DataError(f"{path}: column '{name}' holds a single class ({classes[0]!r}); need two or more")
+    real = [v for v in classes if isinstance(v, float)]
+    if real or (len(classes) > 2 and 2 * len(classes) > rows):
+        what = f", real numbers such as {real[0]:g}" if real else ""
+        raise DataError(
+            f"{path}: target column '{name}' holds {len(classes)} distinct values in {rows} rows{what}; "
+            "classification needs class labels, each shared by several rows; to predict the numbers set data.task: regression"
+        )
+    return classes
+
+
+def class_index(path, values: list, codes: np.ndarray, classes: list) -> np.ndarray:
+    """Per-row class indices into `classes` from (distinct values, codes); a label not among them is a DataError."""
+    lookup = {(isinstance(c, str), c): i for i, c in enumerate(classes)}
+    index = np.empty(len(values), np.int64)
+    for i, v in enumerate(values):
+        if (isinstance(v, str), v) not in lookup:
+            raise DataError(f"{path}: label {v!r} is not one of the classes {classes}")
+        index[i] = lookup[(isinstance(v, str), v)]
+    return index[codes]
+
+
+def column_statistics(values: np.ndarray, rows: np.ndarray, block: int = 1 << 16) -> tuple[np.ndarray, np.ndarray]:
+    """values[rows].mean(axis=0) and .std(axis=0) of a (N, k) array, bit for bit as numpy computes them (a
+    reduction over axis 0 adds row after row, so carrying the partial sum from block to block changes
+    nothing), without copying the rows out: a block at a time."""
+    n, k = len(rows), values.shape[1]
+    if k < 2 or n <= block:  # one column is reduced pairwise (it is contiguous): numpy's own way, on a copy
+        chosen = values[rows]
+        return chosen.mean(axis=0), chosen.std(axis=0)
+    total = np.zeros((1, k))
+    for start in range(0, n, block):
+        total = np.add.reduce(np.concatenate([total, values[rows[start : start + block]]]), axis=0, keepdims=True)
+    mean = total[0] / n
+    squares = np.zeros((1, k))
+    for start in range(0, n, block):
+        d = values[rows[start : start + block]] - mean
+        d *= d
+        squares = np.add.reduce(np.concatenate([squares, d]), axis=0, keepdims=True)
+    return mean, np.sqrt(squares[0] / n)
+
+
 class TabularSource(DataSource):
     """Base class of sources whose data is a table with named columns (see the module docstring)."""
 
@@ -126,20 +207,7 @@ class TabularSource(DataSource):
         return table.header.index(name)
 
     def _classes(self, table, target: int, values: list, codes: np.ndarray) -> list:
-        """The sorted distinct labels, refused when they cannot be classes: a single one, real numbers,
-        or so many that most rows hold a value of their own (a continuous target: nothing to split by)."""
-        classes = sorted(values, key=lambda v: (isinstance(v, str), v))
-        name = table.header[target]
-        if len(classes) < 2:
-            raise DataError(f"{self.path}: column '{name}' holds a single class ({classes[0]!r}); need two or more")
-        real = [v for v in classes if isinstance(v, float)]
-        if real or (len(classes) > 2 and 2 * len(classes) > len(codes)):
-            what = f", real numbers such as {real[0]:g}" if real else ""
-            raise DataError(
-                f"{self.path}: target column '{name}' holds {len(classes)} distinct values in {len(codes)} rows{what}; "
-                "classification needs class labels, each shared by several rows; to predict the numbers set data.task: regression"
-            )
-        return classes
+        return check_classes(self.path, table.header[target], values, len(codes))
 
     # -- the source's two jobs ------------------------------------------------------------------
     def inspect(self) -> DataInfo:
@@ -161,13 +229,7 @@ class TabularSource(DataSource):
             values, codes = table.labels(targets[0])
             stored = (preprocessing or {}).get("classes")
             classes = stored or self._classes(table, targets[0], values, codes)  # a checkpoint's classes are what it predicts
-            lookup = {(isinstance(c, str), c): i for i, c in enumerate(classes)}
-            index = np.empty(len(values), np.int64)
-            for i, v in enumerate(values):
-                if (isinstance(v, str), v) not in lookup:
-                    raise DataError(f"{self.path}: label {v!r} is not one of the classes {classes}")
-                index[i] = lookup[(isinstance(v, str), v)]
-            y = strata = index[codes]
+            y = strata = class_index(self.path, values, codes, classes)
             del codes
         table.release()
 
@@ -245,11 +307,8 @@ class TabularSource(DataSource):
             if mean.shape != (len(columns),):
                 raise DataError(f"{self.path}: has {len(columns)} {what}, the checkpoint was trained on {len(mean)}")
             return mean, std
-        train = values[train_idx]
         with np.errstate(over="ignore", invalid="ignore"):
-            mean = train.mean(axis=0)
-            std = train.std(axis=0)
-        del train
+            mean, std = column_statistics(values, train_idx)
         std[std == 0] = 1.0  # a constant column stays constant (zero) instead of dividing by 0
         bad = ~(np.isfinite(mean) & np.isfinite(std))
         if bad.any():
