@@ -27,6 +27,13 @@ _BLOCK_BYTES = 8 << 20  # rows read at a time by the statistics pass
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
+def _reason(exc: BaseException) -> str:
+    text = str(exc)
+    if "pickle" in text or "Python objects" in text:
+        return "pickled data; nncli loads plain arrays only"
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def _open_npy(path: str, key: str, mmap: bool) -> np.ndarray:
     """The array in a .npy file (memory-mapped when `mmap`), or one DataError naming the file."""
     p = existing(path, ".npy file", key)
@@ -35,8 +42,7 @@ def _open_npy(path: str, key: str, mmap: bool) -> np.ndarray:
     try:
         array = np.load(p, mmap_mode="r" if mmap else None, allow_pickle=False)
     except (ValueError, OSError, EOFError) as exc:
-        reason = "pickled data; nncli loads plain arrays only" if "pickle" in str(exc) else str(exc).splitlines()[0] or type(exc).__name__
-        raise DataError(f"{path}: not a readable .npy array ({reason})") from None
+        raise DataError(f"{path}: not a readable .npy array ({_reason(exc)})") from None
     if isinstance(array, np.lib.npyio.NpzFile):
         array.close()
         raise DataError(f"{path}: is an .npz archive; use data.source: npz")
@@ -75,8 +81,7 @@ def _member(archive, path: str, name: str) -> np.ndarray:
     try:
         return archive[name]
     except (ValueError, OSError, EOFError, zipfile.BadZipFile) as exc:
-        reason = "pickled data; nncli loads plain arrays only" if "pickle" in str(exc) else str(exc).splitlines()[0] or type(exc).__name__
-        raise DataError(f"{path}: array '{name}' is not readable ({reason})") from None
+        raise DataError(f"{path}: array '{name}' is not readable ({_reason(exc)})") from None
 
 
 def _check_features(where: str, x: np.ndarray) -> None:
@@ -115,12 +120,13 @@ def _stream_statistics(x, train: np.ndarray, where: str) -> tuple[np.ndarray, np
         chosen = block[train[start : start + len(block)]]
         if len(chosen):
             n = len(chosen)
-            block_mean = chosen.mean(axis=0)
-            block_m2 = ((chosen - block_mean) ** 2).sum(axis=0)
-            delta = block_mean - mean
-            total = count + n
-            mean = mean + delta * (n / total)
-            m2 = m2 + block_m2 + delta**2 * (count * n / total)
+            with np.errstate(over="ignore", invalid="ignore"):  # overflow: caught as non-finite statistics
+                block_mean = chosen.mean(axis=0)
+                block_m2 = ((chosen - block_mean) ** 2).sum(axis=0)
+                delta = block_mean - mean
+                total = count + n
+                mean = mean + delta * (n / total)
+                m2 = m2 + block_m2 + delta**2 * (count * n / total)
             count = total
         if meter is not None:
             meter.advance(len(block))
