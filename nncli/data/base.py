@@ -304,7 +304,7 @@ class Rows:
             out = out.astype(self.dtype)
         return out[0] if single else out
 
-    def take(self, indices, axis: int = 0, out: np.ndarray | None = None) -> np.ndarray:
+    def take(self, indices, axis: int = 0, out: np.ndarray | None = None, mode: str = "raise") -> np.ndarray:
         """np.take(rows, indices, axis=0, out=buffer), as the trainer gathers a batch."""
         if axis != 0:
             raise ValueError("Rows are taken along axis 0 only")
