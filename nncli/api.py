@@ -88,7 +88,9 @@ def _load_data(experiment: Experiment, preprocessing: dict | None = None, callba
     """The experiment's data; `callbacks` hear `on_load_progress` while a large file is read."""
     def report(what: str, done: int, total: int) -> None:
         for cb in callbacks:
-            cb.on_load_progress(what, done, total)
+            hear = getattr(cb, "on_load_progress", None)  # callbacks need not derive from Callback
+            if hear is not None:
+                hear(what, done, total)
 
     with experiment.doc.errors_located(), load_progress(report if callbacks else None):  # a missing data.path names its config line
         return experiment.data.load(experiment.seeds("data"), preprocessing)
