@@ -263,7 +263,7 @@ class _FastTable:
         if not all(self.numeric[c] for c in columns):
             raise _Fallback  # text in a number column: the exact reader names the cell
         if self.array.dtype.names is None and columns == list(range(columns[0], columns[0] + len(columns))):
-            out = self.array[:, columns[0] : columns[0] + len(columns)].copy()  # (N, k), C order
+            out = self.array[:, columns[0] : columns[0] + len(columns)]  # a view: no second (N, k) array (the table is not read again)
         elif self.array.dtype.names is None:
             out = self.array[:, columns]  # a copy, (N, k)
         else:
