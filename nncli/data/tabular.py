@@ -51,14 +51,15 @@ def small_integers(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     low, high = values.min(), values.max()
     if not (np.isfinite(low) and np.isfinite(high)) or high - low > 1 << 16:
         return None
-    shifted = values - low
-    ints = shifted.astype(np.int64)
-    if not np.array_equal(ints, shifted):
+    codes = values.astype(np.int64)
+    if not (codes == values).all():
         return None
-    present = np.flatnonzero(np.bincount(ints))
+    codes -= int(low)
+    present = np.flatnonzero(np.bincount(codes))
     lookup = np.zeros(int(high - low) + 1, np.int64)
     lookup[present] = np.arange(len(present))
-    return present + int(low), lookup[ints]
+    np.take(lookup, codes, out=codes)
+    return present + int(low), codes
 
 
 def number_labels(values: np.ndarray) -> tuple[list, np.ndarray, np.ndarray]:
@@ -123,6 +124,14 @@ def column_statistics(values: np.ndarray, rows: np.ndarray, block: int = 1 << 16
         d *= d
         squares = np.add.reduce(np.concatenate([squares, d]), axis=0, keepdims=True)
     return mean, np.sqrt(squares[0] / n)
+
+
+def _rows32(values: np.ndarray, index: np.ndarray, block: int = 1 << 16) -> np.ndarray:
+    """values[index].astype(float32), the same numbers, copied a block of rows at a time."""
+    out = np.empty((len(index), *values.shape[1:]), np.float32)
+    for start in range(0, len(index), block):
+        out[start : start + block] = values[index[start : start + block]]
+    return out
 
 
 class TabularSource(DataSource):
@@ -247,7 +256,7 @@ class TabularSource(DataSource):
                 x -= mean  # in place: the same values as (x - mean) / std without a second (N, k) array
                 x /= std
             stats = {"mean": mean.tolist(), "std": std.tolist()}
-        x = self._float32(x, table, feature_cols)
+        self._check_float32(x, table, feature_cols)  # x stays float64: each split is cast as it is copied out
         target_scale = None
         if self.regression:
             if self.standardize_target is not False:  # null (the default) standardises a regression's targets
@@ -259,14 +268,14 @@ class TabularSource(DataSource):
             y = self._float32(y, table, targets)
 
         def part(index):
-            return Split(x[index], y[index]) if len(index) else None
+            return Split(_rows32(x, index), y[index]) if len(index) else None
 
         if self.regression:
             columns = {"task": "regression", "targets": [table.header[c] for c in targets]}
         else:
             columns = {"classes": list(classes), "target": table.header[targets[0]]}
-        train, val, test = Split(x[train_idx], y[train_idx]), part(val_idx), part(test_idx)
-        del x  # the splits are copies: the whole array goes before the model is built
+        train, val, test = Split(_rows32(x, train_idx), y[train_idx]), part(val_idx), part(test_idx)
+        del x  # the splits are copies: the whole (float64) array goes before the model is built
         return Dataset(
             train=train,
             val=val,
@@ -315,6 +324,15 @@ class TabularSource(DataSource):
             name = table.header[columns[int(np.argmax(bad))]]
             raise DataError(f"{self.path}: column '{name}': values too large to standardise")
         return mean, std
+
+    def _check_float32(self, values, table, columns, block: int = 1 << 16) -> None:
+        """_float32's check, a block of rows at a time (no float32 copy of the whole array)."""
+        for start in range(0, len(values), block):
+            with np.errstate(over="ignore", invalid="ignore"):
+                part = values[start : start + block].astype(np.float32)
+            if not np.isfinite(part).all():
+                row, col = np.argwhere(~np.isfinite(part))[0]
+                raise DataError(f"{table.where(start + row)}: column '{table.header[columns[col]]}': value is too large for float32 training")
 
     def _float32(self, values, table, columns) -> np.ndarray:
         with np.errstate(over="ignore", invalid="ignore"):
