@@ -7,13 +7,13 @@
 Files are generated into a temporary folder (removed afterwards, unless --keep): 8 feature columns
 of normal floats written with 5 decimals and an integer class label (0-2), about 70 bytes a row,
 as one block of unique rows repeated. Each measurement runs in a fresh Python process, which
-reports its own wall time for the load and its peak resident memory (ru_maxrss) and that of the
+reports its own wall time for the load and its peak resident memory (VmHWM) and that of the
 bare interpreter with numpy and nncli imported before loading, so the difference is the load's own.
 
 - loadtxt: `np.loadtxt(path, delimiter=",", skiprows=1)` (float64, the whole table);
 - nncli csv: the csv source's `load()`: parse, labels, splits, standardisation, float32 splits;
 - nncli npy: the same table as features.npy + labels.npy (memory-mapped; stats in one pass);
-- `--train`: `python -m nncli train` for one epoch of a small MLP, peak RSS of the whole process.
+- `--train`: `nncli train` (python -m nncli) for one epoch of a small MLP, peak RSS of the whole process.
 """
 
 from __future__ import annotations
@@ -35,13 +35,28 @@ REPO = Path(__file__).resolve().parent.parent
 COLUMNS = 9  # 8 features + the label
 BLOCK = 100_000  # unique rows, repeated to make larger files
 
-_CHILD = r"""
-import json, resource, sys, time
+# Peak resident memory of this process: VmHWM (Linux; it starts afresh at exec, unlike ru_maxrss, which a
+# child inherits from the parent it was forked from), else ru_maxrss.
+_PEAK = r"""
+def peak_kib():
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    import resource
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+"""
+
+_CHILD = _PEAK + r"""
+import json, sys, time
 import numpy as np
 kind, path = sys.argv[1], sys.argv[2]
 import nncli.data
 from nncli.data import DATA_SOURCES
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+before = peak_kib()
 t = time.perf_counter()
 if kind == "loadtxt":
     a = np.loadtxt(path, delimiter=",", skiprows=1)
@@ -53,7 +68,7 @@ else:
     rows = sum(len(p) for p in parts)
     final = sum(p.x.nbytes + p.y.nbytes for p in parts) if kind == "csv" else sum(p.y.nbytes for p in parts)
 seconds = time.perf_counter() - t
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+peak = peak_kib()
 print(json.dumps({"seconds": seconds, "rows": rows, "final": final, "base_kib": before, "peak_kib": peak}))
 """
 
@@ -107,15 +122,20 @@ def train_peak(path: Path, folder: Path) -> tuple[float, float]:
         "loss: cross_entropy\noptimizer: {type: adam, learning_rate: 1e-3}\ntraining: {epochs: 1, batch_size: 256}\n"
     )
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)}
+    code = _PEAK + (
+        "import atexit, runpy, sys\n"
+        "atexit.register(lambda: print(f'PEAK_KIB={peak_kib()}', file=sys.stderr))\n"
+        f"sys.argv = ['nncli', 'train', {str(config)!r}, '--out', {str(folder / 'run')!r}, '--quiet']\n"
+        "runpy.run_module('nncli', run_name='__main__')\n"
+    )
     started = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "nncli", "train", str(config), "--out", str(folder / "run"), "--quiet"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
+    out = subprocess.run([sys.executable, "-c", code], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env)
     seconds = time.perf_counter() - started
-    if status != 0:
-        raise SystemExit(f"nncli train failed: {proc.stderr.read().decode()}")
+    if out.returncode != 0:
+        raise SystemExit(f"nncli train failed:\n{out.stderr}")
     shutil.rmtree(folder / "run", ignore_errors=True)
-    return seconds, usage.ru_maxrss / 1024
+    peak = [line for line in out.stderr.splitlines() if line.startswith("PEAK_KIB=")][-1]
+    return seconds, int(peak.split("=")[1]) / 1024
 
 
 def _mb(kib: float) -> str:
@@ -134,7 +154,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     sizes = [int(float(r)) for r in args.rows.split(",") if r.strip()] + ([10_000_000] if args.huge else [])
     folder = Path(tempfile.mkdtemp(prefix="nncli-bench-data-", dir=args.dir))
-    print(f"{COLUMNS} numeric columns (8 features + class label); peak = ru_maxrss of the loading process, "
+    print(f"{COLUMNS} numeric columns (8 features + class label); peak = VmHWM of the loading process, "
           "'own' = peak less the interpreter with numpy and nncli imported; best of "
           f"{args.repeat}; files in {folder}")
     header = f"{'rows':>10} {'file MB':>8} {'loadtxt s':>10} {'nncli s':>8} {'ratio':>6} {'loadtxt peak/own MB':>20} {'nncli peak/own MB':>18} {'final MB':>9}"
