@@ -184,3 +184,16 @@ def test_the_data_benchmark_runs_at_tiny_sizes(capsys):
     out = capsys.readouterr().out.splitlines()
     assert "loadtxt s" in out[1] and "npy s" in out[1] and "train peak MB" in out[1]
     assert [line.split()[0] for line in out[2:]] == ["300"]
+
+
+def test_rich_progress_shows_a_load_bar_and_removes_it():
+    import io
+
+    from rich.console import Console
+
+    from nncli.console import RichProgress
+
+    bar = RichProgress(Console(file=io.StringIO(), force_terminal=True))
+    for done in (0, 40, 100):
+        bar.on_load_progress("reading t.csv", done, 100)
+    assert bar._loading is None and not bar.progress.tasks  # gone before the training bars start

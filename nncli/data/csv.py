@@ -23,6 +23,7 @@ from typing import Literal
 import numpy as np
 
 from ..errors import DataError
+from ..memory import human_bytes
 from ..registry import Fraction, NonNegativeInt, PositiveInt
 from .base import DATA_SOURCES, PROGRESS_MIN_BYTES, ProgressMeter, existing, read_text
 from .tabular import TabularSource, check_fits, merge_labels, number_labels
@@ -212,6 +213,8 @@ class _FastTable:
                     array = np.loadtxt(f, delimiter=self.delimiter, quotechar='"', comments=None, dtype=dtype, ndmin=1 if dtype.names else 2)
             except (ValueError, TypeError, UnicodeError, csv.Error):
                 raise _Fallback from None
+            except MemoryError:  # the estimate said it fits, the machine changed its mind
+                raise DataError(f"{self.path}: ran out of memory while parsing ({human_bytes(size)} of CSV)") from None
         if raw.meter is not None:
             raw.meter.finish()
         if dtype.names is None and array.shape[1] != len(self.header):
