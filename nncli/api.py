@@ -16,6 +16,7 @@ import os
 import shlex
 import shutil
 import socket
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -27,7 +28,7 @@ from .checkpoint import Checkpoint, read_checkpoint
 from .compare import CURVE_COLUMNS, RUN_COLUMNS, SUMMARY_COLUMNS, Comparison, OptimizerSummary, curve_rows, json_rows
 from .compare import merge as merge_comparisons
 from .config import dump_yaml, load_document
-from .data import DATA_SOURCES, SPLITS, Dataset
+from .data import DATA_SOURCES, SPLITS, Dataset, load_progress
 from .diagnostics import GradientLog
 from .errors import CheckpointError, ConfigError, DataError, DivergedError, TrainingInterrupted, dotted
 from .engines import RAY_INSTALL_HINT, Job, SerialEngine, make_engine, raise_for, ray_installed
@@ -77,14 +78,22 @@ class TrainResult:
     epochs: int  # the epochs (iterations) the run was set to reach
     storage: dict = field(default_factory=dict)  # what a one-shot fit stored (model kinds' fit_summary)
     r2: dict = field(default_factory=dict)  # a regression's final R² by split name (train, val), for the summary
+    load_seconds: float | None = None  # wall time of reading and preparing the data
 
     @property
     def history(self) -> list[dict]:
         return self.state.history
 
 
-def _load_data(experiment: Experiment, preprocessing: dict | None = None) -> Dataset:
-    with experiment.doc.errors_located():  # a missing data.path names its config line
+def _load_data(experiment: Experiment, preprocessing: dict | None = None, callbacks: Sequence[Callback] = ()) -> Dataset:
+    """The experiment's data; `callbacks` hear `on_load_progress` while a large file is read."""
+    def report(what: str, done: int, total: int) -> None:
+        for cb in callbacks:
+            hear = getattr(cb, "on_load_progress", None)  # callbacks need not derive from Callback
+            if hear is not None:
+                hear(what, done, total)
+
+    with experiment.doc.errors_located(), load_progress(report if callbacks else None):  # a missing data.path names its config line
         return experiment.data.load(experiment.seeds("data"), preprocessing)
 
 
@@ -215,7 +224,9 @@ def train(
         _check_resumable(experiment, resumed)
     start = read_checkpoint(weights) if weights is not None else None
 
-    dataset = _load_data(experiment, resumed.meta["preprocessing"] if resumed else None)
+    started = time.perf_counter()
+    dataset = _load_data(experiment, resumed.meta["preprocessing"] if resumed else None, callbacks)
+    load_seconds = time.perf_counter() - started
     experiment.check_fits(dataset)
     num_classes = dataset.num_classes or None  # a regression has none
     check_memory(experiment, dataset.input_shape, num_classes, len(dataset.train))  # before the model exists
@@ -276,6 +287,7 @@ def train(
         epochs=trainer.epochs,
         storage=storage,
         r2=r2,
+        load_seconds=load_seconds,
     )
 
 

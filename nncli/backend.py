@@ -53,8 +53,11 @@ class Backend:
         return self.xp is np
 
     def to_device(self, a):
-        """The array on this backend (no copy when it is there already)."""
-        return a if self.on_host or isinstance(a, self.xp.ndarray) else self.xp.asarray(a)
+        """The array on this backend (no copy when it is there already); array-likes (an npy source's rows) are
+        read whole first."""
+        if self.on_host or isinstance(a, self.xp.ndarray):
+            return a
+        return self.xp.asarray(a if isinstance(a, np.ndarray) else np.asarray(a))
 
     def to_host(self, a) -> np.ndarray:
         """The array as host NumPy (no copy when it is there already)."""

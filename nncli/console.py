@@ -83,10 +83,20 @@ def epoch_line(fit: Fit, row: dict) -> str:
 
 
 class PlainProgress(Callback):
-    """One line per epoch on stderr (for logs, CI, and --quiet)."""
+    """One line per epoch on stderr (for logs, CI, and --quiet); a line as a large data file starts and ends loading."""
 
     def __init__(self, console: Console = stderr):
         self.console = console
+        self._load_started: float | None = None
+
+    def on_load_progress(self, what, done, total):
+        if done == 0:
+            self._load_started = time.perf_counter()
+            self.console.print(f"{what} ({human_bytes(total) if total > 1 << 20 else f'{total:,} rows'}) ...", markup=False, highlight=False, soft_wrap=True)
+        elif done >= total and self._load_started is not None:
+            seconds = time.perf_counter() - self._load_started
+            self.console.print(f"{what}: done in {seconds:.1f}s", markup=False, highlight=False, soft_wrap=True)
+            self._load_started = None
 
     def on_epoch_end(self, trainer, row):
         self.console.print(epoch_line(trainer, row), markup=False, highlight=False, soft_wrap=True)
@@ -112,6 +122,19 @@ class RichProgress(Callback):
             transient=True,
         )
         self._last = 0.0
+        self._loading = None  # the load bar's task, while a large file is read
+
+    def on_load_progress(self, what, done, total):
+        if self._loading is None:
+            if done >= total:
+                return
+            self.progress.start()
+            self._loading = self.progress.add_task(what, total=total, stats="")
+        self.progress.update(self._loading, completed=done)
+        if done >= total:
+            self.progress.remove_task(self._loading)
+            self.progress.stop()
+            self._loading = None
 
     def on_train_begin(self, trainer):
         self.progress.start()
@@ -270,6 +293,8 @@ def train_summary(result: TrainResult) -> Table:
     if not result.storage:
         table.add_row("epochs", f"{s.epoch}/{result.epochs}" + (f" (stopped: {s.stop_reason})" if s.stop_reason else ""))
     table.add_row("time", f"{sum(r['seconds'] for r in s.history):.1f}s")
+    if result.load_seconds is not None:
+        table.add_row("data load", f"{result.load_seconds:.1f}s")
     if result.r2:  # a regression: R² (final weights) instead of accuracy
         table.add_row("train loss / R²", f"{_num(last.get('train_loss'))} / {_num(result.r2.get('train'))}")
         if last.get("val_loss") is not None:

@@ -94,7 +94,8 @@ class Objective:
 def full_batch_objective(model, loss, x: np.ndarray, y: np.ndarray):
     """θ -> (f(θ), ∇f(θ)): f over all of (x, y) and its gradient (a fresh array), what full-batch
     minimisers and their line searches see: the same objective as a training step."""
-    x, y = for_model(model, x.astype(model.dtype, copy=False)), for_model(model, y)  # on a GPU: uploaded once
+    # an ndarray as it is; an npy source's Rows gathered whole (full batch); on a GPU, uploaded once
+    x, y = for_model(model, np.asarray(x, dtype=model.dtype)), for_model(model, y)
     objective = Objective(model, loss)
 
     def evaluate(theta: np.ndarray) -> tuple[float, np.ndarray]:

@@ -147,6 +147,8 @@ class Callback:
     def on_batch_end(self, fit: Fit) -> None: ...
     def on_epoch_end(self, fit: Fit, row: dict) -> None: ...
     def on_train_end(self, fit: Fit) -> None: ...
+    def on_load_progress(self, what: str, done: int, total: int) -> None:
+        """Before training: a large data file is being read (`done` of `total` bytes or rows; done == total at its end)."""
 
 
 @dataclass(frozen=True)
@@ -329,7 +331,8 @@ class Trainer(Fit):
         if on_device and data.val is not None:
             self._val = Split(self.backend.to_device(data.val.x), data.val.y)
         self._order_device = None  # the epoch's order on the device (when batches are gathered there)
-        if data.train.x.ndim == 3 and hasattr(model, "training_batches_padded"):  # sequences: padded with NaN steps?
+        if isinstance(data.train.x, np.ndarray) and data.train.x.ndim == 3 and hasattr(model, "training_batches_padded"):
+            # sequences in memory: padded with NaN steps anywhere? (others are looked at batch by batch)
             model.training_batches_padded = bool(np.isnan(data.train.x[:, :, 0]).any())
         self.regression = data.train.regression
         n = self.samples = len(data.train)

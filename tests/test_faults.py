@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import gzip
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -173,6 +174,45 @@ def reg_args(w: World, tmp: Path, text: str, loss: str = "mse", **data) -> list[
     return [*csv_args(w, tmp, text, task="regression", **data), "--set", f"loss={loss}"]
 
 
+def parquet_args(w: World, tmp: Path, columns: dict, **data) -> list[str]:
+    """Train the csv world's model on a Parquet file of these columns (pyarrow: the dev extra)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp / "t.parquet"
+    pq.write_table(pa.table(columns), path)
+    extra = "".join(f", {k}: {v}" for k, v in data.items())
+    return ["train", str(w.csv_config_path), "--set", f"data={{source: parquet, path: {path}, target: label{extra}}}"]
+
+
+GOOD_X = np.arange(40.0).reshape(20, 2)
+GOOD_Y = np.arange(20) % 2
+
+
+def npy_args(w: World, tmp: Path, x=GOOD_X, y=GOOD_Y, x_bytes: bytes | None = None) -> list[str]:
+    """Train the csv world's model on features x.npy and labels y.npy (x_bytes: the features file's raw bytes)."""
+    xp, yp = tmp / "x.npy", tmp / "y.npy"
+    if x_bytes is not None:
+        xp.write_bytes(x_bytes)
+    else:
+        np.save(xp, x, allow_pickle=True)
+    np.save(yp, y)
+    return ["train", str(w.csv_config_path), "--set", f"data={{source: npy, path: {xp}, labels: {yp}}}"]
+
+
+def npz_args(w: World, tmp: Path, **arrays) -> list[str]:
+    path = tmp / "t.npz"
+    np.savez(path, **arrays)
+    return ["train", str(w.csv_config_path), "--set", f"data={{source: npz, path: {path}}}"]
+
+
+def _npy_bytes(array: np.ndarray, cut: int = 0) -> bytes:
+    buf = io.BytesIO()
+    np.save(buf, array)
+    data = buf.getvalue()
+    return data[: len(data) - cut] if cut else data
+
+
 TS_HEADER = "@problemName toy\n@timeStamps false\n@univariate false\n@dimensions 2\n@equalLength false\n@classLabel true a b\n@data\n"
 
 
@@ -303,7 +343,7 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     (C, "unknown loss", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c.update(loss="hinge")))], 2, "loss: unknown loss 'hinge'"),
     (C, "unknown activation", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["model"]["layers"][1].update(activation="sigmiod")))], 2, "unknown activation 'sigmiod'. Did you mean 'sigmoid'?"),
     (C, "unknown initializer", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["model"]["layers"][1].update(kernel_initializer="he")))], 2, "model.layers.1.kernel_initializer: unknown initializer 'he'"),
-    (C, "unknown data source", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["data"].update(source="parquet")))], 2, "data.source: unknown data source 'parquet'"),
+    (C, "unknown data source", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["data"].update(source="hdf5")))], 2, "data.source: unknown data source 'hdf5'"),
     (C, "missing source", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["data"].pop("source")))], 2, "data: missing 'source'"),
     (C, "unknown schedule", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["training"].update(schedule="cosin")))], 2, "training.schedule: unknown schedule 'cosin'. Did you mean 'cosine'?"),
     (C, "early stopping typo", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c["training"].update(early_stopping={"patiense": 2})))], 2, "training.early_stopping.patiense: unknown option"),
@@ -377,6 +417,26 @@ CASES: list[tuple[str, str, Callable, int, str]] = [
     ("data", "csv float32 overflow", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i}e39,{i % 2}\n" for i in range(40)), standardize="false"), 2, "value is too large for float32"),
     ("data", "csv target of real numbers", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i % 3},{i * 0.37:.2f}\n" for i in range(40))), 2, "target column 'label' holds 40 distinct values in 40 rows, real numbers such as 0.37; classification needs class labels"),
     ("data", "csv target of row ids", lambda w, t: csv_args(w, t, "a,b,label\n" + "".join(f"{i},{i % 3},{i}\n" for i in range(40))), 2, "holds 40 distinct values in 40 rows; classification needs class labels, each shared by several rows; to predict the numbers set data.task: regression"),
+    # parquet, npy and npz sources: the same rules as csv, rows counted from 1
+    ("data", "parquet not a parquet file", lambda w, t: ["train", str(w.csv_config_path), "--set", f"data={{source: parquet, path: {csv_file(t, 'a,b,label')}}}"], 2, "t.csv: not a readable Parquet file"),
+    ("data", "parquet missing value", lambda w, t: parquet_args(w, t, {"a": [1.0, 2.0, 3.0] * 7, "b": [1.0, None, 3.0] * 7, "label": [0, 1, 0] * 7}), 2, "t.parquet: row 2: column 'b': value is missing"),
+    ("data", "parquet non-finite value", lambda w, t: parquet_args(w, t, {"a": [1.0, 2.0, float("inf")] * 7, "label": [0, 1, 0] * 7}), 2, "t.parquet: row 3: column 'a': value 'inf' is not a finite number"),
+    ("data", "parquet text feature", lambda w, t: parquet_args(w, t, {"a": [1.0, 2.0] * 10, "b": ["x", "y"] * 10, "label": [0, 1] * 10}), 2, "t.parquet: column 'b' holds string, not numbers"),
+    ("data", "parquet missing label", lambda w, t: parquet_args(w, t, {"a": [1.0, 2.0] * 10, "label": ["yes", None] * 10}), 2, "t.parquet: row 2: column 'label': class label is missing"),
+    ("data", "parquet no target column", lambda w, t: parquet_args(w, t, {"a": [1.0, 2.0] * 10, "lable": [0, 1] * 10}), 2, "no column named 'label'. Did you mean 'lable'?"),
+    ("data", "parquet one class", lambda w, t: parquet_args(w, t, {"a": [1.0, 2.0] * 10, "label": ["yes"] * 20}), 2, "column 'label' holds a single class ('yes')"),
+    ("data", "npy features of one dimension", lambda w, t: npy_args(w, t, x=np.arange(20.0)), 2, "x.npy: features must be an array of shape (rows, features...), got shape (20,)"),
+    ("data", "npy labels for other rows", lambda w, t: npy_args(w, t, y=np.arange(5) % 2), 2, "y.npy: has 5 rows, the features"),
+    ("data", "npy pickled objects", lambda w, t: npy_args(w, t, x=np.array([[{"a": 1}]] * 20, dtype=object)), 2, "x.npy: not a readable .npy array (pickled data; nncli loads plain arrays only)"),
+    ("data", "npy truncated", lambda w, t: npy_args(w, t, x_bytes=_npy_bytes(GOOD_X, cut=16)), 2, "x.npy: not a readable .npy array"),
+    ("data", "npy not an array file", lambda w, t: npy_args(w, t, x_bytes=b"a,b,label\n1,2,0\n"), 2, "x.npy: not a readable .npy array"),
+    ("data", "npy missing value", lambda w, t: npy_args(w, t, x=np.where(np.arange(40).reshape(20, 2) == 3, np.nan, GOOD_X)), 2, "x.npy: row 2: column 1: value is missing (nan)"),
+    ("data", "npy text labels of one class", lambda w, t: npy_args(w, t, y=np.array(["cat"] * 20)), 2, "y.npy: column 'y' holds a single class ('cat')"),
+    ("data", "npy given an npz", lambda w, t: ["train", str(w.csv_config_path), "--set", f"data={{source: npy, path: {npz_args(w, t, x=GOOD_X, y=GOOD_Y)[-1].split('path: ')[1].rstrip('}')}, labels: y.npy}}"], 2, "t.npz: is an .npz archive; use data.source: npz"),
+    ("data", "npy labels missing", lambda w, t: ["train", str(w.csv_config_path), "--set", f"data={{source: npy, path: {npy_args(w, t)[-1].split('path: ')[1].split(',')[0]}, labels: {t}/none.npy}}"], 2, "none.npy: no such .npy file"),
+    ("data", "npz member missing", lambda w, t: npz_args(w, t, x=GOOD_X, labels=GOOD_Y), 2, "t.npz: no array 'y'. It holds: x, labels"),
+    ("data", "npz not an archive", lambda w, t: ["train", str(w.csv_config_path), "--set", f"data={{source: npz, path: {csv_file(t, 'a,b,label')}}}"], 2, "t.csv: not a readable .npz archive"),
+    ("data", "npz float32 overflow", lambda w, t: npz_args(w, t, x=GOOD_X * 1e300, y=GOOD_Y) + ["--set", "data.standardize=false"], 2, "t.npz: x: values too large for float32 training"),
     # plugins and export
     (C, "plugin file missing", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c.update(plugins=["nowhere.py"])))], 2, "nowhere.py: no such file"),
     (C, "plugin raises on import", lambda w, t: ["train", str(config_file(w, t, change=lambda c: c.update(plugins=[str(bytes_file(t, "boom.py", b"raise RuntimeError('boom')\n"))])))], 2, "boom.py: raised RuntimeError: boom"),

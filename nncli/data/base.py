@@ -11,6 +11,10 @@ returned as plain JSON (`preprocessing`), which checkpoints store so that
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -137,22 +141,23 @@ def existing(path: str | Path, what: str, key: str = "path") -> Path:
     return p
 
 
-MAX_TEXT_BYTES = 256 << 20  # text sources (csv, ts) are parsed in memory
+MAX_TEXT_BYTES = 256 << 20  # .ts and pattern files are parsed as text in memory (csv has no cap: see csv.py)
 
 
-def read_text(path: str | Path, source: str, kind: str, what: str = "file", key: str = "path") -> str:
+def read_text(path: str | Path, source: str, kind: str, what: str = "file", key: str = "path",
+              limit: int | None = MAX_TEXT_BYTES) -> str:
     """The UTF-8 text of a data file, or one DataError naming it: missing (located at data.<key>), a folder,
-    unreadable, larger than MAX_TEXT_BYTES, binary, not UTF-8. `source` and `kind` word the messages."""
+    unreadable, larger than `limit` bytes (None: no limit), binary, not UTF-8. `source` and `kind` word the messages."""
     p = existing(path, what, key)
     if p.is_dir():
         raise DataError(f"{path}: is a folder; data.source: {source} needs a {kind} file")
     try:
         with open(p, "rb") as f:
-            raw = read_at_most(f, MAX_TEXT_BYTES)
+            raw = f.read() if limit is None else read_at_most(f, limit)
     except OSError as exc:
         raise DataError(f"{path}: cannot read ({exc.strerror})") from None
-    if len(raw) > MAX_TEXT_BYTES:
-        raise DataError(f"{path}: larger than {MAX_TEXT_BYTES >> 20} MiB")
+    if limit is not None and len(raw) > limit:
+        raise DataError(f"{path}: larger than {limit >> 20} MiB")
     if b"\x00" in raw:
         raise DataError(f"{path}: binary file, not {kind} text")
     try:
@@ -208,3 +213,114 @@ def split_off(
             f"{description}: {name}_split={fraction:g} of {len(y)} rows leaves {len(kept)} to train on; too few rows for the splits"
         )
     return kept, held
+
+
+# -- progress while a large file loads --------------------------------------------------------
+# Sources report (what, done, total) in bytes or rows; whoever loads (api.train) decides where it goes.
+PROGRESS_MIN_BYTES = 16 << 20  # smaller files load in well under a second: no progress for them
+_progress: contextvars.ContextVar[Callable[[str, int, int], None] | None] = contextvars.ContextVar("nncli_load_progress", default=None)
+
+
+@contextlib.contextmanager
+def load_progress(report: Callable[[str, int, int], None] | None) -> Iterator[None]:
+    """While active, sources call `report(what, done, total)` as they read a large file (done == total at the end)."""
+    token = _progress.set(report)
+    try:
+        yield
+    finally:
+        _progress.reset(token)
+
+
+def progress(what: str, done: int, total: int) -> None:
+    """Report loading progress, if anyone listens."""
+    report = _progress.get()
+    if report is not None:
+        report(what, done, total)
+
+
+class ProgressMeter:
+    """Throttled progress of one file: `advance(n)` as bytes (or rows) are read, `finish()` at the end."""
+
+    EVERY = 0.1  # seconds between reports
+
+    def __init__(self, what: str, total: int):
+        self.what, self.total, self.done = what, total, 0
+        self.active = _progress.get() is not None and total > 0
+        self._last = 0.0
+        if self.active:
+            progress(what, 0, total)
+
+    def advance(self, n: int) -> None:
+        self.done += n
+        if self.active:
+            now = time.perf_counter()
+            if now - self._last >= self.EVERY:
+                self._last = now
+                progress(self.what, min(self.done, self.total), self.total)
+
+    def finish(self) -> None:
+        if self.active:
+            progress(self.what, self.total, self.total)
+
+
+class Rows:
+    """Rows `index` of a (memory-mapped) array, standardised as they are read: what a split of the `npy`
+    source holds instead of a copy, so memory stays bounded by the batch. `rows[key]` (an int, slice or
+    index array into the split) gathers only those rows: ((raw - mean) / std) in float64, then `dtype`."""
+
+    def __init__(self, base: np.ndarray, index: np.ndarray, mean: np.ndarray | None = None,
+                 std: np.ndarray | None = None, dtype=np.float32):
+        self.base, self.index, self.mean, self.std = base, np.asarray(index, np.int64), mean, std
+        self.dtype = np.dtype(dtype)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self.index), *self.base.shape[1:])
+
+    @property
+    def ndim(self) -> int:
+        return self.base.ndim
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape)) * self.dtype.itemsize
+
+    def __len__(self) -> int:
+        return len(self.index)
+
+    def __getitem__(self, key) -> np.ndarray:
+        rows = self.index[key]
+        single = np.ndim(rows) == 0
+        rows = np.atleast_1d(rows)
+        order = np.argsort(rows, kind="stable")  # read the file forwards; put the rows back in the asked order
+        raw = np.asarray(self.base[rows[order]], np.float64)
+        out = np.empty_like(raw)
+        out[order] = raw
+        if self.mean is not None:
+            with np.errstate(over="ignore", invalid="ignore"):
+                out -= self.mean
+                out /= self.std
+        with np.errstate(over="ignore", invalid="ignore"):
+            out = out.astype(self.dtype)
+        return out[0] if single else out
+
+    def take(self, indices, axis: int = 0, out: np.ndarray | None = None, mode: str = "raise") -> np.ndarray:
+        """np.take(rows, indices, axis=0, out=buffer), as the trainer gathers a batch."""
+        if axis != 0:
+            raise ValueError("Rows are taken along axis 0 only")
+        rows = self[indices]
+        if out is None:
+            return rows
+        out[...] = rows
+        return out
+
+    def astype(self, dtype, copy: bool = True) -> Rows:
+        return self if np.dtype(dtype) == self.dtype and not copy else Rows(self.base, self.index, self.mean, self.std, dtype)
+
+    def reshape(self, *shape) -> np.ndarray:
+        return np.asarray(self).reshape(*shape)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        """All the rows at once (full-batch methods need them together)."""
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)

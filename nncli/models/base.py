@@ -31,10 +31,10 @@ new kind is one class (and its test), registered with `@MODELS.register`:
 from __future__ import annotations
 
 import math
-import os
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from ..memory import available_memory, human_bytes  # noqa: F401  (re-exported: nncli.models)
 from ..registry import Registry
 
 MODELS = Registry("model")
@@ -125,45 +125,6 @@ class ModelKind:
 
     def evaluate(self, model, loss, split, num_classes: int, batch_size: int = 1000, keep_probabilities: bool = False):
         raise NotImplementedError
-
-
-def available_memory() -> int | None:
-    """Bytes this process may still allocate: the smaller of MemAvailable and the cgroup's limit less its usage."""
-    candidates = []
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    candidates.append(int(line.split()[1]) * 1024)
-    except (OSError, ValueError, IndexError):
-        pass
-    for limit_file, usage_file in (
-        ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),  # cgroup v2
-        ("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory/memory.usage_in_bytes"),  # v1
-    ):
-        try:
-            with open(limit_file) as f:
-                limit = f.read().strip()
-            with open(usage_file) as f:
-                usage = int(f.read().strip())
-        except (OSError, ValueError):
-            continue
-        if limit.isdigit() and int(limit) < 1 << 60:  # "max" or a huge v1 number: no limit
-            candidates.append(max(int(limit) - usage, 0))
-        break
-    override = os.environ.get("NNCLI_MEMORY_LIMIT")  # bytes; lets tests and users pretend a smaller machine
-    if override and override.isdigit():
-        candidates.append(int(override))
-    return min(candidates) if candidates else None
-
-
-def human_bytes(n: float) -> str:
-    """1536 -> '1.5 KiB'."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
-        if abs(n) < 1024 or unit == "PiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n:.1f} PiB"
 
 
 def shape_size(shape) -> int:
