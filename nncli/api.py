@@ -670,6 +670,10 @@ def _folder_kind(folder: Path) -> str:
     if not folder.exists():
         raise DataError(f"{folder}: no such folder")
     if not folder.is_dir():
+        try:
+            folder.open("rb").close()
+        except OSError as exc:  # say why it cannot be read, as every reader of a file does
+            raise DataError(f"{folder}: cannot read ({exc.strerror})") from None
         raise DataError(f"{folder}: not a folder; give run, compare-optimizers or sweep folders")
     if (folder / sweep_runs.PLAN_FILE).is_file():
         return "sweep"

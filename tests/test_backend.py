@@ -372,3 +372,19 @@ def test_every_first_order_optimizer_steps_on_the_device(name):
         restored.step(t, on.to_device(grads[0]), 0.05)
         got.append(to_host(t).copy())
     np.testing.assert_array_equal(*got)
+
+
+def test_an_npy_source_trains_on_the_device_as_on_the_cpu(standin_gpu, tmp_path):
+    """Memory-mapped rows are read whole and uploaded once on a GPU; the numbers are the CPU's."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(150, 4))
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", (x[:, 0] + x[:, 1] > 0).astype(np.int64))
+    config = {
+        "name": "n", "data": {"source": "npy", "path": str(tmp_path / "x.npy"), "labels": str(tmp_path / "y.npy"),
+                              "validation_split": 0.2},
+        "model": {"layers": [{"type": "dense", "units": 5, "activation": "tanh"}, {"type": "dense", "units": 2}]},
+        "optimizer": {"type": "adam", "learning_rate": 0.01}, "training": {"epochs": 2, "batch_size": 16},
+    }  # fmt: skip
+    path = write_config(tmp_path / "n.yaml", config)
+    _histories_equal(nncli.train(path, out=tmp_path / "gpu", device="gpu").history, nncli.train(path, out=tmp_path / "cpu").history)
