@@ -42,7 +42,7 @@ from .losses import LOSSES
 from .metrics import Evaluation, ensemble, ensemble_regression, regression_report
 from .metrics import predict as predict_outputs
 from .models import MODELS, MemoryNeed, PlanRow, available_memory, human_bytes
-from .models.hopfield import MASKS, RULES, UPDATES, MemoryEvaluation, capacity_curve, make_probes, outcomes, overlaps, theoretical_capacity
+from .models.hopfield import MASKS, RULES, UPDATES, MemoryEvaluation, capacity_curve, outcomes, overlaps, theoretical_capacity, trace_recall
 from .optimizers import OPTIMIZERS
 from . import plugins as plugin_registry
 from . import sweeps as sweep_runs
@@ -1287,14 +1287,8 @@ def recall(
     patterns = dataset.train.x.reshape(len(dataset.train), -1).astype(np.float64)
     if not 0 <= index < len(patterns):
         raise ConfigError(f"must be in 0 … {len(patterns) - 1} (the network stores {len(patterns)} patterns), got {index}", location="--index")
-    rng = np.random.default_rng(experiment.seeds("probes"))
-    target = np.array([index])
-    result = model.run(make_probes(patterns, target, rng, noise, mask), rng, trace=True)
-    sweeps = int(result.sweeps[0])
-    states = result.trace[: sweeps + 1, 0]
-    energy = [float(e) for e in result.energy[0, : sweeps + 1]]
-    overlap_rows = overlaps(states, patterns)  # (sweeps + 1, P)
-    ended = str(outcomes(result, patterns, target)[0])
+    trace = trace_recall(model, patterns, index, np.random.default_rng(experiment.seeds("probes")), noise, mask)
+    states, energy, overlap_rows, sweeps, ended = trace.states, trace.energy, trace.overlaps, trace.sweeps, trace.ended
     out_dir = new_run_folder(out if out is not None else Path("runs") / f"{experiment.name}-recall-{index}")
     files = [out_dir / "energy.csv", out_dir / "overlaps.csv", out_dir / "states.png"]
     atomic_write_text(files[0], csv_text(("sweep", "energy"), [{"sweep": s, "energy": e} for s, e in enumerate(energy)]))

@@ -45,7 +45,7 @@ from .files import atomic_write_text, csv_text
 from .layers import LAYERS
 from .metrics import confusion_matrix, evaluate, predict
 from .models import Sequential
-from .models.hopfield import make_probes, outcomes, overlaps
+from .models.hopfield import trace_recall
 
 VIEWS = ("weights", "activations", "errors", "embedding", "landscape", "states", "patterns")
 RECURRENT = ("lstm", "gru", "rnn", "bidirectional")
@@ -483,15 +483,10 @@ def _patterns(subject: Subject, out_dir: Path, written: Written, index: int = 0,
     grid = out_dir / "patterns.png"
     more = f", the first {shown}" if shown < len(patterns) else ""
     plot_patterns(patterns[:shown], data.input_shape, titles, f"{subject.name}: {len(patterns)} stored patterns{more}", grid)
-    rng = np.random.default_rng(experiment.seeds("probes"))
-    target = np.array([index])
-    result = model.run(make_probes(patterns, target, rng, RECALL_NOISE, None), rng, trace=True)
-    sweeps = int(result.sweeps[0])
-    states = result.trace[: sweeps + 1, 0]
-    energy = [float(e) for e in result.energy[0, : sweeps + 1]]
-    ended = str(outcomes(result, patterns, target)[0])
+    trace = trace_recall(model, patterns, index, np.random.default_rng(experiment.seeds("probes")), RECALL_NOISE)
+    sweeps, ended = trace.sweeps, trace.ended
     recall = out_dir / f"recall-{index}.png"
-    plot_recall(states, patterns[index], data.input_shape, energy, overlaps(states, patterns)[:, index],
+    plot_recall(trace.states, patterns[index], data.input_shape, trace.energy, trace.overlaps[:, index],
                 f"{subject.name}: pattern {index} from {RECALL_NOISE:.0%} flipped bits: {ended}", recall)
     written.files += [grid, recall]
     written.notes["patterns"] = f"{len(patterns)} stored patterns; pattern {index} from {RECALL_NOISE:.0%} flipped bits: {ended} after {sweeps} sweeps"

@@ -215,6 +215,17 @@ def split_off(
     return kept, held
 
 
+def split_rows(strata: np.ndarray, source, seed, description: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(train, validation, test) row indices of a table: the test split, then a `limit` subset of the rest, then the
+    validation split, each stratified by `strata` and seeded; `source` has test_split, validation_split and limit."""
+    rng = np.random.default_rng(seed)
+    rest, test_idx = split_off(strata, source.test_split, rng, description, "test")
+    if source.limit is not None:
+        rest = rest[stratified_subset(strata[rest], source.limit, rng)]
+    kept, val_local = split_off(strata[rest], source.validation_split, rng, description, "validation")
+    return rest[kept], rest[val_local], test_idx
+
+
 # -- progress while a large file loads --------------------------------------------------------
 # Sources report (what, done, total) in bytes or rows; whoever loads (api.train) decides where it goes.
 PROGRESS_MIN_BYTES = 16 << 20  # smaller files load in well under a second: no progress for them

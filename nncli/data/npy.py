@@ -20,8 +20,8 @@ import numpy as np
 
 from ..errors import DataError
 from ..registry import Fraction, NonNegativeInt, PositiveInt, did_you_mean
-from .base import DATA_SOURCES, PROGRESS_MIN_BYTES, DataInfo, Dataset, DataSource, ProgressMeter, Rows, Split, existing, split_off, stratified_subset
-from .tabular import check_classes, check_fits, class_index, merge_labels, number_labels
+from .base import DATA_SOURCES, PROGRESS_MIN_BYTES, DataInfo, Dataset, DataSource, ProgressMeter, Rows, Split, existing, split_rows
+from .tabular import check_classes, check_fits, class_index, merge_labels, number_labels, standardized
 
 _BLOCK_BYTES = 8 << 20  # rows read at a time by the statistics pass
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
@@ -267,12 +267,7 @@ class NpySource(DataSource):
             y = strata = class_index(y_where, values, codes, classes)
         del y_raw
 
-        rng = np.random.default_rng(seed)
-        rest, test_idx = split_off(strata, self.test_split, rng, description, "test")
-        if self.limit is not None:
-            rest = rest[stratified_subset(strata[rest], self.limit, rng)]
-        kept, val_local = split_off(strata[rest], self.validation_split, rng, description, "validation")
-        train_idx, val_idx = rest[kept], rest[val_local]
+        train_idx, val_idx, test_idx = split_rows(strata, self, seed, description)
 
         in_train = np.zeros(len(x), bool)
         in_train[train_idx] = True
@@ -353,11 +348,7 @@ class NpySource(DataSource):
         if bad.any():
             r, *index = np.argwhere(bad)[0]
             raise DataError(f"{where}: row {r + 1}: {_position(index)}: value {x[(r, *index)]:g} is not a finite number")
-        if "mean" in preprocessing:
-            with np.errstate(over="ignore", invalid="ignore"):
-                x = (x - np.asarray(preprocessing["mean"])) / np.asarray(preprocessing["std"])
-        with np.errstate(over="ignore", invalid="ignore"):
-            x = x.astype(np.float32)
+        x = standardized(x, preprocessing)
         if not np.isfinite(x).all():
             raise DataError(f"{where}: values too large for float32")
         return [f"{path.name}:{i}" for i in range(1, len(x) + 1)], x

@@ -19,7 +19,7 @@ import numpy as np
 from ..errors import DataError
 from ..memory import available_memory, human_bytes
 from ..registry import did_you_mean
-from .base import DataInfo, Dataset, DataSource, Split, split_off, stratified_subset
+from .base import DataInfo, Dataset, DataSource, Split, split_rows
 
 
 def check_fits(path, rows: int, columns: int, bytes_per_row: int) -> None:
@@ -242,12 +242,7 @@ class TabularSource(DataSource):
             del codes
         table.release()
 
-        rng = np.random.default_rng(seed)
-        rest, test_idx = split_off(strata, self.test_split, rng, description, "test")
-        if self.limit is not None:
-            rest = rest[stratified_subset(strata[rest], self.limit, rng)]
-        kept, val_local = split_off(strata[rest], self.validation_split, rng, description, "validation")
-        train_idx, val_idx = rest[kept], rest[val_local]
+        train_idx, val_idx, test_idx = split_rows(strata, self, seed, description)
 
         stats = {}
         if self.standardize:
@@ -298,11 +293,7 @@ class TabularSource(DataSource):
         if missing:
             raise DataError(f"{path}: no column {', '.join(repr(m) for m in missing)}; the model was trained on {', '.join(names)}")
         x = table.numbers([table.header.index(n) for n in names])
-        if "mean" in preprocessing:
-            with np.errstate(over="ignore", invalid="ignore"):
-                x = (x - np.asarray(preprocessing["mean"])) / np.asarray(preprocessing["std"])
-        with np.errstate(over="ignore", invalid="ignore"):
-            x = x.astype(np.float32)
+        x = standardized(x, preprocessing)
         if not np.isfinite(x).all():
             row, col = np.argwhere(~np.isfinite(x))[0]
             raise DataError(f"{table.where(row)}: column '{names[col]}': value is too large for float32")
@@ -341,3 +332,12 @@ class TabularSource(DataSource):
             row, col = np.argwhere(~np.isfinite(values))[0]
             raise DataError(f"{table.where(row)}: column '{table.header[columns[col]]}': value is too large for float32 training")
         return values
+
+
+def standardized(x: np.ndarray, preprocessing: dict) -> np.ndarray:
+    """New inputs standardised with a checkpoint's statistics (when it kept any), as float32; a value too large
+    for float32 becomes inf, for the caller to report with its position."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        if "mean" in preprocessing:
+            x = (x - np.asarray(preprocessing["mean"])) / np.asarray(preprocessing["std"])
+        return x.astype(np.float32)

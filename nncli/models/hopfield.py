@@ -461,6 +461,28 @@ def outcomes(result: Recall, patterns: np.ndarray, targets: np.ndarray) -> np.nd
     return label.astype(str)
 
 
+@dataclass(frozen=True)
+class RecallTrace:
+    """One probe of one stored pattern followed sweep by sweep (`nncli recall`, `nncli visualize --what patterns`)."""
+
+    states: np.ndarray  # (sweeps + 1, N): the probe, then the state after each sweep
+    energy: list[float]  # per state
+    overlaps: np.ndarray  # (sweeps + 1, P) with every stored pattern
+    sweeps: int
+    ended: str  # one of OUTCOMES
+
+
+def trace_recall(model, patterns: np.ndarray, index: int, rng: np.random.Generator, noise: float | None = None,
+                 mask: str | None = None) -> RecallTrace:
+    """Probe stored pattern `index` (noise flipped bits, or a mask) and keep every sweep's state."""
+    target = np.array([index])
+    result = model.run(make_probes(patterns, target, rng, noise or 0.0, mask), rng, trace=True)
+    sweeps = int(result.sweeps[0])
+    states = result.trace[: sweeps + 1, 0]
+    energy = [float(e) for e in result.energy[0, : sweeps + 1]]
+    return RecallTrace(states, energy, overlaps(states, patterns), sweeps, str(outcomes(result, patterns, target)[0]))
+
+
 def make_probes(
     patterns: np.ndarray, targets: np.ndarray, rng: np.random.Generator, noise: float = 0.0, mask: str | None = None
 ) -> np.ndarray:
