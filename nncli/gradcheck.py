@@ -206,6 +206,8 @@ def gradcheck(
     if not (isinstance(tolerance, (int, float)) and math.isfinite(tolerance) and tolerance > 0):
         raise ConfigError(f"must be a positive number, got {tolerance!r}", location="--tolerance")
     experiment = load_experiment(config, list(overrides), seed)
+    if experiment.training.device != "cpu":  # finite differences in float64 are the host's job, whatever trains it
+        experiment = load_experiment(config, list(overrides), seed, device="cpu")
     kind = experiment.model
     if not kind.gradient_trained:
         raise NotApplicable(

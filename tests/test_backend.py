@@ -388,3 +388,10 @@ def test_an_npy_source_trains_on_the_device_as_on_the_cpu(standin_gpu, tmp_path)
     }  # fmt: skip
     path = write_config(tmp_path / "n.yaml", config)
     _histories_equal(nncli.train(path, out=tmp_path / "gpu", device="gpu").history, nncli.train(path, out=tmp_path / "cpu").history)
+
+
+def test_gradcheck_of_a_gpu_config_runs_on_the_cpu(no_gpu, pima_like, tmp_path):
+    """Finite differences in float64 are the host's job: a config that trains on a GPU is checked without one."""
+    result = CliRunner().invoke(app, ["gradcheck", str(pima_like), "--set", "training.device=gpu", "--samples", "2", "--entries", "2", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["passed"] is True
