@@ -866,7 +866,6 @@ def report(runs: Sequence[str | Path], out: str | Path = "report.html") -> Repor
     several: an overlay and a side-by-side table), `train --seeds` folders, compare-optimizers and sweep folders.
     Never overwrites a file (a suffix is added) and writes nothing into the folders it reads."""
     import tempfile
-    import time
 
     from .reports import Section, render
 
@@ -888,11 +887,12 @@ def report(runs: Sequence[str | Path], out: str | Path = "report.html") -> Repor
                     histories.append(history)
                     labels.append(folder.name)
                 elif kind == "seeds":
-                    parts = [_run_section(run, f"{anchor}-{run.name}", scratch, level=3) for run in _seed_runs(folder)]
-                    overview = _side_by_side([p[1] for p in parts], [p[2] for p in parts], [r.name for r in _seed_runs(folder)],
+                    seed_runs = _seed_runs(folder)
+                    parts = [_run_section(run, f"{anchor}-{run.name}", scratch, level=3) for run in seed_runs]
+                    overview = _side_by_side([p[1] for p in parts], [p[2] for p in parts], [r.name for r in seed_runs],
                                              scratch, "", anchor + "-overview")
                     sections.append(Section(f"{folder.name} (train --seeds)", [*overview.blocks, *[p[0] for p in parts]], 2, anchor))
-                    for (section, row, history), run in zip(parts, _seed_runs(folder)):
+                    for (section, row, history), run in zip(parts, seed_runs):
                         rows.append(row)
                         histories.append(history)
                         labels.append(f"{folder.name}/{run.name}")

@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import importlib
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from .errors import ConfigError
 
-Device = Literal["cpu", "gpu", "auto"]
-DEVICES = ("cpu", "gpu", "auto")
 CUPY_HINT = "pip install 'nncli[gpu-cuda12]' or 'nncli[gpu-cuda13]', the CuPy wheel for the machine's CUDA"
 
 _MODULES: dict[type, Any] = {}  # device array type -> its array module, for xp_of
@@ -59,10 +57,6 @@ class Backend:
             return a
         return self.xp.asarray(a if isinstance(a, np.ndarray) else np.asarray(a))
 
-    def to_host(self, a) -> np.ndarray:
-        """The array as host NumPy (no copy when it is there already)."""
-        return a if isinstance(a, np.ndarray) or self.on_host else self.xp.asnumpy(a)
-
 
 CPU = Backend("cpu", np, f"CPU (numpy {np.__version__})")
 
@@ -70,12 +64,6 @@ CPU = Backend("cpu", np, f"CPU (numpy {np.__version__})")
 def xp_of(a) -> Any:
     """The array module of an array: numpy for host arrays and scalars, the GPU module for its arrays."""
     return _MODULES.get(type(a), np)
-
-
-def like(target, a):
-    """a (host or device) on target's device: what assigning host values into a model's arrays goes through."""
-    module = _MODULES.get(type(target))
-    return a if module is None or isinstance(a, module.ndarray) else module.asarray(a)
 
 
 def for_model(model, a):
@@ -134,14 +122,12 @@ def detect_gpu(import_module=importlib.import_module) -> tuple[Any | None, str]:
     return cupy, f"{name} (cupy {cupy.__version__}{more})"
 
 
-def backend_for(device: str, notice=None, detect=None) -> Backend:
-    """The backend a device name asks for: cpu; gpu (ConfigError naming `--device` with the reason when none is
-    usable); auto (a usable GPU, else the CPU; `notice(line)` says which)."""
+def backend_for(device: str, notice=None) -> Backend:
+    """The backend a device name (training.device: cpu, gpu or auto) asks for: cpu; gpu (ConfigError with the
+    reason when none is usable); auto (a usable GPU, else the CPU; `notice(line)` says which)."""
     if device == "cpu":
         return CPU
-    if device not in DEVICES:
-        raise ConfigError(f"unknown device {device!r}; choose cpu, gpu or auto", ("training", "device"))
-    module, why = (detect or detect_gpu)()
+    module, why = detect_gpu()
     if module is None:
         if device == "gpu":
             raise ConfigError(f"no usable GPU: {why}", ("training", "device"))
@@ -154,9 +140,9 @@ def backend_for(device: str, notice=None, detect=None) -> Backend:
     return backend
 
 
-def devices(detect=None) -> list[dict]:
+def devices() -> list[dict]:
     """What `nncli devices` lists: each device kind, whether it is usable, and what it is or why not."""
-    module, why = (detect or detect_gpu)()
+    module, why = detect_gpu()
     return [
         {"device": "cpu", "usable": True, "description": CPU.description},
         {"device": "gpu", "usable": module is not None, "description": why},

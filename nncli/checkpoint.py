@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .backend import like, to_host
+from .backend import for_model, to_host
 from .config import document_from_dict
 from .errors import CheckpointError, ConfigError, dotted
 from .files import atomic_write
@@ -192,7 +192,7 @@ class Checkpoint:
                     raise CheckpointError(f"{self.path}: {prefix}{key} has dtype {array.dtype}, expected floats")
                 if not np.isfinite(array).all():
                     raise CheckpointError(f"{self.path}: {prefix}{key} holds non-finite values")
-                target[...] = like(target, array)
+                target[...] = for_model(model, array)  # host arrays to the model's device
 
 
 def _fail(path: Path, problem: str) -> CheckpointError:

@@ -60,19 +60,22 @@ class RunFolder(Callback):
     def _write_lines(self) -> None:
         atomic_write_text(self.path / "history.csv", HISTORY_HEADER + "".join(self._lines))
 
-    def save(self, fit: Fit, path: Path) -> Path:
-        run_meta = {"config": self.config, "epoch": fit.state.epoch, "nncli_version": __version__, **self.data_meta}
+    def _run_meta(self, fit: Fit) -> dict:
+        """What every checkpoint of this run records besides its arrays."""
+        meta = {"config": self.config, "epoch": fit.state.epoch, "nncli_version": __version__, **self.data_meta}
         backend = getattr(fit.model, "backend", None)
         if backend is not None:  # provenance: what computed it ("CPU (numpy 2.4.6)", "NVIDIA H200 (cupy 14.2.0)")
-            run_meta["device"] = backend.description
-        save_checkpoint(path, *run_checkpoint(fit.model, fit.snapshot(), run_meta))
+            meta["device"] = backend.description
+        return meta
+
+    def save(self, fit: Fit, path: Path) -> Path:
+        save_checkpoint(path, *run_checkpoint(fit.model, fit.snapshot(), self._run_meta(fit)))
         return path
 
     def on_train_begin(self, fit: Fit) -> None:
         fresh = fit.state.step == 0 and fit.state.batch == 0 and not fit.state.history
         if fresh and not isinstance(fit, OneShotFit) and not self.initial.exists():
-            run_meta = {"config": self.config, "epoch": 0, "nncli_version": __version__, **self.data_meta}
-            save_checkpoint(self.initial, run_meta, model_arrays(fit.model))
+            save_checkpoint(self.initial, self._run_meta(fit), model_arrays(fit.model))
         self.write_history(fit.state.history)
 
     def on_epoch_end(self, fit: Fit, row: dict) -> None:

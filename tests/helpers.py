@@ -124,6 +124,16 @@ def make_csv(path: Path, n=200, seed=0) -> Path:
     return path
 
 
+def minimiser_config(data_path: Path, optimizer: str, units: int = 3, epochs: int = 4) -> dict:
+    """A small tanh net on a make_csv table, fitted in float64 by a full-batch minimiser (one iteration per epoch)."""
+    return {
+        "name": "n", "seed": 1,
+        "data": {"source": "csv", "path": str(data_path), "target": "label", "validation_split": 0.25},
+        "model": {"layers": [{"type": "dense", "units": units, "activation": "tanh"}, {"type": "dense", "units": 2}]},
+        "loss": "cross_entropy", "optimizer": {"type": optimizer}, "training": {"epochs": epochs, "dtype": "float64"},
+    }  # fmt: skip
+
+
 def write_config(path: Path, config: dict) -> Path:
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path

@@ -11,7 +11,7 @@ import types
 
 import numpy as np
 import pytest
-from helpers import csv_rows, make_csv, make_digits, mlp_config, write_config
+from helpers import csv_rows, make_csv, make_digits, minimiser_config, mlp_config, write_config
 from standin_gpu import MODULE, DeviceArray, HostArrayMixed
 from test_layers import CASES
 from typer.testing import CliRunner
@@ -280,14 +280,7 @@ def test_a_gpu_run_resumes_on_the_cpu_and_the_other_way(standin_gpu, tmp_path):
 
 
 def test_a_full_batch_minimiser_runs_its_objective_on_the_device(standin_gpu, tmp_path):
-    data = make_csv(tmp_path / "t.csv", n=80)
-    config = {
-        "name": "n", "seed": 1,
-        "data": {"source": "csv", "path": str(data), "target": "label", "validation_split": 0.25},
-        "model": {"layers": [{"type": "dense", "units": 3, "activation": "tanh"}, {"type": "dense", "units": 2}]},
-        "loss": "cross_entropy", "optimizer": {"type": "bfgs"}, "training": {"epochs": 4, "dtype": "float64"},
-    }  # fmt: skip
-    path = write_config(tmp_path / "n.yaml", config)
+    path = write_config(tmp_path / "n.yaml", minimiser_config(make_csv(tmp_path / "t.csv", n=80), "bfgs"))
     gpu = nncli.train(path, out=tmp_path / "gpu", device="gpu")
     cpu = nncli.train(path, out=tmp_path / "cpu")
     _histories_equal(gpu.history, cpu.history)

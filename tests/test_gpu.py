@@ -9,7 +9,7 @@ deterministic for one stream on one GPU model).
 
 import numpy as np
 import pytest
-from helpers import make_csv, make_digits, mlp_config, write_config
+from helpers import make_csv, make_digits, minimiser_config, mlp_config, write_config
 from test_layers import CASES
 
 import nncli
@@ -124,14 +124,7 @@ def test_two_gpu_runs_with_one_seed_are_identical_and_resume_exactly(cnn_config,
 
 
 def test_a_full_batch_minimiser_keeps_its_float64_algebra_on_the_host(tmp_path):
-    data = make_csv(tmp_path / "t.csv", n=120)
-    config = {
-        "name": "n", "seed": 1,
-        "data": {"source": "csv", "path": str(data), "target": "label", "validation_split": 0.25},
-        "model": {"layers": [{"type": "dense", "units": 4, "activation": "tanh"}, {"type": "dense", "units": 2}]},
-        "loss": "cross_entropy", "optimizer": {"type": "newton"}, "training": {"epochs": 5, "dtype": "float64"},
-    }  # fmt: skip
-    path = write_config(tmp_path / "n.yaml", config)
+    path = write_config(tmp_path / "n.yaml", minimiser_config(make_csv(tmp_path / "t.csv", n=120), "newton", units=4, epochs=5))
     gpu = nncli.train(path, out=tmp_path / "gpu", device="gpu")
     cpu = nncli.train(path, out=tmp_path / "cpu")
     for a, b in zip(gpu.history, cpu.history):
