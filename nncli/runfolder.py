@@ -3,6 +3,8 @@
 A run that starts from scratch (not a resume) also keeps the weights it started from in
 checkpoints/initial.npz (weights only, no training state: `--weights` can start from it, `--resume`
 cannot): `nncli visualize --what landscape` draws the loss on the line from them to a checkpoint.
+They are copied when training begins and written with the run's first last.npz, so the first file a
+run can fail to write (a full disk, a size limit) is always its own last checkpoint.
 
 `RunFolder` is a training callback; every file it writes is written
 atomically (files.atomic_write), so a kill at any instant leaves the previous
@@ -44,6 +46,7 @@ class RunFolder(Callback):
         self.last = self.checkpoints / "last.npz"
         self.best = self.checkpoints / "best.npz"
         self.initial = self.checkpoints / "initial.npz"
+        self._initial: tuple[dict, dict] | None = None  # (meta, arrays) of initial.npz until it is written
         self._lines: list[str] = []  # history.csv's formatted rows
         for stale in [*self.path.glob(".*.tmp"), *self.checkpoints.glob(".*.tmp")]:
             stale.unlink(missing_ok=True)  # a killed run's temporaries (atomic_write's, atomic_link's)
@@ -70,12 +73,15 @@ class RunFolder(Callback):
 
     def save(self, fit: Fit, path: Path) -> Path:
         save_checkpoint(path, *run_checkpoint(fit.model, fit.snapshot(), self._run_meta(fit)))
+        if self._initial is not None:
+            save_checkpoint(self.initial, *self._initial)
+            self._initial = None
         return path
 
     def on_train_begin(self, fit: Fit) -> None:
         fresh = fit.state.step == 0 and fit.state.batch == 0 and not fit.state.history
         if fresh and not isinstance(fit, OneShotFit) and not self.initial.exists():
-            save_checkpoint(self.initial, self._run_meta(fit), model_arrays(fit.model))
+            self._initial = (self._run_meta(fit), {k: v.copy() for k, v in model_arrays(fit.model).items()})
         self.write_history(fit.state.history)
 
     def on_epoch_end(self, fit: Fit, row: dict) -> None:
